@@ -1,0 +1,359 @@
+"""Typed Python wrappers around the C engine (raftpy._native).
+
+This is the only module that imports ``raftpy._native``; no cffi object leaves
+it: callers pass and get bytes-like objects, ints, ``Entry`` tuples and raftpy
+errors.  Each call here is one C call per batch or per file, never one per
+entry; the Python work that remains per entry is building the ``Entry``
+tuples, which decoders do with memoryview slices (payloads are not copied).
+
+May import: raftpy._native, raftpy.core.types, raftpy.errors.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Iterable, Sequence
+
+from raftpy._native import ffi, lib
+from raftpy.core.types import Entry
+from raftpy.errors import (CorruptError, InvalidError, IOError_, MalformedError,
+                           NoSpaceError, RaftError, TooBigError, TooManyError)
+
+__all__ = [
+    "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
+    "decode_batches", "scan_segment", "SegmentScan", "ScanOutcome", "Status",
+    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "error_from_errno", "MAX_BATCH_ENTRIES",
+]
+
+MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
+# How far past a bad batch we look for a valid one (corruption vs torn tail).
+_FIND_LIMIT = 8 << 20
+
+
+class Status(IntEnum):
+    """Why a decode or scan stopped (mirrors enum rp_status in csrc/native.h)."""
+
+    OK = lib.RP_OK
+    MORE = lib.RP_MORE
+    SHORT = lib.RP_SHORT
+    ZERO_COUNT = lib.RP_ZERO_COUNT
+    TOO_MANY = lib.RP_TOO_MANY
+    HEADER_CRC = lib.RP_HEADER_CRC
+    DATA_CRC = lib.RP_DATA_CRC
+    BAD_TYPE = lib.RP_BAD_TYPE
+    UNALIGNED = lib.RP_UNALIGNED
+    BAD_FORMAT = lib.RP_BAD_FORMAT
+    EMPTY = lib.RP_EMPTY
+    TOO_SMALL = lib.RP_TOO_SMALL
+
+
+class ScanOutcome(IntEnum):
+    """How a segment image ends."""
+
+    CLEAN = 0       # the last batch ends exactly at the end of the data
+    EMPTY = 1       # no data at all (empty file, or an open segment never written)
+    ZERO_TAIL = 2   # valid batches, then only zeros (preallocated space)
+    TORN_TAIL = 3   # valid batches, then a damaged batch and nothing valid after it
+    CORRUPT = 4     # a damaged batch with valid batches after it, or a bad format word
+
+
+def _errno_error(rv: int, what: str) -> RaftError:
+    return error_from_errno(-rv, what)
+
+
+def error_from_errno(err: int, what: str) -> RaftError:
+    """Turn an errno value into the raftpy error libraft would report."""
+    text = f"{what}: {os.strerror(err)}"
+    if err == _errno.ENOSPC:
+        return NoSpaceError(text)
+    if err == _errno.EINVAL:
+        return InvalidError(text)
+    if err in (_errno.EAGAIN, _errno.EMFILE, _errno.ENFILE):
+        return TooManyError(text)
+    return IOError_(text)
+
+
+# ---------------------------------------------------------------- checksums
+
+def crc32(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """libraft's CRC-32 of data; chainable: crc32(b, crc32(a)) == crc32(a + b)."""
+    return int(lib.rp_crc32(ffi.from_buffer(data), len(data), crc))
+
+
+# ----------------------------------------------------------------- encoding
+
+def batch_size(n: int, data_len: int) -> int:
+    """On-disk size of a batch of n entries carrying data_len payload bytes."""
+    return 16 + 16 * n + data_len
+
+
+def _encode_error(rv: int, n: int, lengths: Sequence[int], types: Iterable[int]) -> RaftError:
+    if rv == -_errno.E2BIG:
+        return TooBigError(f"batch of {n} entries exceeds {MAX_BATCH_ENTRIES}")
+    if rv == -_errno.EINVAL:
+        if n == 0:
+            return InvalidError("a batch needs at least one entry")
+        if any(length % 8 for length in lengths):
+            return InvalidError("entry buffers must be 8-byte aligned")
+        bad = [t for t in types if not 1 <= t <= 3]
+        if bad:
+            return InvalidError(f"entry type {bad[0]} is not valid")
+    return _errno_error(rv, "encode batch")
+
+
+def _encode(out: bytearray | memoryview, offset: int, n: int, terms: Sequence[int] | None,
+            term: int, types: Sequence[int] | None, type_: int,
+            payloads: Sequence[bytes | bytearray | memoryview]) -> int:
+    lengths = [len(p) for p in payloads]
+    data = b"".join(payloads)
+    if offset < 0 or offset > len(out):
+        raise InvalidError(f"offset {offset} outside buffer of {len(out)} bytes")
+    dst = ffi.from_buffer("uint8_t[]", out, require_writable=True) + offset
+    c_lengths = ffi.new("uint32_t[]", lengths) if n else ffi.NULL
+    cap = len(out) - offset
+    if terms is None:
+        rv = lib.rp_encode_batch_uniform(dst, cap, n, term, type_, c_lengths, data, len(data))
+    else:
+        rv = lib.rp_encode_batch(dst, cap, n, ffi.new("uint64_t[]", list(terms)),
+                                 ffi.new("uint8_t[]", list(types or ())), c_lengths,
+                                 data, len(data))
+    if rv < 0:
+        if rv == -_errno.ENOBUFS:
+            raise InvalidError(f"buffer too small: batch needs {batch_size(n, len(data))} "
+                               f"bytes, {cap} left")
+        raise _encode_error(rv, n, lengths, types if types is not None else (type_,))
+    return int(rv)
+
+
+def encode_batch(entries: Sequence[Entry]) -> bytearray:
+    """Encode entries as one batch (libraft layout, spec §3.5)."""
+    n = len(entries)
+    payloads = [e.payload for e in entries]
+    out = bytearray(batch_size(n, sum(map(len, payloads))))
+    _encode(out, 0, n, [e.term for e in entries], 0, [e.type for e in entries], 0, payloads)
+    return out
+
+
+def encode_batch_uniform(term: int, type_: int,
+                         payloads: Sequence[bytes | bytearray | memoryview]) -> bytearray:
+    """Encode payloads that share one term and type (the leader's common case)."""
+    out = bytearray(batch_size(len(payloads), sum(map(len, payloads))))
+    _encode(out, 0, len(payloads), None, term, None, type_, payloads)
+    return out
+
+
+def encode_batch_into(out: bytearray | memoryview, offset: int,
+                      entries: Sequence[Entry]) -> int:
+    """Encode entries as one batch at out[offset:]; returns the bytes written."""
+    return _encode(out, offset, len(entries), [e.term for e in entries], 0,
+                   [e.type for e in entries], 0, [e.payload for e in entries])
+
+
+# ----------------------------------------------------------------- decoding
+
+class _Arrays:
+    """Reusable output arrays for the decoders (allocated once, grown rarely)."""
+
+    __slots__ = ("cap", "terms", "offsets", "lengths", "types", "struct", "res")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.terms = ffi.new("uint64_t[]", cap)
+        self.offsets = ffi.new("uint64_t[]", cap)
+        self.lengths = ffi.new("uint32_t[]", cap)
+        self.types = ffi.new("uint8_t[]", cap)
+        self.struct = ffi.new("struct rp_entries *",
+                              (self.terms, self.offsets, self.lengths, self.types, cap))
+        self.res = ffi.new("struct rp_result *")
+
+    def take(self, view: memoryview, start: int, n: int, out: list[Entry]) -> None:
+        terms = ffi.unpack(self.terms + start, n)
+        types = ffi.unpack(self.types + start, n)
+        offsets = ffi.unpack(self.offsets + start, n)
+        lengths = ffi.unpack(self.lengths + start, n)
+        out.extend([Entry(t, ty, view[o:o + ln])
+                    for t, ty, o, ln in zip(terms, types, offsets, lengths)])
+
+
+def _status_error(status: int, res: object, batch_no: int) -> RaftError:
+    detail = res.detail  # type: ignore[attr-defined]
+    at = res.error_offset  # type: ignore[attr-defined]
+    where = f"entries batch {batch_no} starting at byte {at}"
+    if status == Status.SHORT:
+        return IOError_(f"{where}: short read: {detail} bytes instead of "
+                        f"{res.needed}")  # type: ignore[attr-defined]
+    table: dict[int, tuple[type[RaftError], str]] = {
+        Status.ZERO_COUNT: (CorruptError, "entries count in preamble is zero"),
+        Status.TOO_MANY: (CorruptError, f"entries count {detail} in preamble is too high"),
+        Status.HEADER_CRC: (CorruptError, "header checksum mismatch"),
+        Status.DATA_CRC: (CorruptError, "data checksum mismatch"),
+        Status.BAD_TYPE: (MalformedError, f"entry type {detail} is not valid"),
+        Status.UNALIGNED: (MalformedError,
+                           f"entry data length {detail} is not a multiple of 8"),
+        Status.BAD_FORMAT: (CorruptError, f"unexpected format version {detail}"),
+        Status.EMPTY: (CorruptError, "file is empty"),
+        Status.TOO_SMALL: (IOError_, f"file has only {detail} bytes"),
+    }
+    cls, text = table[status]
+    return cls(text if status in (Status.BAD_FORMAT, Status.EMPTY, Status.TOO_SMALL)
+               else f"{where}: {text}")
+
+
+def _run(fn: object, buf: bytes | bytearray | memoryview, off: int, extra: tuple,
+         arrays: _Arrays | None) -> tuple[list[Entry], int, object, int]:
+    """Call a C decoder until it stops for a reason other than full arrays."""
+    view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
+    c_buf = ffi.from_buffer(view)
+    arrays = arrays or _Arrays(1024)
+    entries: list[Entry] = []
+    batches = 0
+    while True:
+        status = fn(c_buf, len(view), off, *extra, arrays.struct, arrays.res)  # type: ignore
+        res = arrays.res
+        arrays.take(view, 0, res.n_entries, entries)
+        batches += res.n_batches
+        if status != Status.MORE:
+            return entries, batches, res, status
+        if res.n_entries == 0:       # one batch larger than the arrays: grow them
+            arrays = _Arrays(max(res.detail, arrays.cap * 2))
+        off = res.end
+
+
+_shared_arrays: list[_Arrays] = []
+
+
+def decode_batches(buf: bytes | bytearray | memoryview, offset: int = 0,
+                   max_batches: int = 0) -> tuple[list[Entry], int]:
+    """Decode whole batches from buf[offset:]; return (entries, end offset).
+
+    Decoding stops at the end of the data, or after max_batches batches if that
+    is non-zero.  Any damage (checksum, count, type, alignment, truncation)
+    raises the matching raftpy error: nothing is returned from a bad input.
+    Payloads are memoryview slices of buf.
+    """
+    if not 0 <= offset <= len(buf):
+        raise InvalidError(f"offset {offset} outside buffer of {len(buf)} bytes")
+    entries, batches, res, status = _run(lib.rp_decode_batches, buf, offset,
+                                         (max_batches,), None)
+    if status != Status.OK:
+        raise _status_error(status, res, batches + 1)
+    return entries, int(res.end)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentScan:
+    """What a segment file holds and how it ends.
+
+    ``entries`` are the entries of every valid batch before ``end``;
+    ``error`` is the error describing the first bad batch (None when CLEAN or
+    EMPTY); ``next_valid`` is the offset of a valid batch found after the
+    damage (-1 if none), which is what separates CORRUPT from TORN_TAIL.
+    """
+
+    entries: list[Entry]
+    n_batches: int
+    end: int
+    outcome: ScanOutcome
+    status: Status
+    error: RaftError | None
+    error_offset: int
+    next_valid: int
+
+
+def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
+    """Walk a segment file image (format word, then batches) and classify its end."""
+    entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
+    end = int(res.end)  # type: ignore[attr-defined]
+    at = int(res.error_offset)  # type: ignore[attr-defined]
+    if status == Status.OK:
+        return SegmentScan(entries, batches, end, ScanOutcome.CLEAN, Status.OK, None, end, -1)
+    err = _status_error(status, res, batches + 1)
+    if status == Status.EMPTY:
+        return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
+    if status in (Status.BAD_FORMAT, Status.TOO_SMALL):
+        return SegmentScan(entries, 0, 0, ScanOutcome.CORRUPT, Status(status), err, 0, -1)
+    nxt = -1
+    if res.tail == lib.RP_TAIL_ZEROS:  # type: ignore[attr-defined]
+        outcome = ScanOutcome.ZERO_TAIL
+    else:
+        view = memoryview(buf).cast("B")
+        nxt = int(lib.rp_find_batch(ffi.from_buffer(view), len(view), at + 8, _FIND_LIMIT))
+        outcome = ScanOutcome.CORRUPT if nxt >= 0 else ScanOutcome.TORN_TAIL
+    return SegmentScan(entries, batches, end, outcome, Status(status), err, at, nxt)
+
+
+# --------------------------------------------------------------------- AIO
+
+class AioContext:
+    """One kernel AIO context whose completions are signalled on an eventfd.
+
+    ``fileno()`` is the eventfd to watch for readability; ``reap()`` returns
+    the finished requests as (user_data, result) pairs where result is the
+    byte count or -errno.  Buffers passed to ``submit`` must stay alive and
+    unchanged until their completion is reaped: the caller keeps them.
+    """
+
+    __slots__ = ("_aio", "_ud", "_res", "_max", "_closed")
+
+    def __init__(self, depth: int) -> None:
+        self._aio = ffi.new("struct rp_aio *")
+        rv = lib.rp_aio_init(self._aio, depth)
+        if rv < 0:
+            if rv == -_errno.EAGAIN:
+                raise TooManyError("AIO events user limit exceeded")
+            raise _errno_error(rv, "io_setup")
+        self._max = depth
+        self._ud = ffi.new("uint64_t[]", depth)
+        self._res = ffi.new("int64_t[]", depth)
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return self._max
+
+    def fileno(self) -> int:
+        return int(self._aio.efd)
+
+    def submit(self, fd: int, buf: bytes | bytearray | memoryview, offset: int,
+               user_data: int, dsync: bool = True, nowait: bool = True) -> int:
+        """Submit one write; returns 0 or -errno (-EAGAIN: run it elsewhere)."""
+        flags = (lib.RP_AIO_DSYNC if dsync else 0) | (lib.RP_AIO_NOWAIT if nowait else 0)
+        return int(lib.rp_aio_submit(self._aio, fd, ffi.from_buffer(buf), len(buf),
+                                     offset, user_data, flags))
+
+    def reap(self) -> list[tuple[int, int]]:
+        n = lib.rp_aio_reap(self._aio, self._ud, self._res, self._max)
+        if n < 0:
+            raise _errno_error(n, "io_getevents")
+        return list(zip(ffi.unpack(self._ud, n), ffi.unpack(self._res, n)))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            lib.rp_aio_close(self._aio)
+
+
+def aio_probe(fd: int, buf: bytes | bytearray | memoryview) -> bool:
+    """True if fd takes an AIO write with RWF_NOWAIT|RWF_DSYNC (spec §3.13)."""
+    rv = lib.rp_aio_probe(fd, ffi.from_buffer(buf), len(buf))
+    if rv < 0:
+        raise _errno_error(rv, "probe async I/O")
+    return bool(rv)
+
+
+def pwrite_sync(fd: int, buf: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write all of buf at offset and fdatasync; blocking, releases the GIL."""
+    rv = lib.rp_pwrite_sync(fd, ffi.from_buffer(buf), len(buf), offset)
+    if rv < 0:
+        raise _errno_error(rv, "write")
+
+
+def fs_type(fd: int) -> int:
+    """statfs f_type of the filesystem holding fd (e.g. 0x01021994 for tmpfs)."""
+    rv = int(lib.rp_fs_type(fd))
+    if rv < 0:
+        raise _errno_error(rv, "fstatfs")
+    return rv
