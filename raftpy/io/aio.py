@@ -205,6 +205,7 @@ class AioWriter:
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raftpy-io")
         self._ctx: _bindings.AioContext | None = None
+        self.uses_aio = use_aio   # False: every write runs as pwrite + fdatasync in a thread
         if use_aio:
             self._ctx = _bindings.AioContext(depth)
             self._loop.add_reader(self._ctx.fileno(), self._on_ready)
@@ -213,11 +214,7 @@ class AioWriter:
         self._running = 0
         self._next_id = 1
         self._closed = False
-        self.fallbacks = 0  # writes that went to the thread pool after EAGAIN
-
-    @property
-    def uses_aio(self) -> bool:
-        return self._ctx is not None
+        self.fallbacks = 0  # writes that ran in the thread pool (no AIO, or EAGAIN)
 
     async def write(self, fd: int, buf: bytes | bytearray | memoryview | mmap.mmap,
                     offset: int) -> None:
