@@ -548,4 +548,12 @@ static const uint32_t rp_crc_table[16][256] = {
     0x259ab316u, 0x0a2d0c2cu, 0x7af5cd62u, 0x55427258u, 0x9b444ffeu, 0xb4f3f0c4u, 0xc42b318au, 0xeb9c8eb0u,
   },
 };
+#define RP_CRC_K512_HI 0x8833794cu
+#define RP_CRC_K512_LO 0xe6228b11u
+#define RP_CRC_K384_HI 0x64bf7a9bu
+#define RP_CRC_K384_LO 0x8c3828a8u
+#define RP_CRC_K256_HI 0x569700e5u
+#define RP_CRC_K256_LO 0x75be46b7u
+#define RP_CRC_K128_HI 0xc5b9cd4cu
+#define RP_CRC_K128_LO 0xe8a45605u
 #endif

@@ -23,6 +23,16 @@ def byte_table() -> list[int]:
     return table
 
 
+def xpow_mod(n: int) -> int:
+    """x**n mod P(x) over GF(2), P = x^32 + POLY."""
+    r = 1
+    for _ in range(n):
+        r <<= 1
+        if r & (1 << 32):
+            r ^= (1 << 32) | POLY
+    return r
+
+
 def main() -> None:
     t0 = byte_table()
     tables = [t0]
@@ -37,7 +47,14 @@ def main() -> None:
         for i in range(0, 256, 8):
             lines.append("    " + ", ".join(f"0x{v:08x}u" for v in t[i:i + 8]) + ",")
         lines.append("  },")
-    lines += ["};", "#endif", ""]
+    lines.append("};")
+    # Folding constants for the carry-less-multiply path: shifting a 128-bit
+    # accumulator by S bits multiplies its high half by x^(S+64) mod P and its
+    # low half by x^S mod P.
+    for shift in (512, 384, 256, 128):
+        lines.append(f"#define RP_CRC_K{shift}_HI 0x{xpow_mod(shift + 64):08x}u")
+        lines.append(f"#define RP_CRC_K{shift}_LO 0x{xpow_mod(shift):08x}u")
+    lines += ["#endif", ""]
     out = pathlib.Path(__file__).with_name("crc32_table.h")
     out.write_text("\n".join(lines))
 

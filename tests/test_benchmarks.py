@@ -1,0 +1,23 @@
+"""The benchmark scripts run and print well-formed results (figures not asserted)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script", ["codec.py", "disk.py"])
+def test_benchmark_prints_json_cases(script, tmp_path):
+    args = [sys.executable, str(BENCH / script), "--quick", "--json"]
+    if script == "disk.py":
+        args += ["--dir", str(tmp_path), "--writes", "50"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(rows) >= 5
+    for row in rows:
+        assert {"name", "value", "unit"} <= row.keys()
+        assert row["value"] > 0, row
