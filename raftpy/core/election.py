@@ -1,0 +1,120 @@
+"""Elections: RequestVote, its result, pre-vote, leader stickiness, TimeoutNow.
+
+May import: the standard library and ``raftpy.core`` modules below ``raft.py``.
+Rules are spec §2.3 and §2.9, in libraft's order; the dissertation sections
+are §3.4 (elections), §9.6 (pre-vote), §4.2.3 (disruptive servers: leader
+stickiness) and §3.10 (leadership transfer).  Pre-vote asks with term+1 and
+persists nothing; replies to a pre-vote echo the request's term (quirk 7).
+"""
+
+from __future__ import annotations
+
+from raftpy.core.messages import RequestVote, RequestVoteResult, TimeoutNow
+from raftpy.core.state import RaftState
+from raftpy.core.types import State
+
+__all__ = ["ElectionMixin"]
+
+
+class ElectionMixin(RaftState):
+    __slots__ = ()
+
+    # -- candidate side ---------------------------------------------------
+
+    def election_start(self) -> None:
+        """One election round (libraft electionStart)."""
+        if not self.in_pre_vote:
+            self._set_hard_state(self.current_term + 1, self.id)
+        self.reset_election_timer()  # type: ignore[attr-defined]
+        self.votes = {self.id}
+        term = self.current_term + 1 if self.in_pre_vote else self.current_term
+        kind = "pre-vote" if self.in_pre_vote else "election"
+        self._trace(f"start {kind} term={term}")
+        last_index = self.last_stored  # 0.18 advertises the last *persisted* entry
+        last_term = self.log.term_of(last_index) or 0
+        message = RequestVote(term, self.id, last_index, last_term,
+                              self.disrupt_leader, self.in_pre_vote)
+        for server_id in self._voters:
+            if server_id != self.id:
+                self._send(server_id, self._address_of(server_id), message)
+
+    def recv_request_vote_result(self, from_id: int, from_address: str,
+                                 m: RequestVoteResult) -> None:
+        if self.state != State.CANDIDATE or from_id not in self._voters:
+            return
+        if not self.in_pre_vote and m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+            return
+        if m.term < self.current_term:
+            return
+        if m.version > 1 and m.pre_vote != self.in_pre_vote:
+            return  # a reply to an earlier phase
+        if self.in_pre_vote and m.term > self.current_term + 1:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+            return
+        if not m.vote_granted:
+            return
+        self.votes.add(from_id)
+        if len(self.votes) < self._quorum:
+            return
+        if self.in_pre_vote:
+            self.in_pre_vote = False
+            self.election_start()
+        else:
+            self.to_leader()  # type: ignore[attr-defined]
+
+    # -- voter side --------------------------------------------------------
+
+    def recv_request_vote(self, from_id: int, from_address: str, m: RequestVote) -> None:
+        granted = False
+        if not m.disrupt_leader and (self.state == State.LEADER or (
+                self.state == State.FOLLOWER and self.current_leader_id)):
+            # Leader stickiness (dissertation §4.2.3), even at a higher term (quirk 6).
+            reason = "local server has a leader"
+        else:
+            if not m.pre_vote and m.term > self.current_term:
+                self.bump_term(m.term)  # type: ignore[attr-defined]
+            reason = self._vote_refusal(m)
+            granted = not reason
+        if granted and not m.pre_vote:
+            self._set_hard_state(self.current_term, m.candidate_id)
+            self.election_timer_start = self.now
+        if self.tracer is not None:
+            kind = "pre-vote" if m.pre_vote else "vote"
+            self._trace(f"grant {kind} to {from_id}" if granted
+                        else f"reject {kind} for {from_id}: {reason}")
+        term = m.term if m.pre_vote else self.current_term
+        self._send(from_id, from_address, RequestVoteResult(term, granted, m.pre_vote))
+
+    def _vote_refusal(self, m: RequestVote) -> str:
+        """Why the vote is refused, or '' to grant it (spec §2.3 steps 4-6)."""
+        if m.term < self.current_term:
+            return "stale term"
+        if not self._is_voter:
+            return "not a voter"
+        transfer = self.transfer
+        if (not m.pre_vote and self.voted_for not in (0, m.candidate_id)
+                and not (transfer is not None and transfer.target_id == m.candidate_id)):
+            return f"already voted for {self.voted_for}"
+        # Dissertation §3.6.1: grant only to a log at least as up-to-date as ours.
+        last_index = self.log.last_index
+        if last_index == 0:
+            return ""
+        last_term = self.log.last_term
+        if m.last_log_term != last_term:
+            return "" if m.last_log_term > last_term else "log is more up-to-date"
+        return "" if last_index <= m.last_log_index else "log is longer"
+
+    # -- leadership transfer, target side ----------------------------------
+
+    def recv_timeout_now(self, from_id: int, from_address: str, m: TimeoutNow) -> None:
+        if (not self._is_voter or self.state != State.FOLLOWER
+                or self.current_leader_id != from_id or m.term < self.current_term):
+            return
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+        if (self.log.last_index != m.last_log_index or self.log.last_term != m.last_log_term
+                or self.last_stored < self.log.last_index):
+            self._trace("ignore TimeoutNow: log differs or append in flight")
+            return
+        self.to_candidate(disrupt_leader=True)  # type: ignore[attr-defined]

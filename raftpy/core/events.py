@@ -1,0 +1,91 @@
+"""Inputs to ``Raft.step``: every event carries the time it happened (``time_ms``).
+
+May import: the standard library and ``raftpy.core`` value modules.  Events
+are values.  ``req`` on client events is an opaque token of the shell's; the
+core hands it back in ``Update.accepted`` / ``completed`` / ``failed`` so the
+shell can resolve its futures without the core knowing about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+from raftpy.core.messages import Message
+
+__all__ = ["Start", "Tick", "Receive", "Persisted", "Propose", "Barrier",
+           "Transfer", "Close", "Event"]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Begin as follower from the state given to ``Raft()`` (spec §2.1)."""
+
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed; the shell sends one at (or after) ``Update.deadline_ms``."""
+
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """A message arrived from ``from_id`` (address as given in its handshake)."""
+
+    time_ms: int
+    from_id: int
+    from_address: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    """The shell's log writes up to and including ``index`` are durable.
+
+    ``term`` is the term of the entry at ``index`` as written; if the core has
+    since replaced that entry (a conflict truncated it) the event is stale and
+    only a later write's completion advances ``last_stored``.
+    """
+
+    time_ms: int
+    index: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """Client request (raft_apply): append COMMAND entries with these payloads."""
+
+    time_ms: int
+    payloads: Sequence[bytes | memoryview]
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Client barrier (raft_barrier, spec §2.15): a BARRIER entry, completed when applied."""
+
+    time_ms: int
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Leadership transfer (raft_transfer, spec §2.9); target 0 picks a voter."""
+
+    time_ms: int
+    target_id: int = 0
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Shut down: the server becomes UNAVAILABLE and pending requests fail."""
+
+    time_ms: int
+
+
+Event = Union[Start, Tick, Receive, Persisted, Propose, Barrier, Transfer, Close]

@@ -1,0 +1,139 @@
+"""The six Raft messages, with libraft's fields (spec §4.4).
+
+May import: the standard library, ``raftpy.core.types`` and
+``raftpy.core.configuration``.  Messages are values.  They carry no sender or
+receiver: like libraft, the transport supplies the sender (handshake) and the
+core addresses replies from the event it received.  ``version`` is what a
+decoder inferred from the header length (spec §1.3); the core only looks at
+it where libraft does (RequestVoteResult, §2.3 step 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Sequence, Union
+
+from raftpy.core.configuration import Configuration
+from raftpy.core.types import Entry
+
+__all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
+           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "Message"]
+
+
+class MessageType(IntEnum):
+    """libraft's message type numbers (spec §1.3), the wire's type word."""
+
+    APPEND_ENTRIES = 1
+    APPEND_ENTRIES_RESULT = 2
+    REQUEST_VOTE = 3
+    REQUEST_VOTE_RESULT = 4
+    INSTALL_SNAPSHOT = 5
+    TIMEOUT_NOW = 6
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVote:
+    """Dissertation §3.4 RequestVote, with libraft's pre-vote and disrupt flags."""
+
+    term: int
+    candidate_id: int
+    last_log_index: int
+    last_log_term: int
+    disrupt_leader: bool = False
+    pre_vote: bool = False
+    version: int = 2
+
+    def __str__(self) -> str:
+        flags = ("pre-vote " if self.pre_vote else "") + ("disrupt " if self.disrupt_leader else "")
+        return (f"RequestVote {flags}term={self.term} candidate={self.candidate_id} "
+                f"last={self.last_log_index}/{self.last_log_term}")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteResult:
+    """Reply to RequestVote; a pre-vote reply echoes the request's term (quirk 7)."""
+
+    term: int
+    vote_granted: bool
+    pre_vote: bool = False
+    version: int = 2
+
+    def __str__(self) -> str:
+        kind = "pre-vote " if self.pre_vote else ""
+        return f"RequestVoteResult {kind}term={self.term} granted={int(self.vote_granted)}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntries:
+    """Dissertation §3.5 AppendEntries; no leader id (it comes from the handshake)."""
+
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    leader_commit: int
+    entries: Sequence[Entry] = ()
+    version: int = 0
+
+    def __str__(self) -> str:
+        return (f"AppendEntries term={self.term} prev={self.prev_log_index}/"
+                f"{self.prev_log_term} commit={self.leader_commit} "
+                f"entries={len(self.entries)}")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesResult:
+    """Reply to AppendEntries and InstallSnapshot: rejected is 0 or the failing index."""
+
+    term: int
+    rejected: int
+    last_log_index: int
+    features: int = 0
+    version: int = 1
+
+    def __str__(self) -> str:
+        return (f"AppendEntriesResult term={self.term} rejected={self.rejected} "
+                f"last={self.last_log_index}")
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    """Dissertation §5.3 InstallSnapshot: the whole snapshot in one message (spec §2.5)."""
+
+    term: int
+    last_index: int
+    last_term: int
+    conf_index: int
+    conf: Configuration
+    data: bytes | memoryview = b""
+    version: int = 0
+
+    def __str__(self) -> str:
+        return (f"InstallSnapshot term={self.term} last={self.last_index}/"
+                f"{self.last_term} conf_index={self.conf_index} size={len(self.data)}")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Dissertation §3.10 TimeoutNow: start an election now, for leadership transfer."""
+
+    term: int
+    last_log_index: int
+    last_log_term: int
+    version: int = 0
+
+    def __str__(self) -> str:
+        return f"TimeoutNow term={self.term} last={self.last_log_index}/{self.last_log_term}"
+
+
+Message = Union[RequestVote, RequestVoteResult, AppendEntries, AppendEntriesResult,
+                InstallSnapshot, TimeoutNow]
+
+MESSAGE_TYPES: dict[type, MessageType] = {
+    AppendEntries: MessageType.APPEND_ENTRIES,
+    AppendEntriesResult: MessageType.APPEND_ENTRIES_RESULT,
+    RequestVote: MessageType.REQUEST_VOTE,
+    RequestVoteResult: MessageType.REQUEST_VOTE_RESULT,
+    InstallSnapshot: MessageType.INSTALL_SNAPSHOT,
+    TimeoutNow: MessageType.TIMEOUT_NOW,
+}

@@ -1,0 +1,341 @@
+"""Raft: the sans-I/O server.  ``step(event) -> Update`` is the whole interface.
+
+May import: the standard library, ``raftpy.errors`` and ``raftpy.core``.
+The shell drives it like this (see update.py for the duties, in order)::
+
+    raft = Raft(1, "10.0.0.1:9001", Config(), random.Random(),
+                term=term, voted_for=vote, entries=loaded_entries)
+    update = raft.step(Start(now_ms))
+    loop:
+        update = raft.step_all(events_that_arrived)   # one Update per batch
+        persist update.hard_state; truncate/append update.persist;
+        send update.messages; apply update.apply; resolve requests;
+        schedule Tick at update.deadline_ms; report Persisted(index, term)
+
+Rules kept: handlers never raise for a peer's message (a stale or odd one is
+dropped and traced); client requests that cannot be served come back in
+``Update.failed`` with libraft's error class; after a fatal inconsistency the
+server is UNAVAILABLE for good (spec §2.16).  The leader decides its sends
+once per ``step_all`` (``trigger_all``), which is what makes batches cheap.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from itertools import repeat
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration, Role, decode_configuration
+from raftpy.core.convert import BARRIER_PAYLOAD, ConvertMixin
+from raftpy.core.election import ElectionMixin
+from raftpy.core.events import (Barrier, Close, Event, Persisted, Propose, Receive,
+                                Start, Tick, Transfer)
+from raftpy.core.log import Log
+from raftpy.core.messages import (AppendEntries, AppendEntriesResult, InstallSnapshot,
+                                  RequestVote, RequestVoteResult, TimeoutNow)
+from raftpy.core.replication import ReplicationMixin
+from raftpy.core.state import PendingTransfer
+from raftpy.core.trace import Tracer
+from raftpy.core.types import Entry, EntryType, State
+from raftpy.core.update import Update
+from raftpy.errors import BadIdError, NotFoundError, NotLeaderError
+
+__all__ = ["Raft", "bootstrap_entries"]
+
+
+def bootstrap_entries(configuration: Configuration) -> list[Entry]:
+    """The log of a freshly bootstrapped server: one CHANGE entry at index 1, term 1."""
+    return [Entry(1, EntryType.CHANGE, configuration.encode())]
+
+
+class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
+    """One Raft server's algorithm, driven by events; see the module docstring."""
+
+    __slots__ = ("_handlers", "_receivers")
+
+    def __init__(self, server_id: int, address: str, config: Config | None = None,
+                 rng: random.Random | None = None, *, term: int = 0, voted_for: int = 0,
+                 entries: Sequence[Entry] = (), start_index: int = 1,
+                 tracer: Optional[Tracer] = None) -> None:
+        assert server_id > 0
+        self.id = server_id
+        self.address = address
+        self.config = config or Config()
+        self.rng = rng if rng is not None else random.Random(server_id)
+        self.tracer = tracer
+        self.now = 0
+        self.current_term = term
+        self.voted_for = voted_for
+        self.log = Log(entries, start_index)
+        self.state = State.UNAVAILABLE
+        self.last_stored = self.log.last_index  # what we were given was loaded from disk
+        # Spec §2.1 step 2: "the first entry is identical on all servers".
+        self.commit_index = self.last_applied = 1 if self.log.last_index and start_index == 1 else 0
+        self._load_configuration()
+        self.election_timer_start = 0
+        self.randomized_election_timeout = self.config.election_timeout_ms
+        self.current_leader_id = 0
+        self.current_leader_address = ""
+        self._verified_index = self._leader_commit = 0
+        self.votes = set()
+        self.in_pre_vote = self.disrupt_leader = False
+        self.progress = {}
+        self._targets = []
+        self.pending = deque()
+        self.voter_contacts = -1
+        self.transfer = None
+        self._out = Update()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Receive: self._on_receive, Persisted: self._on_persisted, Tick: self._on_tick,
+            Propose: self._on_propose, Barrier: self._on_barrier,
+            Transfer: self._on_transfer, Start: self._on_start, Close: self._on_close,
+        }
+        self._receivers: dict[type, Callable[[int, str, Any], None]] = {
+            AppendEntries: self.recv_append_entries,
+            AppendEntriesResult: self.recv_append_entries_result,
+            RequestVote: self.recv_request_vote,
+            RequestVoteResult: self.recv_request_vote_result,
+            TimeoutNow: self.recv_timeout_now,
+            InstallSnapshot: self._recv_install_snapshot,
+        }
+
+    def _load_configuration(self) -> None:
+        """Configuration from the loaded log (spec §2.1 step 3)."""
+        changes = [self.log.offset + 1 + k for k, e in enumerate(self.log.entries)
+                   if e.type == EntryType.CHANGE]
+        self._pending_changes = deque()
+        self.configuration_uncommitted_index = 0
+        self.configuration_index = 0
+        committed = Configuration()
+        if changes and changes[-1] == 1:
+            committed = self._decode_at(1)
+            self.configuration_index = 1
+        elif changes:
+            if len(changes) > 1:
+                committed = self._decode_at(changes[-2])
+                self.configuration_index = changes[-2]
+            self.configuration_uncommitted_index = changes[-1]
+        self.configuration_committed = committed
+        latest = self._decode_at(changes[-1]) if changes else committed
+        self._set_configuration(latest)
+
+    def _decode_at(self, index: int) -> Configuration:
+        entry = self.log.get(index)
+        assert entry is not None
+        return decode_configuration(entry.payload)
+
+    # -- driving -------------------------------------------------------------
+
+    def step(self, event: Event) -> Update:
+        """Process one event and return what the shell must do."""
+        self.now = event.time_ms
+        self._handlers[type(event)](event)
+        return self._flush()
+
+    def step_all(self, events: Iterable[Event]) -> Update:
+        """Process a batch of events (in order) and return ONE accumulated Update."""
+        handlers = self._handlers
+        for event in events:
+            self.now = event.time_ms
+            handlers[type(event)](event)
+        return self._flush()
+
+    def _flush(self) -> Update:
+        if self.state == State.LEADER:
+            self.trigger_all()
+        out = self._out
+        self._out = Update()
+        out.state = self.state
+        out.leader_id = self.leader_id
+        out.commit_index = self.commit_index
+        out.deadline_ms = self._deadline()
+        return out
+
+    def _deadline(self) -> int | None:
+        state = self.state
+        if state == State.UNAVAILABLE:
+            return None
+        if state == State.LEADER:
+            heartbeat = self.config.heartbeat_timeout_ms
+            deadline = self.election_timer_start + self.config.election_timeout_ms
+            for _id, _address, p in self._targets:
+                if p.last_send + heartbeat < deadline:
+                    deadline = p.last_send + heartbeat
+        else:
+            deadline = self.election_timer_start + self.randomized_election_timeout
+        if self.transfer is not None:
+            deadline = min(deadline, self.transfer.start_ms + self.config.election_timeout_ms)
+        return max(deadline, self.now)
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def leader_id(self) -> int:
+        """The leader as raft_leader reports it: none while a transfer is pending."""
+        if self.state == State.LEADER:
+            return 0 if self.transfer is not None else self.id
+        return self.current_leader_id if self.state == State.FOLLOWER else 0
+
+    @property
+    def role(self) -> Role | None:
+        return self.configuration.role_of(self.id)
+
+    def __repr__(self) -> str:
+        return (f"Raft(id={self.id} {self.state.name} term={self.current_term} "
+                f"last={self.log.last_index} stored={self.last_stored} "
+                f"commit={self.commit_index} applied={self.last_applied})")
+
+    # -- events ----------------------------------------------------------------
+
+    def _on_start(self, event: Start) -> None:
+        assert self.state == State.UNAVAILABLE
+        self._trace(f"start term={self.current_term} voted_for={self.voted_for} "
+                    f"last={self.log.last_index}/{self.log.last_term}")
+        self.to_follower()
+        if self._voters == (self.id,):
+            self.to_candidate(disrupt_leader=False)
+
+    def _on_close(self, event: Close) -> None:
+        self.to_unavailable("closed")
+
+    def _on_receive(self, event: Receive) -> None:
+        if self.state == State.UNAVAILABLE:
+            return
+        message = event.message
+        if self.tracer is not None:
+            self._trace(f"recv {event.from_id} {message}")
+        self._receivers[type(message)](event.from_id, event.from_address, message)
+        transfer = self.transfer
+        if (transfer is not None and self.state == State.FOLLOWER
+                and self.current_leader_id == transfer.target_id):
+            self._complete_transfer()
+
+    def _recv_install_snapshot(self, from_id: int, from_address: str,
+                               m: InstallSnapshot) -> None:
+        # Snapshots arrive with log compaction; until then no leader sends one.
+        # Answer as libraft would a snapshot it cannot install (spec §2.13).
+        self._trace("drop InstallSnapshot: snapshots not enabled")
+
+    def _on_persisted(self, event: Persisted) -> None:
+        if self.state != State.UNAVAILABLE:
+            self.on_persisted(event.index, event.term)
+
+    def _on_tick(self, event: Tick) -> None:
+        state = self.state
+        if state == State.UNAVAILABLE:
+            return
+        expired = self.now - self.election_timer_start
+        if state == State.LEADER:
+            if expired >= self.config.election_timeout_ms:
+                self.check_quorum()
+        elif expired >= self.randomized_election_timeout:
+            if state == State.CANDIDATE:
+                self.election_start()
+            elif not self._is_voter:
+                pass  # non-voters never campaign (spec §2.2)
+            elif self.last_stored < self.log.last_index:
+                self.reset_election_timer()  # an append is in flight (0.18)
+            else:
+                self._trace("election timeout")
+                self.to_candidate(disrupt_leader=False)
+        transfer = self.transfer
+        if (transfer is not None
+                and self.now - transfer.start_ms >= self.config.election_timeout_ms):
+            self._trace("transfer timed out")
+            self._complete_transfer()
+
+    def bump_term(self, term: int) -> None:
+        """A message from a newer term (dissertation §3.3, spec §2.14)."""
+        self._trace(f"new term {term}")
+        self._set_hard_state(term, 0)
+        self._verified_index = self._leader_commit = 0
+        if self.state != State.FOLLOWER:
+            self.to_follower()
+        elif self.current_leader_id:
+            self.current_leader_id = 0
+            self.current_leader_address = ""
+            self._out.state_changed = True
+
+    def check_quorum(self) -> None:
+        """Step down unless a majority was heard from within T (spec §2.8, dissertation §6.2)."""
+        contacts = 1
+        for server_id, p in self.progress.items():
+            if server_id != self.id:
+                if p.recent_recv and server_id in self._voters:
+                    contacts += 1
+                p.recent_recv = False
+        self.voter_contacts = contacts
+        if contacts < self._quorum:
+            self._trace(f"step down: heard from {contacts} of {len(self._voters)} voters")
+            self.to_follower()
+        else:
+            self.election_timer_start = self.now
+
+    # -- client requests -------------------------------------------------------
+
+    def _refuse_if_not_leader(self, req: Any) -> bool:
+        if self.state == State.LEADER and self.transfer is None:
+            return False
+        leader = self.current_leader_id if self.state == State.FOLLOWER else 0
+        self._out.failed.append((req, NotLeaderError(
+            leader_id=leader, leader_address=self.current_leader_address or None)))
+        return True
+
+    def _on_propose(self, event: Propose) -> None:
+        if self._refuse_if_not_leader(event.req):
+            return
+        payloads = event.payloads
+        assert len(payloads) > 0
+        entries = list(map(Entry, repeat(self.current_term, len(payloads)),
+                           repeat(EntryType.COMMAND, len(payloads)), payloads))
+        first = self.append_local(entries)
+        self._accept(event.req, first, first + len(entries) - 1)
+
+    def _on_barrier(self, event: Barrier) -> None:
+        if self._refuse_if_not_leader(event.req):
+            return
+        first = self.append_local([Entry(self.current_term, EntryType.BARRIER,
+                                         BARRIER_PAYLOAD)])
+        self._accept(event.req, first, first)
+
+    def _accept(self, req: Any, first: int, last: int) -> None:
+        """Track a request until its last entry is applied (libraft: the first; quirk 5)."""
+        self._out.accepted.append((req, first))
+        self.pending.append((last, req))
+
+    def _on_transfer(self, event: Transfer) -> None:
+        if self._refuse_if_not_leader(event.req):
+            return
+        target = event.target_id or self._pick_transfer_target()
+        if not target:
+            self._out.failed.append((event.req, NotFoundError(
+                "there's no other voting server")))
+            return
+        if target == self.id or target not in self._voters:
+            self._out.failed.append((event.req, BadIdError()))
+            return
+        self._trace(f"transfer leadership to {target}")
+        self.transfer = PendingTransfer(target, self.now, event.req)
+        self._out.state_changed = True  # leader_id reads 0 while transferring
+        if self.progress[target].match_index == self.log.last_index:
+            self.send_timeout_now(target, self._address_of(target))
+
+    def _pick_transfer_target(self) -> int:
+        """First voter that is up to date, else the last voter found (spec §1.7)."""
+        found = 0
+        for server_id in self._voters:
+            if server_id == self.id:
+                continue
+            found = server_id
+            if self.progress[server_id].next_index == self.log.last_index + 1:
+                return server_id
+        return found
+
+    def _complete_transfer(self) -> None:
+        transfer = self.transfer
+        assert transfer is not None
+        self.transfer = None
+        self._out.state_changed = True
+        self._out.completed.append((transfer.req, self.leader_id))

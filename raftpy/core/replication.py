@@ -1,0 +1,302 @@
+"""Log replication: AppendEntries both ways, persistence completions, commit, apply.
+
+May import: the standard library, ``raftpy.errors`` and ``raftpy.core``
+modules below ``raft.py``.  Rules (spec §2.5-2.7, §2.12; dissertation §3.5,
+§3.6, §10.2.1):
+
+* The leader writes its log in parallel with replication and counts itself
+  toward the commit quorum only through ``last_stored`` (its match_index).
+* A follower acknowledges only durable entries: its AppendEntriesResult
+  carries ``last_stored`` and goes out when ``Persisted`` says so.
+* A follower commits at most up to the last index it has *verified* against
+  the current leader (prev_log_index + n of an accepted AppendEntries,
+  dissertation Figure 3.1 "index of last new entry"); raftpy's flow control
+  makes heartbeats that trail the leader's log possible, so leader_commit
+  alone is not a safe bound.
+* Only entries of the current term are committed by counting (§3.6.2).
+* Sends are decided once per step in ``trigger_all``: many events, one
+  AppendEntries per follower.  Flow control bounds the entries and bytes in
+  flight to each follower (Config.append_entries_max/append_bytes_max).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from raftpy.core.configuration import decode_configuration
+from raftpy.core.messages import AppendEntries, AppendEntriesResult, TimeoutNow
+from raftpy.core.progress import Progress, ProgressMode
+from raftpy.core.state import RaftState
+from raftpy.core.types import Entry, EntryType, State
+
+__all__ = ["ReplicationMixin"]
+
+_PROBE = ProgressMode.PROBE
+_PIPELINE = ProgressMode.PIPELINE
+_NEVER = -(1 << 62)
+
+
+class ReplicationMixin(RaftState):
+    __slots__ = ()
+
+    # -- leader: appending and sending --------------------------------------
+
+    def append_local(self, entries: Sequence[Entry]) -> int:
+        """Append entries of the current term to the leader's log; returns the first index."""
+        first = self.log.last_index + 1
+        self.log.append(entries)
+        self._persist(first, entries)
+        return first
+
+    def trigger_all(self) -> None:
+        """Send to every follower that is due (libraft replicationTrigger + progressShouldReplicate)."""
+        now = self.now
+        heartbeat = self.config.heartbeat_timeout_ms
+        last_index = self.log.last_index
+        for server_id, address, p in self._targets:
+            if now - p.last_send >= heartbeat or (
+                    p.mode == _PIPELINE and p.next_index <= last_index
+                    and self._window_open(p)):
+                self.send_append_entries(server_id, address, p)
+
+    def _window_open(self, p: Progress) -> bool:
+        in_flight = p.next_index - 1 - p.match_index
+        config = self.config
+        return (in_flight < config.append_entries_max and
+                self.log.bytes_between(p.match_index + 1, p.next_index - 1)
+                < config.append_bytes_max)
+
+    def send_append_entries(self, server_id: int, address: str, p: Progress) -> None:
+        log = self.log
+        prev = p.next_index - 1
+        prev_term = log.term_of(prev)
+        if prev_term is None:
+            # Only reachable once compaction exists: the entry is behind the
+            # snapshot, so the follower needs InstallSnapshot; a heartbeat from
+            # our last entry keeps its timer reset meanwhile (spec §2.5).
+            prev, prev_term = log.last_index, log.last_term
+            last = prev
+        else:
+            config = self.config
+            max_entries, max_bytes = config.append_entries_max, config.append_bytes_max
+            if p.mode == _PIPELINE:
+                max_entries -= prev - p.match_index
+                max_bytes -= log.bytes_between(p.match_index + 1, prev)
+            last = (log.send_limit(prev + 1, max_entries, max_bytes)
+                    if max_entries > 0 and max_bytes > 0 else prev)
+        entries = log.slice(prev + 1, last) if last > prev else ()
+        self._send(server_id, address, AppendEntries(
+            self.current_term, prev, prev_term, self.commit_index, entries))
+        p.last_send = self.now
+        if p.mode == _PIPELINE:
+            p.next_index = last + 1  # optimistic (spec §2.5)
+
+    # -- leader: results -----------------------------------------------------
+
+    def recv_append_entries_result(self, from_id: int, from_address: str,
+                                   m: AppendEntriesResult) -> None:
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+            return
+        if self.state != State.LEADER or m.term < self.current_term:
+            return
+        p = self.progress.get(from_id)
+        if p is None or from_id == self.id:
+            return
+        p.recent_recv = True
+        p.features = m.features
+        if m.rejected:
+            if self._maybe_decrement(p, m.rejected, m.last_log_index):
+                p.last_send = _NEVER  # retry at once, from the new next_index
+            return
+        last = min(m.last_log_index, self.log.last_index)
+        if last <= p.match_index:
+            return
+        p.match_index = last
+        if p.next_index <= last:
+            p.next_index = last + 1
+        if p.mode == _PROBE:
+            p.mode = _PIPELINE
+        self.maybe_commit()
+        transfer = self.transfer
+        if (transfer is not None and transfer.target_id == from_id
+                and not transfer.timeout_now_sent and self.state == State.LEADER
+                and p.match_index == self.log.last_index):
+            self.send_timeout_now(from_id, from_address)
+
+    def _maybe_decrement(self, p: Progress, rejected: int, last_log_index: int) -> bool:
+        """libraft progressMaybeDecrement: False if the rejection is stale."""
+        if p.mode == _PIPELINE:
+            if rejected <= p.match_index:
+                return False
+            p.to_probe(p.match_index + 1)
+            self._trace(f"pipeline rejected at {rejected}: probe from {p.next_index}")
+            return True
+        if p.mode == _PROBE:
+            if rejected != p.next_index - 1:
+                return False
+            p.next_index = max(1, min(rejected, last_log_index + 1))
+            return True
+        if rejected != p.snapshot_index:
+            return False
+        p.to_probe(p.next_index)
+        return True
+
+    def send_timeout_now(self, server_id: int, address: str) -> None:
+        assert self.transfer is not None
+        self.transfer.timeout_now_sent = True
+        self._send(server_id, address, TimeoutNow(
+            self.current_term, self.log.last_index, self.log.last_term))
+
+    def maybe_commit(self) -> None:
+        """Commit the highest index a quorum of voters has stored (dissertation §3.6.2)."""
+        progress = self.progress
+        matches = sorted([progress[v].match_index for v in self._voters], reverse=True)
+        if not matches:
+            return
+        index = matches[self._quorum - 1]
+        if index > self.commit_index and self.log.term_of(index) == self.current_term:
+            self.commit_index = index
+            if self.tracer is not None:
+                self._trace(f"commit {index}")
+            self.apply_committed()
+
+    # -- follower ------------------------------------------------------------
+
+    def recv_append_entries(self, from_id: int, from_address: str, m: AppendEntries) -> None:
+        if m.term < self.current_term:
+            self._trace("reject AppendEntries: stale term")
+            self._send(from_id, from_address, AppendEntriesResult(
+                self.current_term, m.prev_log_index, self.log.last_index))
+            return
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+        if self.state == State.CANDIDATE:
+            self.to_follower()  # type: ignore[attr-defined]
+        elif self.state != State.FOLLOWER:
+            self._trace(f"drop AppendEntries from {from_id}: state {self.state.name}")
+            return
+        if self.current_leader_id != from_id:
+            self.current_leader_id = from_id
+            self.current_leader_address = from_address
+            self._out.state_changed = True
+        self.election_timer_start = self.now
+        prev = m.prev_log_index
+        if prev > 0:
+            term = self.log.term_of(prev)
+            if term != m.prev_log_term:
+                if term is not None and prev <= self.commit_index:
+                    self.to_unavailable(  # type: ignore[attr-defined]
+                        f"committed entry {prev} differs from the leader's")
+                    return
+                self._trace(f"reject AppendEntries: no entry {prev}/{m.prev_log_term}")
+                self._send(from_id, from_address, AppendEntriesResult(
+                    self.current_term, prev, self.last_stored))
+                return
+        if m.entries and not self._append_new(prev + 1, m.entries):
+            return
+        verified = prev + len(m.entries)
+        if verified > self._verified_index:
+            self._verified_index = verified
+        if m.leader_commit > self._leader_commit:
+            self._leader_commit = m.leader_commit
+        self.follower_commit()
+        if self.last_stored >= verified:
+            self._send(from_id, from_address, AppendEntriesResult(
+                self.current_term, 0, self.last_stored))
+        # otherwise the reply goes out when the write completes (on_persisted)
+
+    def _append_new(self, index: int, entries: Sequence[Entry]) -> bool:
+        """Skip entries we have, truncate at the first conflict, append the rest."""
+        log = self.log
+        last = log.last_index
+        k = 0
+        if index <= last:
+            n = len(entries)
+            while k < n and index + k <= last:
+                if log.term_of(index + k) != entries[k].term:
+                    break
+                k += 1
+            if k < n and index + k <= last:
+                conflict = index + k
+                if conflict <= self.commit_index:
+                    self.to_unavailable(  # type: ignore[attr-defined]
+                        f"conflict at committed index {conflict}")
+                    return False
+                self._truncate(conflict)
+            entries = entries[k:]
+        if entries:
+            first = index + k
+            log.append(entries)
+            self._persist(first, entries)
+            for i, entry in enumerate(entries):
+                if entry.type == EntryType.CHANGE:
+                    self._pending_changes.append(first + i)
+            if self.tracer is not None:
+                self._trace(f"append {first}..{first + len(entries) - 1}")
+        return True
+
+    def follower_commit(self) -> None:
+        index = min(self._leader_commit, self._verified_index, self.last_stored)
+        if index > self.commit_index:
+            self.commit_index = index
+            if self.tracer is not None:
+                self._trace(f"commit {index}")
+            self.apply_committed()
+
+    # -- both: persistence and apply -------------------------------------------
+
+    def on_persisted(self, index: int, term: int) -> None:
+        log = self.log
+        if index <= self.last_stored or index > log.last_index or log.term_of(index) != term:
+            return  # stale: the entry was replaced after the write was issued
+        self.last_stored = index
+        if self.tracer is not None:
+            self._trace(f"persisted {index}")
+        changes = self._pending_changes
+        while changes and changes[0] <= index:
+            self._adopt_configuration(changes.popleft())
+        if self.state == State.LEADER:
+            own = self.progress.get(self.id)
+            if own is not None:
+                own.match_index = index
+            self.maybe_commit()
+        elif self.state == State.FOLLOWER and self.current_leader_id:
+            self.follower_commit()
+            self._send(self.current_leader_id, self.current_leader_address,
+                       AppendEntriesResult(self.current_term, 0, self.last_stored))
+
+    def _adopt_configuration(self, index: int) -> None:
+        """A persisted CHANGE entry takes effect, uncommitted (spec §2.10)."""
+        entry = self.log.get(index)
+        if entry is None or index <= self.configuration_index:
+            return
+        self.configuration_uncommitted_index = index
+        self._set_configuration(decode_configuration(entry.payload))
+        self._trace(f"configuration at {index} in effect (uncommitted)")
+
+    def apply_committed(self) -> None:
+        """Hand committed entries to the shell in order and resolve requests (spec §2.7)."""
+        first = self.last_applied + 1
+        last = self.commit_index
+        if last < first:
+            return
+        entries = self.log.slice(first, last)
+        out = self._out
+        if out.apply:
+            out.apply.extend(entries)
+        else:
+            out.apply_index = first
+            out.apply = entries
+        self.last_applied = last
+        uncommitted = self.configuration_uncommitted_index
+        if uncommitted and uncommitted <= last:
+            self.configuration_index = uncommitted
+            self.configuration_uncommitted_index = 0
+            self.configuration_committed = self.configuration
+        pending = self.pending
+        if pending and pending[0][0] <= last:
+            completed = out.completed
+            while pending and pending[0][0] <= last:
+                index, req = pending.popleft()
+                completed.append((req, index))

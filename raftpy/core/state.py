@@ -1,0 +1,160 @@
+"""RaftState: the fields of a Raft server and the small helpers every part uses.
+
+May import: the standard library and ``raftpy.core`` value modules.  The
+behaviour lives in mixins (convert.py, election.py, replication.py) that
+subclass RaftState with empty ``__slots__``; ``raft.py`` joins them.  Field
+names are the dissertation's and libraft's.  Rules kept here:
+
+* ``last_stored <= log.last_index``; ``commit_index <= log.last_index``;
+  ``last_applied <= commit_index``; on a follower ``commit_index <=
+  last_stored`` (it acknowledges and commits only durable entries).
+* Every change of ``current_term``/``voted_for`` goes through
+  ``_set_hard_state`` so that it lands in the Update (persist before send).
+* Output accumulates in ``_out`` until ``Raft._flush`` hands it over.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any, Optional, Sequence
+
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration, Role
+from raftpy.core.log import Log
+from raftpy.core.messages import Message
+from raftpy.core.progress import Progress
+from raftpy.core.trace import Tracer
+from raftpy.core.types import Entry, State
+from raftpy.core.update import Update
+
+__all__ = ["RaftState", "PendingTransfer"]
+
+
+class PendingTransfer:
+    """A leadership transfer in progress (spec §2.9)."""
+
+    __slots__ = ("target_id", "start_ms", "req", "timeout_now_sent")
+
+    def __init__(self, target_id: int, start_ms: int, req: Any) -> None:
+        self.target_id = target_id
+        self.start_ms = start_ms
+        self.req = req
+        self.timeout_now_sent = False
+
+
+class RaftState:
+    """All mutable state of one server; see the module docstring for the rules."""
+
+    __slots__ = (
+        "id", "address", "config", "rng", "tracer", "now",
+        "current_term", "voted_for", "log", "commit_index", "last_applied",
+        "last_stored", "state",
+        # configuration (dissertation §4.1): the newest one is in effect
+        "configuration", "configuration_index", "configuration_uncommitted_index",
+        "configuration_committed", "_pending_changes",
+        "_voters", "_quorum", "_is_voter",
+        # timers
+        "election_timer_start", "randomized_election_timeout",
+        # follower
+        "current_leader_id", "current_leader_address", "_verified_index",
+        "_leader_commit",
+        # candidate
+        "votes", "in_pre_vote", "disrupt_leader",
+        # leader
+        "progress", "_targets", "pending", "voter_contacts",
+        # any state
+        "transfer", "_out",
+    )
+
+    id: int
+    address: str
+    config: Config
+    rng: random.Random
+    tracer: Optional[Tracer]
+    now: int
+    current_term: int
+    voted_for: int
+    log: Log
+    commit_index: int
+    last_applied: int
+    last_stored: int
+    state: State
+    configuration: Configuration
+    configuration_index: int
+    configuration_uncommitted_index: int
+    configuration_committed: Configuration
+    _pending_changes: deque[int]
+    _voters: tuple[int, ...]
+    _quorum: int
+    _is_voter: bool
+    election_timer_start: int
+    randomized_election_timeout: int
+    current_leader_id: int
+    current_leader_address: str
+    _verified_index: int
+    _leader_commit: int
+    votes: set[int]
+    in_pre_vote: bool
+    disrupt_leader: bool
+    progress: dict[int, Progress]
+    _targets: list[tuple[int, str, Progress]]
+    pending: deque[tuple[int, Any]]
+    voter_contacts: int
+    transfer: Optional[PendingTransfer]
+    _out: Update
+
+    def _trace(self, text: str) -> None:
+        if self.tracer is not None:
+            self.tracer(self.id, self.now, text)
+
+    def _send(self, to_id: int, to_address: str, message: Message) -> None:
+        self._out.messages.append((to_id, to_address, message))
+        if self.tracer is not None:
+            self.tracer(self.id, self.now, f"send {to_id} {message}")
+
+    def _address_of(self, server_id: int) -> str:
+        server = self.configuration.get(server_id)
+        return server.address if server is not None else ""
+
+    def _set_hard_state(self, term: int, voted_for: int) -> None:
+        self.current_term = term
+        self.voted_for = voted_for
+        self._out.hard_state = (term, voted_for)
+
+    def _set_configuration(self, conf: Configuration) -> None:
+        """Make conf the configuration in effect and refresh the cached voter facts."""
+        self.configuration = conf
+        self._voters = conf.voter_ids
+        self._quorum = len(self._voters) // 2 + 1
+        self._is_voter = self.id in self._voters
+
+    def _persist(self, first_index: int, entries: Sequence[Entry]) -> None:
+        """Queue entries (already in the in-memory log) for the shell to write."""
+        out = self._out
+        if out.persist:
+            assert out.persist_index + len(out.persist) == first_index
+            out.persist.extend(entries)
+        else:
+            out.persist_index = first_index
+            out.persist = list(entries)
+
+    def _truncate(self, index: int) -> None:
+        """Remove entries from index on, in memory and (via the Update) on disk."""
+        self._trace(f"truncate from {index}")
+        self.log.truncate(index)
+        self.last_stored = min(self.last_stored, index - 1)
+        out = self._out
+        if out.persist and index > out.persist_index:
+            del out.persist[index - out.persist_index:]
+        else:
+            out.persist = []
+            out.truncate_from = min(out.truncate_from or index, index)
+        while self._pending_changes and self._pending_changes[-1] >= index:
+            self._pending_changes.pop()
+        if self.configuration_uncommitted_index >= index:
+            # Dissertation §4.1: a server always uses the latest configuration in
+            # its log, so dropping that entry brings back the committed one.
+            self._trace(f"roll back configuration to index {self.configuration_index}")
+            self.configuration_uncommitted_index = 0
+            self._set_configuration(self.configuration_committed)

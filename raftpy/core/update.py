@@ -1,0 +1,58 @@
+"""Update: everything the shell must do after a batch of events, in this order.
+
+May import: the standard library and ``raftpy.core`` value modules.  The core
+builds one Update per ``step``/``step_all`` call and hands it over; from then
+on it belongs to the shell.  The order of the fields is the order of duty:
+
+1. ``hard_state`` (term, voted_for): persist before sending any message.
+2. ``truncate_from`` then ``persist``: delete log entries from that index,
+   then append ``persist`` starting at ``persist_index``; report completion
+   with ``Persisted(index, term)`` of the last entry written.
+3. ``messages``: send; the leader sends while its own write is in flight.
+4. ``apply``: the committed entries from ``apply_index``, to apply in order
+   (BARRIER and CHANGE entries are not given to the state machine).
+5. ``accepted`` (req, first index), ``completed`` (req, result) and
+   ``failed`` (req, RaftError): resolve client requests.
+6. ``state``/``leader_id`` if ``state_changed``; ``deadline_ms``: send a Tick then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftpy.core.messages import Message
+from raftpy.core.types import Entry, State
+
+__all__ = ["Update"]
+
+
+class Update:
+    """Output of one step; a plain record, filled by the core and read by the shell."""
+
+    __slots__ = ("hard_state", "truncate_from", "persist_index", "persist",
+                 "messages", "apply_index", "apply", "accepted", "completed",
+                 "failed", "state", "leader_id", "state_changed", "commit_index",
+                 "deadline_ms")
+
+    def __init__(self) -> None:
+        self.hard_state: tuple[int, int] | None = None
+        self.truncate_from = 0            # 0: nothing to truncate
+        self.persist_index = 0            # index of persist[0]
+        self.persist: list[Entry] = []
+        self.messages: list[tuple[int, str, Message]] = []
+        self.apply_index = 0              # index of apply[0]
+        self.apply: list[Entry] = []
+        self.accepted: list[tuple[Any, int]] = []
+        self.completed: list[tuple[Any, Any]] = []
+        self.failed: list[tuple[Any, Exception]] = []
+        self.state = State.UNAVAILABLE
+        self.leader_id = 0
+        self.state_changed = False
+        self.commit_index = 0
+        self.deadline_ms: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"Update(hard_state={self.hard_state}, truncate_from={self.truncate_from}, "
+                f"persist={self.persist_index}+{len(self.persist)}, "
+                f"messages={len(self.messages)}, apply={self.apply_index}+{len(self.apply)}, "
+                f"state={self.state.name}, deadline={self.deadline_ms})")

@@ -1,0 +1,452 @@
+"""A deterministic simulated cluster: servers, a clock, a network and disks.
+
+May import: the standard library, ``raftpy.errors`` and ``raftpy.core``.
+Everything random comes from one ``random.Random(seed)``, so a seed replays a
+run exactly.  Rules the simulation keeps (they are the shell's duties, see
+raftpy/core/update.py):
+
+* term and vote are durable at once (before any message leaves);
+* log writes complete in order after a disk latency and only then are
+  reported with ``Persisted``; a crash loses every write not yet complete;
+* messages are delayed by a network latency, and may be lost, duplicated,
+  reordered, or cut by partitions (symmetric or one-way) at send or delivery;
+* the checkers of checkers.py run on every Update.
+
+Two ways to drive it: ``run``/``step`` pop the earliest pending event (a
+timer, a disk completion or a message delivery; ties: timer, disk, network,
+lower server id first, as libraft's fixture); or ``manual=True``, where
+nothing happens unless asked (``deliver``, ``persist``, ``tick``), which is
+what transcript tests use.  Library users can plug their own state machine
+(anything with ``apply(index, payload) -> result``) per server.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Protocol
+
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration
+from raftpy.core.events import Barrier, Event, Persisted, Propose, Receive, Start, Tick, Transfer
+from raftpy.core.messages import Message
+from raftpy.core.raft import Raft, bootstrap_entries
+from raftpy.core.trace import Tracer
+from raftpy.core.types import Entry, EntryType, State
+from raftpy.core.update import Update
+from raftpy.testing.checkers import SafetyChecker
+
+__all__ = ["Network", "Disk", "StateMachine", "ListMachine", "ClientRequest",
+           "SimServer", "Cluster", "FixedTimeouts"]
+
+_TIMER, _DISK, _NET = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """Message delivery: latency drawn uniformly in [min, max], loss and duplication odds."""
+
+    min_latency_ms: int = 15
+    max_latency_ms: int = 15
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """Log write latency, drawn uniformly in [min, max] (writes still complete in order)."""
+
+    min_latency_ms: int = 10
+    max_latency_ms: int = 10
+
+
+class StateMachine(Protocol):
+    def apply(self, index: int, payload: bytes | memoryview) -> Any: ...
+
+
+class ListMachine:
+    """The default state machine: remembers the commands it applied."""
+
+    def __init__(self) -> None:
+        self.commands: list[bytes] = []
+
+    def apply(self, index: int, payload: bytes | memoryview) -> Any:
+        self.commands.append(bytes(payload))
+        return len(self.commands)
+
+
+class FixedTimeouts(random.Random):
+    """libraft fixture's election timeouts: server i draws T + 100*(i-1), clamped."""
+
+    def __init__(self, server_id: int) -> None:
+        super().__init__(server_id)
+        self.server_id = server_id
+
+    def randrange(self, start: int, stop: Any = None, step: int = 1) -> int:  # type: ignore[override]
+        return min(start + 100 * (self.server_id - 1), stop - 1)
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    """A client's request as the simulation tracks it (the core sees it as ``req``)."""
+
+    server_id: int
+    payloads: tuple[bytes, ...]
+    index: int = 0
+    result: Any = None
+    error: Optional[Exception] = None
+    done: bool = False
+
+
+class SimServer:
+    """One simulated server: its Raft, its durable state and its pending disk writes."""
+
+    __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
+                 "writes", "disk_free", "incarnation", "deadline", "timer_seq",
+                 "machine", "results")
+
+    def __init__(self, server_id: int, machine: StateMachine) -> None:
+        self.id = server_id
+        self.address = str(server_id)
+        self.raft: Optional[Raft] = None
+        self.alive = False
+        self.term = 0
+        self.voted_for = 0
+        self.durable: list[Entry] = []                    # the log on "disk"
+        self.writes: list[tuple[int, int, int, list[Entry]]] = []  # (done, trunc, first, entries)
+        self.disk_free = 0
+        self.incarnation = 0
+        self.deadline: Optional[int] = None
+        self.timer_seq = 0
+        self.machine = machine
+        self.results: dict[int, Any] = {}                 # index -> apply result
+
+
+class Cluster:
+    """N servers with ids 1..N (addresses "1".."N"), bootstrapped as voters."""
+
+    def __init__(self, n: int, seed: int = 0, *, config: Config | None = None,
+                 network: Network | None = None, disk: Disk | None = None,
+                 voters: int | None = None, manual: bool = False,
+                 tracer: Optional[Tracer] = None, check: bool = True,
+                 machine: Callable[[], StateMachine] = ListMachine,
+                 fixed_timeouts: bool = False) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.config = config or Config()
+        self.network = network or Network()
+        self.disk = disk or Disk()
+        self.manual = manual
+        self.tracer = tracer
+        self.fixed_timeouts = fixed_timeouts
+        self.now = 0
+        self.steps = 0
+        self._seq = 0
+        self._queue: list[tuple[int, int, int, int, Any]] = []  # (time, kind, seq, id, data)
+        self.inflight: list[tuple[int, int, Message]] = []  # manual mode: (from, to, msg)
+        self.blocked: set[tuple[int, int]] = set()          # (from, to) pairs cut
+        self.checker: Optional[SafetyChecker] = SafetyChecker() if check else None
+        self.servers = {i: SimServer(i, machine()) for i in range(1, n + 1)}
+        members = [(i, str(i)) for i in range(1, n + 1)]
+        voters = n if voters is None else voters
+        conf = Configuration()
+        for i, address in members:
+            conf = conf.add(i, address, 1 if i <= voters else 0)  # type: ignore[arg-type]
+        self.configuration = conf
+        boot = bootstrap_entries(conf)
+        if self.checker is not None:
+            self.checker.committed.append(boot[0])
+        for server in self.servers.values():
+            server.durable = list(boot)
+            server.term = 1
+        for server in self.servers.values():
+            self.start(server.id)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def _rng_for(self, server_id: int) -> random.Random:
+        if self.fixed_timeouts:
+            return FixedTimeouts(server_id)
+        return random.Random(self.rng.getrandbits(64))
+
+    def start(self, server_id: int) -> None:
+        """(Re)start a server from its durable state (spec §2.1)."""
+        server = self.servers[server_id]
+        assert not server.alive
+        server.raft = Raft(server_id, server.address, self.config, self._rng_for(server_id),
+                           term=server.term, voted_for=server.voted_for,
+                           entries=list(server.durable), tracer=self.tracer)
+        server.alive = True
+        if self.checker is not None:
+            self.checker.on_restart(server_id, server.raft.last_applied)
+        self.feed(server, Start(self.now))
+
+    def crash(self, server_id: int) -> None:
+        """Stop a server; writes still in flight are lost, messages to it dropped."""
+        server = self.servers[server_id]
+        if not server.alive:
+            return
+        if self.tracer is not None:
+            self.tracer(server_id, self.now, "crash")
+        server.alive = False
+        server.raft = None
+        server.writes.clear()
+        server.disk_free = self.now
+        server.incarnation += 1
+        server.deadline = None
+        server.timer_seq += 1
+        server.machine = type(server.machine)()
+        server.results.clear()
+
+    # -- partitions ------------------------------------------------------------
+
+    def cut(self, from_id: int, to_id: int) -> None:
+        """Drop messages from from_id to to_id (one way)."""
+        self.blocked.add((from_id, to_id))
+
+    def partition(self, *groups: Iterable[int]) -> None:
+        """Cut every link between different groups (symmetric); servers not named are alone."""
+        side = {}
+        for k, group in enumerate(groups):
+            for i in group:
+                side[i] = k
+        for a in self.servers:
+            for b in self.servers:
+                if a != b and side.get(a, -a) != side.get(b, -b):
+                    self.blocked.add((a, b))
+
+    def heal(self) -> None:
+        self.blocked.clear()
+
+    # -- feeding servers ----------------------------------------------------------
+
+    def feed(self, server: SimServer, event: Event) -> Update:
+        raft = server.raft
+        assert raft is not None
+        update = raft.step(event)
+        self._handle(server, raft, update)
+        return update
+
+    def _handle(self, server: SimServer, raft: Raft, u: Update) -> None:
+        checker = self.checker
+        if u.hard_state is not None:
+            server.term, server.voted_for = u.hard_state
+        if u.truncate_from or u.persist:
+            if checker is not None:
+                if u.truncate_from:
+                    checker.on_truncate(server.id, u.truncate_from, server.durable)
+                if u.persist:
+                    prev = raft.log.term_of(u.persist_index - 1) or 0
+                    checker.on_write(server.id, u.persist_index, u.persist, prev)
+            self._write(server, u.truncate_from, u.persist_index, u.persist)
+        if u.messages:
+            for to_id, _address, message in u.messages:
+                self._send(server.id, to_id, message)
+        if u.apply:
+            self._apply(server, u.apply_index, u.apply)
+        if u.completed or u.failed or u.accepted:
+            self._resolve(server, u)
+        if u.state_changed and u.state == State.LEADER and checker is not None:
+            checker.on_leader(server.id, raft.current_term, raft.log)
+        if u.deadline_ms != server.deadline:
+            server.deadline = u.deadline_ms
+            server.timer_seq += 1
+            if not self.manual and u.deadline_ms is not None:
+                self._push(u.deadline_ms, _TIMER, server.id, server.timer_seq)
+
+    def _apply(self, server: SimServer, first: int, entries: list[Entry]) -> None:
+        if self.checker is not None:
+            self.checker.on_apply(server.id, first, entries)
+        machine = server.machine
+        results = server.results
+        for k, entry in enumerate(entries):
+            if entry.type == EntryType.COMMAND:
+                results[first + k] = machine.apply(first + k, entry.payload)
+
+    def _resolve(self, server: SimServer, u: Update) -> None:
+        for req, first in u.accepted:
+            if isinstance(req, ClientRequest):
+                req.index = first
+        for req, error in u.failed:
+            if isinstance(req, ClientRequest):
+                req.error = error
+                req.done = True
+        raft = server.raft
+        assert raft is not None
+        for req, index in u.completed:
+            if isinstance(req, ClientRequest):
+                req.done = True
+                req.result = server.results.get(index)
+                if self.checker is not None and req.payloads:
+                    entry = raft.log.get(index)
+                    assert entry is not None
+                    self.checker.on_ack(index, entry)
+
+    def _push(self, when: int, kind: int, server_id: int, data: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, kind, self._seq, server_id, data))
+
+    def _write(self, server: SimServer, truncate: int, first: int, entries: list[Entry]) -> None:
+        disk = self.disk
+        latency = (disk.min_latency_ms if disk.min_latency_ms == disk.max_latency_ms
+                   else self.rng.randint(disk.min_latency_ms, disk.max_latency_ms))
+        done = max(self.now, server.disk_free) + latency
+        server.disk_free = done
+        server.writes.append((done, truncate, first, entries))
+        if not self.manual:
+            self._push(done, _DISK, server.id, server.incarnation)
+
+    def _complete_write(self, server: SimServer) -> None:
+        _done, truncate, first, entries = server.writes.pop(0)
+        durable = server.durable
+        if truncate:
+            del durable[truncate - 1:]
+        if entries:
+            assert first == len(durable) + 1, (first, len(durable))
+            durable.extend(entries)
+            self.feed(server, Persisted(self.now, first + len(entries) - 1, entries[-1].term))
+
+    def _send(self, from_id: int, to_id: int, message: Message) -> None:
+        if (from_id, to_id) in self.blocked:
+            return
+        if self.manual:
+            self.inflight.append((from_id, to_id, message))
+            return
+        net = self.network
+        rng = self.rng
+        if net.loss and rng.random() < net.loss:
+            return
+        lo, hi = net.min_latency_ms, net.max_latency_ms
+        self._push(self.now + (lo if lo == hi else rng.randint(lo, hi)), _NET, to_id,
+                   (from_id, message))
+        if net.duplicate and rng.random() < net.duplicate:
+            self._push(self.now + rng.randint(lo, hi), _NET, to_id, (from_id, message))
+
+    def _deliver(self, from_id: int, to_id: int, message: Message) -> bool:
+        server = self.servers[to_id]
+        if not server.alive or (from_id, to_id) in self.blocked:
+            return False
+        self.feed(server, Receive(self.now, from_id, str(from_id), message))
+        return True
+
+    # -- automatic stepping -----------------------------------------------------------
+
+    def step(self) -> bool:
+        """Run the earliest pending event; False if there is none."""
+        queue = self._queue
+        servers = self.servers
+        while queue:
+            when, kind, _seq, server_id, data = heapq.heappop(queue)
+            server = servers[server_id]
+            if kind == _NET:
+                self.now = when
+                if not self._deliver(data[0], server_id, data[1]):
+                    continue
+            elif kind == _TIMER:
+                if data != server.timer_seq or not server.alive:
+                    continue
+                self.now = when
+                self.feed(server, Tick(when))
+            else:
+                if data != server.incarnation or not server.alive:
+                    continue
+                self.now = when
+                self._complete_write(server)
+            self.steps += 1
+            return True
+        return False
+
+    def run_until(self, done: Callable[[], bool], max_ms: int) -> bool:
+        """Step until done() or until simulated time passes now+max_ms."""
+        limit = self.now + max_ms
+        while not done():
+            if not self._queue or self._queue[0][0] > limit:
+                return False
+            self.step()
+        return True
+
+    def run_for(self, ms: int) -> None:
+        limit = self.now + ms
+        while self._queue and self._queue[0][0] <= limit:
+            self.step()
+        self.now = max(self.now, limit)
+
+    # -- manual stepping (transcripts) ----------------------------------------------
+
+    def deliver(self, from_id: int = 0, to_id: int = 0, drop: bool = False) -> int:
+        """Deliver (or drop) the queued messages matching from/to (0 = any), in order."""
+        keep, take = [], []
+        for item in self.inflight:
+            if (from_id in (0, item[0])) and (to_id in (0, item[1])):
+                take.append(item)
+            else:
+                keep.append(item)
+        self.inflight = keep
+        if not drop:
+            for src, dst, message in take:
+                self._deliver(src, dst, message)
+        return len(take)
+
+    def persist(self, server_id: int = 0) -> int:
+        """Complete the pending disk writes of one server (0 = all)."""
+        count = 0
+        for server in self.servers.values():
+            if server_id in (0, server.id) and server.alive:
+                while server.writes:
+                    self.now = max(self.now, server.writes[0][0]) if not self.manual else self.now
+                    self._complete_write(server)
+                    count += 1
+        return count
+
+    def stabilize(self, max_rounds: int = 100) -> None:
+        """Deliver messages and complete writes until nothing is pending (no time passes)."""
+        for _ in range(max_rounds):
+            if not (self.persist() + self.deliver()):
+                return
+
+    def tick(self, server_id: int, advance_to_deadline: bool = True) -> None:
+        """Fire a server's timer: time advances to its deadline if that is later."""
+        server = self.servers[server_id]
+        if advance_to_deadline and server.deadline is not None:
+            self.now = max(self.now, server.deadline)
+        self.feed(server, Tick(self.now))
+
+    def elapse(self, ms: int) -> None:
+        """Advance time; every server whose deadline passed gets a Tick (id order)."""
+        self.now += ms
+        for server in self.servers.values():
+            if server.alive and server.deadline is not None and server.deadline <= self.now:
+                self.feed(server, Tick(self.now))
+
+    # -- clients --------------------------------------------------------------------------
+
+    def leader(self) -> Optional[SimServer]:
+        """The live leader with the highest term, if any."""
+        best = None
+        for server in self.servers.values():
+            raft = server.raft
+            if server.alive and raft is not None and raft.state == State.LEADER:
+                if best is None or raft.current_term > best.raft.current_term:  # type: ignore[union-attr]
+                    best = server
+        return best
+
+    def propose(self, server_id: int, *payloads: bytes) -> ClientRequest:
+        req = ClientRequest(server_id, tuple(payloads))
+        self.feed(self.servers[server_id], Propose(self.now, list(payloads), req))
+        return req
+
+    def barrier(self, server_id: int) -> ClientRequest:
+        req = ClientRequest(server_id, ())
+        self.feed(self.servers[server_id], Barrier(self.now, req))
+        return req
+
+    def transfer(self, server_id: int, target_id: int = 0) -> ClientRequest:
+        req = ClientRequest(server_id, ())
+        self.feed(self.servers[server_id], Transfer(self.now, target_id, req))
+        return req
+
+    def raft(self, server_id: int) -> Raft:
+        raft = self.servers[server_id].raft
+        assert raft is not None, f"server {server_id} is down"
+        return raft
