@@ -36,10 +36,11 @@ def bench_batches(report: Report, quick: bool) -> None:
             payload = b"p" * size
             entries = [Entry(7, 1, payload) for _ in range(n)]
             payloads = [payload] * n
-            enc = best_rate(lambda: (_bindings.encode_batch(entries), n)[1], t)
-            uni = best_rate(lambda: (_bindings.encode_batch_uniform(7, 1, payloads), n)[1], t)
+            enc = best_rate(lambda e=entries, k=n: (_bindings.encode_batch(e), k)[1], t)
+            uni = best_rate(lambda p=payloads, k=n: (_bindings.encode_batch_uniform(7, 1, p), k)[1],
+                            t)
             blob = bytes(_bindings.encode_batch(entries))
-            dec = best_rate(lambda: (_bindings.decode_batches(blob), n)[1], t)
+            dec = best_rate(lambda b=blob, k=n: (_bindings.decode_batches(b), k)[1], t)
             tag = f"{size}B x {n}"
             report.add(f"encode {tag}", enc, "entries/s", MB_s=enc * size / 1e6)
             report.add(f"encode uniform {tag}", uni, "entries/s", MB_s=uni * size / 1e6)

@@ -5,10 +5,11 @@ The public surface grows with the project; today it holds the error classes
 through ``raftpy._bindings``; the sans-I/O algorithm lives in ``raftpy.core``.
 """
 
+from raftpy import errors as _errors
 from raftpy.core.types import Entry, EntryType
-from raftpy.errors import *  # noqa: F401,F403  (the error classes are public API)
-from raftpy.errors import __all__ as _error_names
+from raftpy.errors import *  # noqa: F403  (the error classes are public API)
 
 __version__ = "0.1.0"
 
-__all__ = ["Entry", "EntryType", "__version__", *_error_names]
+__all__ = ["Entry", "EntryType", "__version__"]
+__all__ += _errors.__all__

@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable, Sequence
+from typing import Any
 
 from raftpy._native import ffi, lib
 from raftpy.core.types import Entry
-from raftpy.errors import (CorruptError, InvalidError, IOError_, MalformedError,
-                           NoSpaceError, RaftError, TooBigError, TooManyError)
+from raftpy.errors import (
+    CorruptError,
+    InvalidError,
+    IOError_,
+    MalformedError,
+    NoSpaceError,
+    RaftError,
+    TooBigError,
+    TooManyError,
+)
 
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
@@ -175,16 +184,16 @@ class _Arrays:
         offsets = ffi.unpack(self.offsets + start, n)
         lengths = ffi.unpack(self.lengths + start, n)
         out.extend([Entry(t, ty, view[o:o + ln])
-                    for t, ty, o, ln in zip(terms, types, offsets, lengths)])
+                    for t, ty, o, ln in zip(terms, types, offsets, lengths, strict=True)])
 
 
-def _status_error(status: int, res: object, batch_no: int) -> RaftError:
-    detail = res.detail  # type: ignore[attr-defined]
-    at = res.error_offset  # type: ignore[attr-defined]
+def _status_error(status: int, res: Any, batch_no: int) -> RaftError:
+    detail = res.detail
+    at = res.error_offset
     where = f"entries batch {batch_no} starting at byte {at}"
     if status == Status.SHORT:
         return IOError_(f"{where}: short read: {detail} bytes instead of "
-                        f"{res.needed}")  # type: ignore[attr-defined]
+                        f"{res.needed}")
     table: dict[int, tuple[type[RaftError], str]] = {
         Status.ZERO_COUNT: (CorruptError, "entries count in preamble is zero"),
         Status.TOO_MANY: (CorruptError, f"entries count {detail} in preamble is too high"),
@@ -202,8 +211,8 @@ def _status_error(status: int, res: object, batch_no: int) -> RaftError:
                else f"{where}: {text}")
 
 
-def _run(fn: object, buf: bytes | bytearray | memoryview, off: int, extra: tuple,
-         arrays: _Arrays | None) -> tuple[list[Entry], int, object, int]:
+def _run(fn: Any, buf: bytes | bytearray | memoryview, off: int, extra: tuple[int, ...],
+         arrays: _Arrays | None) -> tuple[list[Entry], int, Any, int]:
     """Call a C decoder until it stops for a reason other than full arrays."""
     view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
     c_buf = ffi.from_buffer(view)
@@ -211,7 +220,7 @@ def _run(fn: object, buf: bytes | bytearray | memoryview, off: int, extra: tuple
     entries: list[Entry] = []
     batches = 0
     while True:
-        status = fn(c_buf, len(view), off, *extra, arrays.struct, arrays.res)  # type: ignore
+        status = fn(c_buf, len(view), off, *extra, arrays.struct, arrays.res)
         res = arrays.res
         arrays.take(view, 0, res.n_entries, entries)
         batches += res.n_batches
@@ -240,7 +249,7 @@ def decode_batches(buf: bytes | bytearray | memoryview, offset: int = 0,
                                          (max_batches,), None)
     if status != Status.OK:
         raise _status_error(status, res, batches + 1)
-    return entries, int(res.end)  # type: ignore[attr-defined]
+    return entries, int(res.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +275,8 @@ class SegmentScan:
 def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
     """Walk a segment file image (format word, then batches) and classify its end."""
     entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
-    end = int(res.end)  # type: ignore[attr-defined]
-    at = int(res.error_offset)  # type: ignore[attr-defined]
+    end = int(res.end)
+    at = int(res.error_offset)
     if status == Status.OK:
         return SegmentScan(entries, batches, end, ScanOutcome.CLEAN, Status.OK, None, end, -1)
     err = _status_error(status, res, batches + 1)
@@ -276,7 +285,7 @@ def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
     if status in (Status.BAD_FORMAT, Status.TOO_SMALL):
         return SegmentScan(entries, 0, 0, ScanOutcome.CORRUPT, Status(status), err, 0, -1)
     nxt = -1
-    if res.tail == lib.RP_TAIL_ZEROS:  # type: ignore[attr-defined]
+    if res.tail == lib.RP_TAIL_ZEROS:
         outcome = ScanOutcome.ZERO_TAIL
     else:
         view = memoryview(buf).cast("B")
@@ -328,7 +337,7 @@ class AioContext:
         n = lib.rp_aio_reap(self._aio, self._ud, self._res, self._max)
         if n < 0:
             raise _errno_error(n, "io_getevents")
-        return list(zip(ffi.unpack(self._ud, n), ffi.unpack(self._res, n)))
+        return list(zip(ffi.unpack(self._ud, n), ffi.unpack(self._res, n), strict=True))
 
     def close(self) -> None:
         if not self._closed:

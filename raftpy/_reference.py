@@ -9,7 +9,7 @@ raftpy.errors.
 from __future__ import annotations
 
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 from raftpy.core.types import Entry
 from raftpy.errors import CorruptError, InvalidError, IOError_, MalformedError, RaftError

@@ -33,7 +33,7 @@ class RaftError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
-    def wrap(self, context: str) -> "RaftError":
+    def wrap(self, context: str) -> RaftError:
         """Return an error of the same class whose message is prefixed with context."""
         err = type(self).__new__(type(self))
         RaftError.__init__(err, f"{context}: {self.message}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import mmap
 import os
 from collections import deque
@@ -33,8 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from raftpy import _bindings
-from raftpy.errors import (InvalidError, IOError_, NoSpaceError, NotFoundError,
-                           RaftError, UnauthorizedError)
+from raftpy.errors import (
+    InvalidError,
+    IOError_,
+    NoSpaceError,
+    NotFoundError,
+    RaftError,
+    UnauthorizedError,
+)
 
 __all__ = ["FsCaps", "probe", "aligned_buffer", "prepare_file", "open_for_writing", "AioWriter"]
 
@@ -209,7 +216,7 @@ class AioWriter:
         if use_aio:
             self._ctx = _bindings.AioContext(depth)
             self._loop.add_reader(self._ctx.fileno(), self._on_ready)
-        self._inflight: dict[int, tuple[asyncio.Future[None], int, object, int, int]] = {}
+        self._inflight: dict[int, tuple[asyncio.Future[None], int, memoryview, int, int]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._running = 0
         self._next_id = 1
@@ -263,8 +270,7 @@ class AioWriter:
                 self.fallbacks += 1
                 job = self._loop.run_in_executor(self._pool, _bindings.pwrite_sync,
                                                  fd, view, offset)
-                asyncio.ensure_future(job, loop=self._loop).add_done_callback(
-                    lambda j, f=fut: _copy_result(j, f))
+                job.add_done_callback(functools.partial(_copy_result, fut=fut))
                 continue
             err = _write_error(res, length)
             if err is None:

@@ -236,8 +236,8 @@ def _missing(reason: str) -> None:
 
 def _link_flags() -> list[str]:
     if shutil.which("pkg-config"):
-        res = subprocess.run(check=False, args=["pkg-config", "--cflags", "--libs", "raft", "libuv"],
-                             capture_output=True, text=True)
+        res = subprocess.run(["pkg-config", "--cflags", "--libs", "raft", "libuv"],
+                             check=False, capture_output=True, text=True)
         if res.returncode == 0:
             return res.stdout.split()
     return ["-lraft", "-luv"]
@@ -254,22 +254,22 @@ def raftcompat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     probe = build / "probe.c"
     probe.write_text("#include <raft.h>\n#include <raft/uv.h>\n"
                      "int main(void) { return raft_uv_init == 0; }\n")
-    res = subprocess.run(check=False, args=[cc, str(probe), "-o", str(build / "probe"), *flags],
-                         capture_output=True, text=True)
+    res = subprocess.run([cc, str(probe), "-o", str(build / "probe"), *flags],
+                         check=False, capture_output=True, text=True)
     if res.returncode != 0:
         lines = (res.stderr.strip() or res.stdout.strip()).splitlines()
         _missing(lines[0] if lines else f"{cc} exited with {res.returncode}")
     exe = build / "raftcompat"
-    res = subprocess.run(check=False, args=[cc, "-std=c11", "-D_DEFAULT_SOURCE", "-O1", "-g", "-Wall", "-Wextra",
+    res = subprocess.run([cc, "-std=c11", "-D_DEFAULT_SOURCE", "-O1", "-g", "-Wall", "-Wextra",
                           "-Werror", str(SOURCE), "-o", str(exe), *flags],
-                         capture_output=True, text=True)
+                         check=False, capture_output=True, text=True)
     assert res.returncode == 0, f"building raftcompat failed:\n{res.stderr}"
     return exe
 
 
 def run(exe: Path, *args: str | Path) -> dict:
-    res = subprocess.run(check=False, args=[str(exe), *map(str, args)], capture_output=True, text=True,
-                         timeout=RUN_TIMEOUT_S)
+    res = subprocess.run([str(exe), *map(str, args)], check=False, capture_output=True,
+                         text=True, timeout=RUN_TIMEOUT_S)
     assert res.returncode == 0, f"raftcompat {args} failed ({res.returncode}): {res.stderr}"
     return json.loads(res.stdout)
 
