@@ -289,7 +289,7 @@ def same_modulo_conf_padding(ours: list[tuple[int, int, bytes]],
                              theirs: list[tuple[int, int, bytes]]) -> None:
     """Entries equal, except the padding of configurations (uninitialised in libraft)."""
     assert len(ours) == len(theirs)
-    for index, (a, b) in enumerate(zip(ours, theirs), start=1):
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
         if a[1] == EntryType.CHANGE:
             assert a[:2] == b[:2], index
             assert decode_configuration(a[2]) == decode_configuration(b[2]), index
