@@ -1,0 +1,894 @@
+"""DiskStore: libraft's data directory, written and read by raftpy (spec §3).
+
+What lives here: the stock log and snapshot store.  It keeps term and vote in
+metadata1/metadata2, the log in segment files (closed ``first-last`` and
+preallocated ``open-N``), and snapshots as ``snapshot-T-I-TS`` + ``.meta``,
+byte for byte as libraft's uv backend does, so that either can open a
+directory the other wrote.
+
+May import: the standard library, raftpy._bindings, raftpy.core (values only),
+raftpy.errors, raftpy.io.aio/layout/metadata.
+
+Rules kept:
+- ``set_term``/``set_vote`` return only once the metadata file is durable.
+- ``append`` returns only once its entries are durable.  Appends are ordered;
+  while one write is in flight on the current segment, later appends queue
+  and go out together in the next write (each request still its own batch,
+  as libraft does).  One write in flight per segment means a crash can only
+  leave a torn tail, never a hole before durable data.
+- Writes are block-granular: the partly filled last block is rewritten with
+  more data by the next write, and its unused tail is zero.
+- Open segments are prepared (created, preallocated, and by default written
+  once with zeros so that durable writes skip the unwritten-extent journal
+  commit) in worker threads ahead of need.
+- ``truncate`` and snapshot installation are barriers: earlier appends finish
+  first, later ones wait until the barrier is done (spec §3.8, §3.9).
+- Load follows spec §3.7: torn or zero tails of open segments are cut off,
+  and anything else that is damaged is a CorruptError naming file and offset;
+  with auto-recovery the damaged segment (and those after it) is renamed
+  ``corrupt-<ns>-<name>`` only where libraft does so, and the load is retried
+  once.  Damaged data is never returned as entries.
+- A directory is used by one process at a time: ``open`` takes an exclusive
+  lock on ``raftpy.lock`` inside it (libraft ignores the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import functools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from raftpy import _bindings
+from raftpy._bindings import ScanOutcome, Status
+from raftpy.core.configuration import Configuration
+from raftpy.core.types import Entry, EntryType
+from raftpy.errors import (
+    BusyError,
+    CantBootstrapError,
+    CorruptError,
+    InvalidError,
+    IOError_,
+    NoSpaceError,
+    RaftError,
+    ShutdownError,
+    TooBigError,
+    UnauthorizedError,
+)
+from raftpy.io import aio, layout, metadata
+from raftpy.io.layout import SegmentFile
+
+__all__ = ["DiskStore", "Snapshot", "LoadResult", "LOCK_FILE"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+LOCK_FILE = "raftpy.lock"
+DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+_FORMAT_WORD = (1).to_bytes(8, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A snapshot: the state machine's data at ``index`` and the configuration then."""
+
+    term: int
+    index: int
+    configuration: Configuration
+    configuration_index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What ``load`` found: entries[i] has index start_index + i."""
+
+    term: int
+    voted_for: int
+    snapshot: Snapshot | None
+    start_index: int
+    entries: list[Entry]
+
+
+@dataclass(eq=False, slots=True)
+class _Append:
+    """One append request: its encoded batch, where it goes, who waits for it."""
+
+    batch: bytes | bytearray
+    n: int
+    future: asyncio.Future[None]
+    first_index: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _OpenSegment:
+    """The open segment being written, and the aligned buffer of its tail."""
+
+    name: str
+    path: str
+    fd: int
+    first_index: int = 0          # index of its first entry (0: none yet)
+    last_index: int = 0           # index of its last durable entry
+    used: int = 8                 # bytes of the file that hold data (format word + batches)
+    reserved: int = 8             # used + bytes of batches being written
+    buf_block: int = 0            # block number of buf[0] in the file
+    buf_len: int = 8              # valid bytes in buf
+    closing: bool = False         # no more appends go here
+    failed: bool = False
+    finalized: asyncio.Future[None] | None = None   # set once closing on disk is done
+
+
+@dataclass(eq=False)
+class _Prepared:
+    counter: int
+    path: str
+    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
+                                        .create_future())
+
+
+class DiskStore:
+    """libraft-compatible durable storage for one Raft server's log, vote and snapshots.
+
+    Use: ``store = DiskStore(path)``; ``await store.open()``; ``result = await
+    store.load()``; then ``append``/``truncate``/``set_term``/``set_vote``/
+    ``snapshot_put``/``snapshot_get``; finally ``await store.close()``.
+    """
+
+    def __init__(self, path: str, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE,
+                 snapshot_compression: bool = True, auto_recovery: bool = True,
+                 prepared_segments: int = 2, zero_fill_segments: bool = True,
+                 write_max_bytes: int = 4 * 1024 * 1024, aio_depth: int = 8,
+                 use_aio: bool | None = None) -> None:
+        if segment_size_bytes < 4096 or segment_size_bytes % 4096:
+            raise InvalidError(f"segment size must be a positive multiple of 4096, "
+                               f"not {segment_size_bytes}")
+        if prepared_segments < 1:
+            raise InvalidError("at least one prepared segment is needed")
+        if write_max_bytes < 4096:
+            raise InvalidError(f"write_max_bytes must be at least 4096, not {write_max_bytes}")
+        self.path = os.path.abspath(path)
+        self.segment_size_bytes = segment_size_bytes
+        self.snapshot_compression = snapshot_compression
+        self.auto_recovery = auto_recovery
+        self.prepared_segments = prepared_segments
+        self.zero_fill_segments = zero_fill_segments
+        self.write_max_bytes = write_max_bytes
+        self._aio_depth = aio_depth
+        self._use_aio = use_aio
+        self.caps: aio.FsCaps | None = None
+        self._meta = metadata.FRESH
+        self._lock_fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._writer: aio.AioWriter | None = None
+        self._loaded = False
+        self._closed = False
+        self._next_index = 1          # index the next append gets
+        self._counter = 0             # last open-N counter used in this process
+        self._current: _OpenSegment | None = None
+        self._prepared: deque[_Prepared] = deque()
+        self._queue: deque[_Append] = deque()
+        self._held: deque[_Append] = deque()    # appends waiting behind a barrier
+        self._barriers = 0
+        self._writing = False
+        self._idle = asyncio.Event()
+        self._finalizing: asyncio.Future[None] | None = None
+        self._buf = aio.aligned_buffer(write_max_bytes + 2 * 4096)
+        self._snapshot_busy = False
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        """Check and lock the directory, probe it, tidy it, read term and vote."""
+        self._loop = asyncio.get_running_loop()
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="raftpy-disk")
+        self._idle.set()
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._threads.shutdown(wait=False)
+            self._unlock()
+            raise
+        assert self.caps is not None
+        use_aio = self.caps.async_io if self._use_aio is None else (
+            self._use_aio and self.caps.async_io)
+        self._writer = aio.AioWriter(self._loop, depth=self._aio_depth, use_aio=use_aio)
+
+    def _open_sync(self) -> None:
+        self._lock()
+        self.caps = aio.probe(self.path)
+        listing = layout.list_dir(self.path)
+        for name in listing.tmp_files + listing.orphans:   # spec §3.7 step 0
+            os.unlink(self._p(name))
+        self._meta = self._read_metadata()
+
+    def _lock(self) -> None:
+        if not os.path.isdir(self.path):
+            aio.probe(self.path)          # raises the libraft-style error for the path
+        try:
+            fd = os.open(self._p(LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except PermissionError as err:
+            raise UnauthorizedError(f"directory '{self.path}': {err.strerror}") from err
+        except OSError as err:
+            if err.errno == errno.EROFS:
+                raise InvalidError(f"directory '{self.path}' is not writable") from err
+            raise IOError_(f"open lock file: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise BusyError(f"directory '{self.path}' is in use by another process"
+                            f"{f' (pid {holder})' if holder else ''}") from err
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    async def close(self) -> None:
+        """Write out what was appended, close the open segment, release the directory."""
+        if self._closed or self._loop is None:
+            return
+        self._closed = True
+        while self._queue or self._writing or self._held:
+            await self._wait_idle()
+            if self._held and not self._barriers:
+                self._release_held()
+        if self._current is not None:
+            self._finalize(self._current)
+            self._current = None
+        if self._finalizing is not None:
+            await asyncio.gather(self._finalizing, return_exceptions=True)
+        for prep in list(self._prepared):
+            await asyncio.gather(prep.ready, return_exceptions=True)
+            if os.path.exists(prep.path):
+                os.unlink(prep.path)
+        self._prepared.clear()
+        if self._writer is not None:
+            await self._writer.close()
+        assert self._threads is not None
+        self._threads.shutdown(wait=True)
+        self._unlock()
+
+    async def __aenter__(self) -> DiskStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------ term and vote
+
+    @property
+    def term(self) -> int:
+        return self._meta.term
+
+    @property
+    def voted_for(self) -> int:
+        return self._meta.voted_for
+
+    @property
+    def next_index(self) -> int:
+        """Index the next append will get (counting appends not yet durable)."""
+        return self._next_index
+
+    async def set_term(self, term: int) -> None:
+        """Durably store term and reset the vote (spec §3.4)."""
+        await self._write_metadata(term, 0)
+
+    async def set_vote(self, server_id: int) -> None:
+        """Durably store the vote for the current term."""
+        await self._write_metadata(self._meta.term, server_id)
+
+    async def _write_metadata(self, term: int, voted_for: int) -> None:
+        self._check_usable()
+        new = metadata.Metadata(self._meta.version + 1, term, voted_for)
+        await self._run(self._write_metadata_sync, new)
+        self._meta = new
+
+    def _write_metadata_sync(self, new: metadata.Metadata) -> None:
+        path = self._p(metadata.metadata_file_for(new.version))
+        existed = os.path.exists(path)
+        data = metadata.encode_metadata(new.version, new.term, new.voted_for)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.pwrite(fd, data, 0)
+            os.fdatasync(fd) if existed else os.fsync(fd)
+        except OSError as err:
+            raise _os_error(err, f"write {os.path.basename(path)}") from err
+        finally:
+            os.close(fd)
+        if not existed:
+            self._fsync_dir()
+
+    def _read_metadata(self) -> metadata.Metadata:
+        found: list[metadata.Metadata | None] = []
+        for name in metadata.METADATA_FILES:
+            try:
+                with open(self._p(name), "rb") as f:
+                    data = f.read(metadata.METADATA_SIZE + 1)
+            except FileNotFoundError:
+                found.append(None)
+                continue
+            meta = metadata.decode_metadata(data, name)
+            if meta is None:           # shorter than 32 bytes: a crash in the first write
+                os.unlink(self._p(name))
+            found.append(meta)
+        return metadata.choose_metadata(found[0], found[1])
+
+    # ------------------------------------------------------------ loading
+
+    async def load(self) -> LoadResult:
+        """Load snapshot and entries (spec §3.7); call once, before appending."""
+        self._check_usable()
+        if self._loaded:
+            raise InvalidError("the store was already loaded")
+        result = await self._run(self._load_with_recovery)
+        self._loaded = True
+        self._next_index = result.start_index + len(result.entries)
+        self._fill_pool()
+        return result
+
+    def _load_with_recovery(self) -> LoadResult:
+        try:
+            return self._load_sync()
+        except CorruptError as err:
+            if not self.auto_recovery:
+                raise
+            log.warning("load %s failed, retrying once after auto-recovery: %s",
+                        self.path, err)
+        return self._load_sync()
+
+    def _load_sync(self) -> LoadResult:
+        listing = layout.list_dir(self.path)
+        snapshot = self._read_snapshot(listing.snapshots[-1]) if listing.snapshots else None
+        segments, start_index = _segments_to_load(listing.segments, snapshot)
+        entries: list[Entry] = []
+        next_index = start_index
+        for k, seg in enumerate(segments):
+            try:
+                got = (self._load_open(seg, next_index) if seg.is_open
+                       else self._load_closed(seg, next_index))
+            except CorruptError as err:
+                self._quarantine(segments, k)
+                raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
+                               f"{seg.name}") from err
+            except RaftError as err:
+                raise err.wrap(f"load segment {seg.name}") from err
+            entries.extend(got)
+            next_index += len(got)
+        if snapshot is not None and next_index - 1 < snapshot.index:
+            raise CorruptError(f"last entry on disk has index {next_index - 1}, which is "
+                               f"behind last snapshot's index {snapshot.index}")
+        return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
+
+    def _load_closed(self, seg: SegmentFile, next_index: int) -> list[Entry]:
+        if seg.first != next_index:
+            raise CorruptError(f"unexpected closed segment {seg.name}: first index should "
+                               f"have been {next_index}")
+        scan = _bindings.scan_segment(self._read(seg.name))
+        if scan.outcome != ScanOutcome.CLEAN:
+            assert scan.error is not None
+            raise _as_corrupt(scan.error) if scan.status == Status.SHORT else scan.error
+        expected = seg.last - seg.first + 1
+        if len(scan.entries) != expected:
+            raise CorruptError(f"found {len(scan.entries)} entries (expected {expected})")
+        return scan.entries
+
+    def _load_open(self, seg: SegmentFile, next_index: int) -> list[Entry]:
+        scan = _bindings.scan_segment(self._read(seg.name))
+        if scan.outcome in (ScanOutcome.CORRUPT,) or scan.status == Status.TOO_SMALL:
+            assert scan.error is not None
+            if scan.next_valid >= 0:
+                raise CorruptError(f"{scan.error}; a valid batch follows at byte "
+                                   f"{scan.next_valid}, so this is not a torn write")
+            raise scan.error
+        if scan.outcome == ScanOutcome.TORN_TAIL:
+            log.warning("open segment %s: torn tail at byte %d cut off (%s)",
+                        seg.name, scan.end, scan.error)
+        if not scan.entries:
+            os.unlink(self._p(seg.name))
+            return []
+        # A zero or torn tail (also a file ending inside its last batch, which
+        # libraft calls a short read: only a write that grew the file past its
+        # preallocation can end so) is the crash's unfinished write: cut it off.
+        last = next_index + len(scan.entries) - 1
+        fd = os.open(self._p(seg.name), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, scan.end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(self._p(seg.name), self._p(layout.closed_name(next_index, last)))
+        self._fsync_dir()
+        return scan.entries
+
+    def _quarantine(self, segments: Sequence[SegmentFile], k: int) -> None:
+        """Auto-recovery (spec §3.7 step 5): move the damaged segment aside, with
+        every later one, if it is open or the last closed segment."""
+        if not self.auto_recovery:
+            return
+        seg = segments[k]
+        later_closed = any(not s.is_open for s in segments[k + 1:])
+        if not seg.is_open and later_closed:
+            return
+        stamp = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        for victim in segments[k:]:
+            os.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
+            log.warning("auto-recovery: moved %s aside as corrupt-%d-%s",
+                        victim.name, stamp, victim.name)
+        self._fsync_dir()
+
+    # ------------------------------------------------------------ appends
+
+    async def append(self, entries: Sequence[Entry]) -> None:
+        """Append entries after the last one; return once they are durable."""
+        self._check_usable()
+        if not self._loaded:
+            raise InvalidError("load the store before appending")
+        if not entries:
+            raise InvalidError("nothing to append")
+        batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
+        assert self._loop is not None
+        req = _Append(batch, len(entries), self._loop.create_future())
+        if self._barriers:
+            self._held.append(req)
+        else:
+            self._enqueue(req)
+        await req.future
+
+    def _enqueue(self, req: _Append) -> None:
+        req.first_index = self._next_index
+        self._next_index += req.n
+        self._queue.append(req)
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self._writing and self._queue:
+            self._writing = True
+            self._idle.clear()
+            asyncio.ensure_future(self._write_next())
+
+    async def _write_next(self) -> None:
+        try:
+            while self._queue:
+                await self._write_once()
+        finally:
+            self._writing = False
+            self._idle.set()
+
+    async def _write_once(self) -> None:
+        first = self._queue[0]
+        try:
+            seg = await self._segment_for(len(first.batch))
+        except RaftError as err:
+            self._fail_queue(err, first.first_index)
+            return
+        taken = [self._queue.popleft()]
+        size = len(first.batch)
+        while self._queue:
+            nxt = len(self._queue[0].batch)
+            if (seg.reserved + size + nxt > self.segment_size_bytes
+                    or size + nxt > self.write_max_bytes):
+                break
+            taken.append(self._queue.popleft())
+            size += nxt
+        if seg.first_index == 0:
+            seg.first_index = first.first_index
+        seg.reserved += size
+        view, offset = self._fill_buffer(seg, taken, size)
+        assert self._writer is not None
+        try:
+            await self._writer.write(seg.fd, view, offset)
+        except RaftError as err:
+            log.error("write to %s failed: %s", seg.name, err)
+            seg.failed = True
+            self._fail_requests(taken, err)
+            self._fail_queue(err, first.first_index)
+            return
+        self._wrote(seg, size)
+        seg.last_index = taken[-1].first_index + taken[-1].n - 1
+        for req in taken:
+            if not req.future.done():
+                req.future.set_result(None)
+        if seg.closing and self._current is seg:
+            self._finalize(seg)
+            self._current = None
+
+    def _fill_buffer(self, seg: _OpenSegment, taken: list[_Append],
+                     size: int) -> tuple[memoryview, int]:
+        """Put the batches after the kept partial block; return what to write, where."""
+        bs = self._block_size
+        need = seg.buf_len + size + bs
+        if need > len(self._buf):
+            grown = aio.aligned_buffer(need)
+            grown[:seg.buf_len] = self._buf[:seg.buf_len]
+            self._buf = grown
+        pos = seg.buf_len
+        for req in taken:
+            self._buf[pos:pos + len(req.batch)] = req.batch
+            pos += len(req.batch)
+        end = -(-pos // bs) * bs
+        self._buf[pos:end] = bytes(end - pos)      # the rest of the last block is zeros
+        return memoryview(self._buf)[:end], seg.buf_block * bs
+
+    def _wrote(self, seg: _OpenSegment, size: int) -> None:
+        """After a durable write: account for it and keep only the partial last block."""
+        bs = self._block_size
+        seg.buf_len += size
+        seg.used += size
+        full = seg.buf_len // bs
+        if full:
+            tail = seg.buf_len - full * bs
+            self._buf[:tail] = self._buf[full * bs:seg.buf_len]
+            seg.buf_block += full
+            seg.buf_len = tail
+
+    @property
+    def _block_size(self) -> int:
+        assert self.caps is not None
+        return self.caps.block_size
+
+    def _fail_requests(self, reqs: Sequence[_Append], err: RaftError) -> None:
+        for req in reqs:
+            if not req.future.done():
+                req.future.set_exception(err)
+
+    def _fail_queue(self, err: RaftError, first_failed: int) -> None:
+        """A failed write fails everything queued behind it too (libraft 0.18),
+        and the next append goes where the first failed one would have."""
+        failed = list(self._queue)
+        self._queue.clear()
+        self._fail_requests(failed, err)
+        self._next_index = first_failed
+        if self._current is not None and self._current.failed:
+            self._finalize(self._current)
+            self._current = None
+
+    async def _segment_for(self, size: int) -> _OpenSegment:
+        seg = self._current
+        if seg is not None and not seg.closing and not seg.failed and (
+                seg.reserved + size <= self.segment_size_bytes or seg.reserved == 8):
+            return seg
+        if seg is not None:
+            self._finalize(seg)
+            self._current = None
+        return await self._take_prepared()
+
+    # ------------------------------------------------- segment preparation
+
+    def _fill_pool(self) -> None:
+        while len(self._prepared) < self.prepared_segments and not self._closed:
+            self._counter += 1
+            prep = _Prepared(self._counter, self._p(layout.open_name(self._counter)))
+            self._prepared.append(prep)
+            job = self._run(self._prepare_sync, prep.path)
+            job.add_done_callback(functools.partial(_settle, prep.ready))
+
+    def _prepare_sync(self, path: str) -> None:
+        assert self.caps is not None
+        aio.prepare_file(path, self.segment_size_bytes, self.caps,
+                         zero_fill=self.zero_fill_segments)
+
+    async def _take_prepared(self) -> _OpenSegment:
+        if not self._prepared:
+            self._fill_pool()
+        prep = self._prepared.popleft()
+        self._fill_pool()
+        try:
+            await prep.ready
+        except RaftError:
+            raise
+        except OSError as err:
+            raise _os_error(err, f"prepare {os.path.basename(prep.path)}") from err
+        assert self.caps is not None
+        fd = aio.open_for_writing(prep.path, self.caps)
+        seg = _OpenSegment(os.path.basename(prep.path), prep.path, fd)
+        seg.finalized = asyncio.get_running_loop().create_future()
+        self._buf[:8] = _FORMAT_WORD
+        self._current = seg
+        return seg
+
+    # --------------------------------------------------------- finalizing
+
+    def _finalize(self, seg: _OpenSegment) -> None:
+        """Close seg in the background, after any earlier finalization (in order)."""
+        seg.closing = True
+        prev = self._finalizing
+        assert self._loop is not None and seg.finalized is not None
+
+        async def run() -> None:
+            if prev is not None:
+                await asyncio.gather(prev, return_exceptions=True)
+            await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
+                            seg.first_index, seg.last_index)
+        self._finalizing = asyncio.ensure_future(run())
+        done = seg.finalized
+        self._finalizing.add_done_callback(lambda job: _settle(done, job))
+
+    def _finalize_sync(self, path: str, fd: int, used: int, first: int, last: int) -> None:
+        try:
+            if last == 0:              # nothing durable was written: drop the file
+                os.unlink(path)
+            else:
+                os.ftruncate(fd, used)
+                os.fsync(fd)
+                os.rename(path, self._p(layout.closed_name(first, last)))
+            self._fsync_dir()
+        finally:
+            os.close(fd)
+
+    async def _barrier(self) -> None:
+        """Hold new appends, let earlier ones finish, and close every open segment."""
+        self._barriers += 1
+        await self._wait_idle()
+        if self._current is not None:
+            self._finalize(self._current)
+            self._current = None
+        if self._finalizing is not None:
+            await self._finalizing
+
+    def _end_barrier(self) -> None:
+        self._barriers -= 1
+        if not self._barriers:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        while self._held:
+            self._enqueue(self._held.popleft())
+
+    async def _wait_idle(self) -> None:
+        while self._writing or self._queue:
+            self._kick()
+            await self._idle.wait()
+
+    # ---------------------------------------------------------- truncation
+
+    async def truncate(self, index: int) -> None:
+        """Delete entries from index on; later appends start at index (spec §3.8)."""
+        self._check_usable()
+        if not 0 < index < self._next_index:
+            raise InvalidError(f"cannot truncate at {index}: entries end at "
+                               f"{self._next_index - 1}")
+        await self._barrier()
+        try:
+            await self._run(self._truncate_sync, index)
+            self._next_index = index
+        finally:
+            self._end_barrier()
+
+    def _truncate_sync(self, index: int) -> None:
+        closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
+        doomed = [s for s in closed if s.last >= index]
+        if doomed and doomed[0].first < index:
+            seg = doomed[0]
+            entries = _bindings.scan_segment(self._read(seg.name)).entries[:index - seg.first]
+            self._write_closed_segment(seg.first, index - 1, entries)
+        for seg in doomed:
+            os.unlink(self._p(seg.name))
+        self._fsync_dir()
+
+    def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
+        data = _FORMAT_WORD + bytes(_bindings.encode_batch(entries))
+        self._write_atomically(layout.closed_name(first, last), data)
+
+    def _write_atomically(self, name: str, data: bytes) -> None:
+        """tmp-NAME, fsync, rename to NAME, fsync the directory."""
+        tmp = self._p(f"tmp-{name}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self._p(name))
+        except OSError as err:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise _os_error(err, f"write {name}") from err
+        self._fsync_dir()
+
+    # ------------------------------------------------ bootstrap and recover
+
+    async def bootstrap(self, conf: Configuration) -> None:
+        """Start a new cluster: term 1 and entry 1 holding conf (spec §3.11)."""
+        self._check_usable()
+        if self._meta.term != 0:
+            raise CantBootstrapError()
+        payload = self._conf_payload(conf)
+        await self.set_term(1)
+        await self._run(self._write_closed_segment, 1, 1,
+                        [Entry(1, EntryType.CHANGE, payload)])
+        if self._loaded:
+            self._next_index = 2
+
+    async def recover(self, conf: Configuration) -> None:
+        """Force conf as the configuration: a CHANGE entry after the last one.
+
+        Like libraft, the entry's term is 1 whatever the current term (quirk 4);
+        call it instead of ``load``, on a store that is not serving."""
+        self._check_usable()
+        if self._loaded:
+            raise InvalidError("recover runs on a store that has not been loaded")
+        payload = self._conf_payload(conf)
+        result = await self._run(self._load_with_recovery)
+        index = result.start_index + len(result.entries)
+        await self._run(self._write_closed_segment, index, index,
+                        [Entry(1, EntryType.CHANGE, payload)])
+
+    def _conf_payload(self, conf: Configuration) -> bytes:
+        payload = conf.encode()
+        limit = self._block_size - 40
+        if len(payload) > limit:
+            raise TooBigError(f"encoded configuration is {len(payload)} bytes, more than "
+                              f"the {limit} that fit in the first block")
+        return payload
+
+    # ----------------------------------------------------------- snapshots
+
+    async def snapshot_put(self, trailing: int, snapshot: Snapshot) -> None:
+        """Persist a snapshot; trailing > 0 keeps that many entries before it,
+        trailing == 0 installs it: the log is replaced (spec §3.9)."""
+        self._check_usable()
+        if self._snapshot_busy:
+            raise BusyError("a snapshot is already being written")
+        self._snapshot_busy = True
+        try:
+            if trailing == 0:
+                await self._barrier()
+                try:
+                    await self._run(self._snapshot_put_sync, trailing, snapshot)
+                    self._next_index = snapshot.index + 1
+                finally:
+                    self._end_barrier()
+            else:
+                # Appends go on into a fresh segment; the snapshot waits until
+                # every segment open now is closed (libraft's non-blocking barrier).
+                seg = self._current
+                if seg is not None:
+                    seg.closing = True
+                    if not self._writing:
+                        self._finalize(seg)
+                        self._current = None
+                    assert seg.finalized is not None
+                    await asyncio.shield(seg.finalized)
+                elif self._finalizing is not None:
+                    await self._finalizing
+                await self._run(self._snapshot_put_sync, trailing, snapshot)
+        finally:
+            self._snapshot_busy = False
+
+    def _snapshot_put_sync(self, trailing: int, snap: Snapshot) -> None:
+        stamp = time.monotonic_ns() // 1_000_000
+        name = layout.snapshot_name(snap.term, snap.index, stamp)
+        self._write_atomically(name + ".meta", layout.encode_snapshot_meta(
+            snap.configuration, snap.configuration_index))
+        try:
+            self._write_atomically(name, layout.encode_snapshot_data(
+                snap.data, self.snapshot_compression))
+        except RaftError:
+            os.unlink(self._p(name + ".meta"))
+            raise
+        listing = layout.list_dir(self.path)
+        for old in listing.snapshots[:-2]:
+            os.unlink(self._p(old.meta_name))
+            os.unlink(self._p(old.name))
+        closed = [s for s in listing.segments if not s.is_open]
+        if trailing == 0:
+            doomed = closed
+        else:
+            retain = snap.index - trailing + 1 if snap.index > trailing else 0
+            doomed = []
+            for seg in closed:
+                if seg.last >= retain:
+                    break
+                doomed.append(seg)
+        for seg in doomed:
+            os.unlink(self._p(seg.name))
+        self._fsync_dir()
+
+    async def snapshot_get(self) -> Snapshot | None:
+        """The most recent snapshot, or None."""
+        self._check_usable()
+        return await self._run(self._snapshot_get_sync)
+
+    def _snapshot_get_sync(self) -> Snapshot | None:
+        snaps = layout.list_dir(self.path).snapshots
+        return self._read_snapshot(snaps[-1]) if snaps else None
+
+    def _read_snapshot(self, snap: layout.SnapshotFile) -> Snapshot:
+        conf, conf_index = layout.decode_snapshot_meta(self._read(snap.meta_name),
+                                                       snap.meta_name)
+        data = layout.decode_snapshot_data(self._read(snap.name), snap.name)
+        return Snapshot(snap.term, snap.index, conf, conf_index, data)
+
+    # ------------------------------------------------------------ helpers
+
+    def _p(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def _read(self, name: str) -> bytes:
+        try:
+            with open(self._p(name), "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise _os_error(err, f"read {name}") from err
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ShutdownError("the store is closed")
+        if self._loop is None:
+            raise InvalidError("open the store first")
+
+    def _run(self, fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+        assert self._loop is not None and self._threads is not None
+        return self._loop.run_in_executor(self._threads, fn, *args)
+
+
+def _segments_to_load(segments: Sequence[SegmentFile],
+                      snapshot: Snapshot | None) -> tuple[list[SegmentFile], int]:
+    """Which segments to load and the start index (spec §3.7 step 2)."""
+    if snapshot is None:
+        return list(segments), 1
+    closed = [s for s in segments if not s.is_open]
+    opened = [s for s in segments if s.is_open]
+    if not closed:
+        return opened, snapshot.index + 1
+    if closed[-1].last < snapshot.index and not opened:
+        return [], snapshot.index + 1
+    run = [closed[-1]]
+    for seg in reversed(closed[:-1]):
+        if seg.last + 1 != run[0].first:
+            break
+        run.insert(0, seg)
+    if run[0].first > snapshot.index + 1:
+        raise CorruptError(f"closed segment {run[0].name} is past last snapshot "
+                           f"snapshot-{snapshot.term}-{snapshot.index}")
+    return run + opened, run[0].first
+
+
+def _as_corrupt(err: RaftError) -> RaftError:
+    """A closed segment that ends inside a batch is damaged, not a read error."""
+    return CorruptError(str(err))
+
+
+def _os_error(err: OSError, what: str) -> RaftError:
+    if err.errno == errno.ENOSPC:
+        return NoSpaceError(f"{what}: {err.strerror}")
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return UnauthorizedError(f"{what}: {err.strerror}")
+    if err.errno == errno.EROFS:
+        return InvalidError(f"{what}: {err.strerror}")
+    return IOError_(f"{what}: {err.strerror}")
+
+
+def _settle(fut: asyncio.Future[None], job: asyncio.Future[None]) -> None:
+    if fut.done():
+        return
+    exc = job.exception()
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
