@@ -1,0 +1,349 @@
+"""DiskStore behaviour: the files it writes and what it loads back (spec §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import struct
+import tempfile
+
+import pytest
+
+from raftpy import _bindings
+from raftpy.core.configuration import Configuration, Role
+from raftpy.core.types import Entry, EntryType
+from raftpy.errors import (BusyError, CantBootstrapError, InvalidError, NotFoundError,
+                           ShutdownError)
+from raftpy.io import layout
+from raftpy.io.disk import DiskStore, Snapshot
+
+CONF = Configuration.of((1, "127.0.0.1:9001"), (2, "127.0.0.1:9002"),
+                        (3, "127.0.0.1:9003", Role.STANDBY))
+SCRATCH = pathlib.Path(__file__).resolve().parent / ".aio-scratch"
+
+
+@pytest.fixture
+def data_dir():
+    """A directory on the real disk (tests/io/.aio-scratch is not tmpfs)."""
+    SCRATCH.mkdir(exist_ok=True)
+    path = tempfile.mkdtemp(dir=SCRATCH)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def entry(i: int, term: int = 2, size: int = 8) -> Entry:
+    return Entry(term, EntryType.COMMAND, struct.pack("<Q", i) * (size // 8))
+
+
+def payload_index(e: Entry) -> int:
+    return struct.unpack_from("<Q", e.payload)[0]
+
+
+def names(path):
+    return sorted(n for n in os.listdir(path) if n != "raftpy.lock")
+
+
+async def fresh(path, **kw) -> DiskStore:
+    store = DiskStore(path, **kw)
+    await store.open()
+    await store.load()
+    return store
+
+
+async def reload(path, **kw):
+    async with DiskStore(path, **kw) as store:
+        return await store.load()
+
+
+def test_bootstrap_writes_libraft_files(data_dir, run_loop):
+    async def go():
+        async with DiskStore(data_dir) as store:
+            await store.bootstrap(CONF)
+            with pytest.raises(CantBootstrapError):
+                await store.bootstrap(CONF)
+            await store.set_term(2)
+            await store.set_vote(1)
+    run_loop(go())
+    # Spec §3.12: metadata1 holds version 3 (the vote), metadata2 version 2.
+    assert pathlib.Path(data_dir, "metadata1").read_bytes() == struct.pack("<4Q", 1, 3, 2, 1)
+    assert pathlib.Path(data_dir, "metadata2").read_bytes() == struct.pack("<4Q", 1, 2, 2, 0)
+    seg = pathlib.Path(data_dir, "0000000000000001-0000000000000001").read_bytes()
+    assert len(seg) == 128
+    scan = _bindings.scan_segment(seg)
+    assert scan.outcome == _bindings.ScanOutcome.CLEAN
+    (e,) = scan.entries
+    assert (e.term, e.type) == (1, EntryType.CHANGE)
+    assert Configuration.decode(e.payload) == CONF
+    assert names(data_dir) == ["0000000000000001-0000000000000001", "metadata1", "metadata2"]
+
+
+def test_append_close_and_reload(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir)
+        await store.bootstrap(CONF)
+        await store.set_term(2)
+        await asyncio.gather(*(store.append([entry(i) for i in range(k, k + 5)])
+                               for k in range(2, 502, 5)))
+        assert store.next_index == 502
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert (result.term, result.voted_for, result.start_index) == (2, 0, 1)
+    assert result.entries[0].type == EntryType.CHANGE
+    assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 502))
+    assert names(data_dir) == ["0000000000000001-0000000000000001",
+                               "0000000000000002-0000000000000501", "metadata1", "metadata2"]
+
+
+def test_segments_roll_over_at_the_segment_size(data_dir, run_loop):
+    size = 16 * 1024
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=size)
+        for k in range(1, 2001, 40):
+            await store.append([entry(i, size=64) for i in range(k, k + 40)])
+        await store.append([entry(3000, size=40 * 1024)])      # bigger than a segment
+        await store.close()
+        return await reload(data_dir, segment_size_bytes=size)
+    result = run_loop(go())
+    assert [payload_index(e) for e in result.entries] == list(range(1, 2001)) + [3000]
+    segs = [n for n in names(data_dir) if not n.startswith("metadata")]
+    assert len(segs) >= 2000 * 80 // size
+    for name in segs[:-1]:
+        assert os.path.getsize(os.path.join(data_dir, name)) <= size
+    assert segs[-1] == layout.closed_name(2001, 2001)
+    first_last = [tuple(map(int, n.split("-"))) for n in segs]
+    assert all(a[1] + 1 == b[0] for a, b in zip(first_last, first_last[1:], strict=False))
+
+
+def test_open_segments_are_preallocated_and_spares_removed_on_close(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=64 * 1024)
+        await store.append([entry(1)])
+        opened = sorted(n for n in os.listdir(data_dir) if n.startswith("open-"))
+        sizes = [os.path.getsize(os.path.join(data_dir, n)) for n in opened]
+        await store.close()
+        return opened, sizes
+    opened, sizes = run_loop(go())
+    assert opened[0] == "open-1" and len(opened) >= 2
+    assert set(sizes) == {64 * 1024}
+    assert names(data_dir) == ["0000000000000001-0000000000000001"]
+
+
+@pytest.mark.parametrize("cut", ["middle", "boundary", "open", "everything"])
+def test_truncate(data_dir, run_loop, cut):
+    size = 8 * 1024
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=size)
+        for k in range(1, 301, 10):
+            await store.append([entry(i, size=64) for i in range(k, k + 10)])
+        # 10 batches of 816 bytes fill an 8 KiB segment: segments hold 1-100,
+        # 101-200, and 201-300 is still open.
+        index = {"middle": 104, "boundary": 201, "open": 295, "everything": 1}[cut]
+        await store.truncate(index)
+        assert store.next_index == index
+        await store.append([entry(1000 + i, term=3) for i in range(5)])
+        await store.close()
+        return index, await reload(data_dir, segment_size_bytes=size)
+    index, result = run_loop(go())
+    got = [payload_index(e) for e in result.entries]
+    assert got == list(range(1, index)) + list(range(1000, 1005))
+    assert [e.term for e in result.entries[index - 1:]] == [3] * 5
+
+
+def test_appends_wait_behind_a_truncate(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir)
+        await store.append([entry(i) for i in range(1, 11)])
+        early = asyncio.ensure_future(store.append([entry(11)]))
+        await asyncio.sleep(0)
+        cut = asyncio.ensure_future(store.truncate(6))
+        await asyncio.sleep(0)
+        late = asyncio.ensure_future(store.append([entry(600)]))
+        await asyncio.gather(early, cut, late)
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert [payload_index(e) for e in result.entries] == [1, 2, 3, 4, 5, 600]
+
+
+def test_bad_truncate_and_append_arguments(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir)
+        with pytest.raises(InvalidError, match="cannot truncate"):
+            await store.truncate(1)
+        await store.append([entry(1)])
+        for bad in (0, 2, 7):
+            with pytest.raises(InvalidError):
+                await store.truncate(bad)
+        with pytest.raises(InvalidError, match="nothing to append"):
+            await store.append([])
+        with pytest.raises(InvalidError, match="8-byte aligned"):
+            await store.append([Entry(1, 1, b"12345")])
+        await store.append([entry(2)])              # still usable, indexes unchanged
+        assert store.next_index == 3
+        await store.close()
+        with pytest.raises(ShutdownError):
+            await store.append([entry(3)])
+        return await reload(data_dir)
+    assert [payload_index(e) for e in run_loop(go()).entries] == [1, 2]
+
+
+def test_wrong_construction_and_order(data_dir, run_loop):
+    with pytest.raises(InvalidError, match="multiple of 4096"):
+        DiskStore(data_dir, segment_size_bytes=5000)
+
+    async def go():
+        store = DiskStore(data_dir)
+        with pytest.raises(InvalidError, match="open the store first"):
+            await store.append([entry(1)])
+        await store.open()
+        with pytest.raises(InvalidError, match="load the store"):
+            await store.append([entry(1)])
+        await store.load()
+        with pytest.raises(InvalidError, match="already loaded"):
+            await store.load()
+        await store.close()
+        with pytest.raises(NotFoundError, match="does not exist"):
+            await DiskStore(os.path.join(data_dir, "nope")).open()
+    run_loop(go())
+
+
+def test_one_process_per_directory(data_dir, run_loop):
+    async def go():
+        async with DiskStore(data_dir):
+            with pytest.raises(BusyError, match="in use by another process"):
+                await DiskStore(data_dir).open()
+        async with DiskStore(data_dir):       # released on close
+            pass
+    run_loop(go())
+
+
+def snapshot(index, term=2, data=b"state-of-the-machine-at-some-ind"):
+    return Snapshot(term, index, CONF, 1, data)
+
+
+def test_snapshot_put_get_and_compression(data_dir, run_loop):
+    async def go(compress):
+        store = await fresh(data_dir, snapshot_compression=compress)
+        await store.append([entry(i) for i in range(1, 21)])
+        await store.snapshot_put(5, snapshot(10, data=b"abcdefgh" * 1000))
+        got = await store.snapshot_get()
+        await store.close()
+        return got
+    for compress in (True, False):
+        got = run_loop(go(compress))
+        assert (got.term, got.index, got.configuration, got.configuration_index) == (2, 10,
+                                                                                    CONF, 1)
+        assert got.data == b"abcdefgh" * 1000
+        (snap,) = layout.list_dir(data_dir).snapshots
+        raw = pathlib.Path(data_dir, snap.name).read_bytes()
+        assert raw.startswith(layout.LZ4_MAGIC) == compress
+        if compress:
+            assert raw[4] & 0x0C == 0x0C      # content size and content checksum present
+        os.unlink(os.path.join(data_dir, snap.name))
+        os.unlink(os.path.join(data_dir, snap.meta_name))
+
+
+def test_snapshot_retention_keeps_two_and_trailing_segments(data_dir, run_loop):
+    size = 8 * 1024
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=size)
+        for k in range(1, 1001, 20):
+            await store.append([entry(i, size=64) for i in range(k, k + 20)])
+        before = [s for s in layout.list_dir(data_dir).segments if not s.is_open]
+        for index in (300, 600, 900):
+            await store.snapshot_put(128, snapshot(index))
+        await store.close()
+        return before, await reload(data_dir, segment_size_bytes=size)
+    before, result = run_loop(go())
+    listing = layout.list_dir(data_dir)
+    assert [s.index for s in listing.snapshots] == [600, 900]
+    retain = 900 - 128 + 1
+    kept = [s for s in listing.segments]
+    # Whole segments only: the first kept one is the first whose last >= retain.
+    expected_first = next(s.first for s in before if s.last >= retain)
+    assert kept[0].first == expected_first
+    assert result.snapshot.index == 900 and result.start_index == expected_first
+    assert [payload_index(e) for e in result.entries] == list(range(expected_first, 1001))
+
+
+def test_snapshot_install_replaces_the_log(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        for k in range(1, 401, 20):
+            await store.append([entry(i, size=64) for i in range(k, k + 20)])
+        await store.snapshot_put(0, snapshot(5000, term=7))
+        assert store.next_index == 5001
+        await store.append([entry(5001, term=7)])
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert result.snapshot.index == 5000 and result.start_index == 5001
+    assert [payload_index(e) for e in result.entries] == [5001]
+
+
+def test_appends_go_on_while_a_snapshot_is_written(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        await store.append([entry(i, size=64) for i in range(1, 101)])
+        snap = asyncio.ensure_future(store.snapshot_put(10, snapshot(90, data=os.urandom(1 << 20))))
+        for k in range(101, 601, 10):
+            await store.append([entry(i, size=64) for i in range(k, k + 10)])
+        await snap
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert result.snapshot.index == 90
+    got = [payload_index(e) for e in result.entries]
+    assert got == list(range(result.start_index, 601))
+    assert result.start_index <= 81
+
+
+def test_maintenance_at_open_removes_tmp_and_orphans(data_dir, run_loop):
+    for name in ("tmp-0000000000000001-0000000000000001", "snapshot-1-2-3",
+                 "snapshot-1-5-6.meta", "unrelated-file"):
+        pathlib.Path(data_dir, name).write_bytes(b"x" * 8)
+
+    async def go():
+        async with DiskStore(data_dir) as store:
+            await store.load()
+    run_loop(go())
+    assert names(data_dir) == ["unrelated-file"]
+
+
+def test_recover_appends_a_configuration_entry_with_term_1(data_dir, run_loop):
+    new_conf = Configuration.of((1, "127.0.0.1:9001"))
+
+    async def go():
+        store = await fresh(data_dir)
+        await store.bootstrap(CONF)
+        await store.set_term(5)
+        await store.append([entry(i, term=5) for i in range(2, 6)])
+        await store.close()
+        async with DiskStore(data_dir) as store:
+            await store.recover(new_conf)
+        return await reload(data_dir)
+    result = run_loop(go())
+    last = result.entries[-1]
+    assert len(result.entries) == 6 and (last.term, last.type) == (1, EntryType.CHANGE)
+    assert Configuration.decode(last.payload) == new_conf
+    assert "0000000000000006-0000000000000006" in names(data_dir)
+
+
+def test_threads_and_aio_write_the_same_bytes(data_dir, run_loop):
+    async def go(use_aio, sub):
+        os.mkdir(sub)
+        store = await fresh(sub, use_aio=use_aio, segment_size_bytes=16384)
+        await store.bootstrap(CONF)
+        for k in range(2, 402, 8):
+            await store.append([entry(i, size=24) for i in range(k, k + 8)])
+        await store.close()
+        return {n: pathlib.Path(sub, n).read_bytes() for n in names(sub)}
+    a = run_loop(go(True, os.path.join(data_dir, "a")))
+    b = run_loop(go(False, os.path.join(data_dir, "b")))
+    assert a == b
