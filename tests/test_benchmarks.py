@@ -14,7 +14,8 @@ BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 def test_benchmark_prints_json_cases(script, tmp_path):
     args = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "disk.py":
-        args += ["--dir", str(tmp_path), "--writes", "50"]
+        args += ["--dir", str(tmp_path), "--writes", "50", "--store-seconds", "0.2",
+                 "--load-mib", "4"]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(rows) >= 5
