@@ -64,6 +64,7 @@ from raftpy.errors import (
     UnauthorizedError,
 )
 from raftpy.io import aio, layout, metadata
+from raftpy.io.interfaces import SnapshotLike
 from raftpy.io.layout import SegmentFile
 
 __all__ = ["DiskStore", "Snapshot", "LoadResult", "LOCK_FILE"]
@@ -741,7 +742,7 @@ class DiskStore:
 
     # ----------------------------------------------------------- snapshots
 
-    async def snapshot_put(self, trailing: int, snapshot: Snapshot) -> None:
+    async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None:
         """Persist a snapshot; trailing > 0 keeps that many entries before it,
         trailing == 0 installs it: the log is replaced (spec §3.9)."""
         self._check_usable()
@@ -773,7 +774,7 @@ class DiskStore:
         finally:
             self._snapshot_busy = False
 
-    def _snapshot_put_sync(self, trailing: int, snap: Snapshot) -> None:
+    def _snapshot_put_sync(self, trailing: int, snap: SnapshotLike) -> None:
         stamp = time.monotonic_ns() // 1_000_000
         name = layout.snapshot_name(snap.term, snap.index, stamp)
         self._write_atomically(name + ".meta", layout.encode_snapshot_meta(

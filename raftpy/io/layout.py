@@ -175,7 +175,7 @@ def encode_snapshot_data(data: bytes, compress: bool) -> bytes:
         return data
     if not data:
         raise IOError_("compress snapshot: empty snapshots cannot be compressed")
-    return lz4.frame.compress(data, store_size=True, content_checksum=True)
+    return bytes(lz4.frame.compress(data, store_size=True, content_checksum=True))
 
 
 def decode_snapshot_data(blob: bytes, name: str) -> bytes:
@@ -183,6 +183,6 @@ def decode_snapshot_data(blob: bytes, name: str) -> bytes:
     if blob[:4] != LZ4_MAGIC:
         return blob
     try:
-        return lz4.frame.decompress(blob)
+        return bytes(lz4.frame.decompress(blob))
     except RuntimeError as err:
         raise CorruptError(f"{name}: decompress: {err}") from err

@@ -347,3 +347,8 @@ def test_threads_and_aio_write_the_same_bytes(data_dir, run_loop):
     a = run_loop(go(True, os.path.join(data_dir, "a")))
     b = run_loop(go(False, os.path.join(data_dir, "b")))
     assert a == b
+
+
+def test_disk_store_implements_the_storage_interface():
+    from raftpy.io.interfaces import Storage
+    assert isinstance(DiskStore("."), Storage)
