@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import lz4.frame
 import pytest
 
 from raftpy import _bindings
@@ -116,8 +117,11 @@ def test_leftover_files_are_listed_not_errors(tmp_path: Path) -> None:
     write(d, "snapshot-1-1-7", b"data without meta")
     write(d, "corrupt-1700000000000000000-open-3", b"junk")
     write(d, "notes.txt", b"hello")
+    write(d, "metadata2", encode_metadata(2, 2, 0)[:20])    # crashed during its first write
     code, out, _ = inspect(d)
     assert code == EXIT_OK
+    assert "metadata2: 20 bytes, shorter than 32" in out
+    assert "current: term 2, voted for 1 (version 3, from metadata1)" in out
     assert "open-1  open  0 entries  index -  terms -  4096 bytes  empty" in out
     assert "never written; libraft's load deletes it" in out
     assert "(libraft deletes them at startup): tmp-0000000000000005-0000000000000005" in out
@@ -206,6 +210,14 @@ def entries(first_term: int, n: int) -> bytes:
     return segment([Entry(first_term, EntryType.COMMAND, bytes(8))] * n)
 
 
+def bad_type_batch() -> bytes:
+    """A batch whose header checksum is right but whose entry type is 9 (MALFORMED)."""
+    batch = bytearray(_bindings.encode_batch([Entry(3, EntryType.COMMAND, bytes(8))]))
+    batch[24] = 9                          # crcs (8) + count (8) + term (8), then the type
+    batch[0:4] = struct.pack("<I", _bindings.crc32(batch[8:32]))
+    return bytes(batch)
+
+
 CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     "closed zero tail": (add_segment(SEG_2_4, SAMPLE_2_4 + bytes(16)),
                          f"{SEG_2_4}: entries batch 3 starting at byte 120: entries count in "
@@ -232,6 +244,19 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
                         "open-1: entries batch 1 starting at byte 8: short read"),
     "open bad format": (add_segment("open-1", struct.pack("<Q", 7) + bytes(OPEN_BATCH)),
                         "open-1: unexpected format version 7"),
+    "open malformed type": (add_segment("open-1", (FORMAT + bytes(OPEN_BATCH) + bad_type_batch())
+                                        .ljust(OPEN_SIZE, b"\0")),
+                            "open-1: entries batch 2 starting at byte 72: entry type 9 is not "
+                            "valid (malformed, not torn"),
+    "closed all zeros": (add_segment(SEG_2_4, bytes(120)),
+                         f"{SEG_2_4}: unexpected format version 0"),
+    "metadata bad format": (add_segment("metadata2", b"\x02" + encode_metadata(2, 2, 0)[1:]),
+                            "decode content of metadata2: bad format version 2"),
+    "metadata too long": (add_segment("metadata1", encode_metadata(3, 2, 1) + bytes(8)),
+                          "metadata1 has size 40 instead of 32"),
+    "lz4 without content size": (
+        add_segment(SNAPSHOT, lz4.frame.compress(b"x" * 64, store_size=False)),
+        f"{SNAPSHOT}: LZ4 frame without content size"),
     "lz4 content checksum": (lambda d: flip(d, SNAPSHOT, -1),
                              f"{SNAPSHOT}: decompress: LZ4F_decompress failed"),
     "snapshot past segments": (
