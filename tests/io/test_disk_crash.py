@@ -1,0 +1,338 @@
+"""Crash safety of DiskStore with real processes and SIGKILL (issue 5, point 3).
+
+A child process (crash_child.py) writes to a data directory and prints a line
+after every durable operation; the parent kills it with SIGKILL at a random
+moment, many times over on the same directory (each child resumes from what
+load returns, so the log keeps growing across crashes), and after every kill
+loads a copy of the directory with auto-recovery OFF and checks:
+
+- load succeeds: nothing a crash leaves behind is reported as corrupt;
+- every acknowledged entry is present, with its content, at its index;
+  indexes are contiguous; every entry present (acknowledged or not) is one
+  the child wrote at that index, never garbage;
+- acknowledged term and vote are durable, and never more than the one
+  change in flight is visible;
+- the next child's load returns what the parent's load of the copy did.
+
+The parent loads a COPY so that the child, not the parent, performs the
+recovery (renaming and truncating open segments): crashes during that
+recovery are part of what is tested.
+
+Randomized: the seed is printed; replay with RAFTPY_SEED=<seed>.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import importlib.util
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+import raftpy
+from raftpy import _bindings
+from raftpy.io import layout
+from raftpy.io.aio import TMPFS_MAGIC
+from raftpy.io.disk import DiskStore, LoadResult
+
+HERE = pathlib.Path(__file__).resolve().parent
+CHILD = HERE / "crash_child.py"
+ROOT = pathlib.Path(raftpy.__file__).resolve().parent.parent
+SEGMENT_KIB = 64
+
+_spec = importlib.util.spec_from_file_location("raftpy_crash_child", CHILD)
+assert _spec is not None and _spec.loader is not None
+child = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(child)
+expected_entry = functools.lru_cache(maxsize=None)(child.entry_for)
+
+
+@pytest.fixture
+def disk_dir(tmp_path):
+    """A directory on a real disk (O_DIRECT and AIO), not on tmpfs."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        on_tmpfs = _bindings.fs_type(fd) == TMPFS_MAGIC
+    finally:
+        os.close(fd)
+    if not on_tmpfs:
+        yield tmp_path
+        return
+    base = HERE / ".aio-scratch"
+    base.mkdir(exist_ok=True)
+    path = pathlib.Path(tempfile.mkdtemp(dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the child
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("RAFTPY_TRACE", None)
+    return env
+
+
+def run_and_kill(data: pathlib.Path, seed: int, opts: list[str], rng: random.Random,
+                 logs: pathlib.Path) -> list[str]:
+    """Start a child on data, SIGKILL it at a random moment, return what it printed."""
+    stderr_path = logs / f"child-{seed}.stderr"
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, str(CHILD), str(data), str(seed), *opts],
+                                stdout=subprocess.PIPE, stderr=stderr, env=child_env())
+    lines: list[str] = []
+    first_ack = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode().rstrip("\n")
+            lines.append(line)
+            if line.startswith("ack "):
+                first_ack.set()
+        first_ack.set()          # EOF: the child died (on its own or by our kill)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        if rng.random() < 0.15:
+            # Now and then kill it early: while it loads (renaming and
+            # truncating what the last crash left) or prepares segments.
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:
+            assert first_ack.wait(30), "the child acknowledged nothing in 30 s"
+            time.sleep(rng.uniform(0.0, 0.25))
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)    # only the child we started
+        proc.wait()
+        reader.join(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    err = stderr_path.read_text(errors="replace")
+    assert proc.returncode == -signal.SIGKILL, (
+        f"child (seed {seed}) exited with {proc.returncode}, not by our SIGKILL:\n{err}")
+    return lines
+
+
+# -------------------------------------------------------------- the model
+
+@dataclass
+class Model:
+    """What the directory must hold, from the last check plus the child's lines."""
+
+    entries: dict[int, int] = field(default_factory=dict)   # index -> generation
+    start_index: int = 1
+    term: int = 0                 # highest term known durable
+    voted: dict[int, int] = field(default_factory=dict)     # term -> vote known durable
+    snapshot_index: int = 0       # highest snapshot known durable
+    snapshots: set[int] = field(default_factory=set)        # every index ever snapshotted
+    max_gen: int = 0
+    loaded: tuple[int, int, int, int] | None = None         # what the child's load must say
+    kills: int = 0
+    acked: int = 0
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("written open segments", "truncations", "snapshots", "killed mid-truncate",
+         "killed before first ack"), 0))
+
+    def apply(self, lines: list[str]) -> int | None:
+        """Replay the child's lines; return a truncation point still in flight, if any."""
+        pending_truncate = None
+        for line in lines:
+            word, *args = line.split()
+            nums = [int(a) for a in args]
+            if word == "loaded":
+                assert self.loaded is None or tuple(nums) == self.loaded, (
+                    f"the child loaded {nums}, the parent's load of the same "
+                    f"directory gave {self.loaded}")
+            elif word == "ack":
+                last, n, gen = nums
+                for i in range(last - n + 1, last + 1):
+                    self.entries[i] = gen
+                self.acked += n
+            elif word == "term":
+                self.term = max(self.term, nums[0])
+            elif word == "vote":
+                self.voted[nums[0]] = nums[1]
+            elif word == "truncating":
+                pending_truncate = nums[0]
+                self.max_gen = max(self.max_gen, nums[1])
+            elif word == "truncated":
+                self.stats["truncations"] += 1
+                for i in [i for i in self.entries if i >= nums[0]]:
+                    del self.entries[i]
+                pending_truncate = None
+            elif word == "snapshotting":
+                self.snapshots.add(nums[0])
+            elif word == "snapshot":
+                self.stats["snapshots"] += 1
+                self.snapshot_index = max(self.snapshot_index, nums[0])
+            else:
+                raise AssertionError(f"unexpected line from the child: {line!r}")
+        if pending_truncate is not None:
+            self.stats["killed mid-truncate"] += 1
+        if not any(line.startswith("ack ") for line in lines):
+            self.stats["killed before first ack"] += 1
+        return pending_truncate
+
+    def check(self, r: LoadResult, pending_truncate: int | None) -> None:
+        last = r.start_index + len(r.entries) - 1
+        snap = r.snapshot
+        # Snapshot: at least the last acknowledged one, and one the child took.
+        if self.snapshot_index:
+            assert snap is not None and snap.index >= self.snapshot_index, (
+                f"snapshot {self.snapshot_index} was acknowledged, load found "
+                f"{snap and snap.index}")
+        if snap is not None:
+            assert snap.index in self.snapshots, f"unknown snapshot index {snap.index}"
+            assert snap.data == child.snapshot_data(snap.index)
+            assert snap.configuration == child.CONF and snap.configuration_index == 1
+            assert r.start_index <= snap.index + 1 and last >= snap.index
+        else:
+            assert r.start_index == 1, r.start_index
+        # Every entry present is one the child wrote at that index.
+        for k, e in enumerate(r.entries):
+            i = r.start_index + k
+            gen = e.term - 1 - i // 500
+            assert 0 <= gen <= self.max_gen, f"entry {i}: impossible term {e.term}"
+            want = expected_entry(i, gen)
+            assert (e.term, e.type, bytes(e.payload)) == (want.term, want.type, want.payload), (
+                f"entry {i} has wrong content")
+        # Every acknowledged entry is present, unchanged (unless compacted
+        # under a snapshot, or cut by a truncation that was in flight).
+        for i, gen in self.entries.items():
+            if pending_truncate is not None and i >= pending_truncate and i > last:
+                continue
+            if i < r.start_index:
+                assert snap is not None and i <= snap.index, (
+                    f"acknowledged entry {i} is missing (log starts at {r.start_index})")
+                continue
+            assert i <= last, (f"acknowledged entry {i} is missing: the log ends at {last}")
+            got = r.entries[i - r.start_index].term - 1 - i // 500
+            assert got == gen, f"entry {i}: generation {got}, acknowledged {gen}"
+        # Term and vote: what was acknowledged, plus at most the change in flight.
+        assert self.term <= r.term <= self.term + 1, (
+            f"term {r.term} on disk, {self.term} acknowledged")
+        if r.voted_for:
+            assert r.voted_for == child.vote_for(r.term), (r.term, r.voted_for)
+        if r.term in self.voted:
+            assert r.voted_for == self.voted[r.term], (
+                f"vote {self.voted[r.term]} in term {r.term} acknowledged, "
+                f"load found {r.voted_for}")
+
+    def reset_to(self, r: LoadResult) -> None:
+        """The loaded state is what the next child starts from."""
+        self.entries = {r.start_index + k: e.term - 1 - (r.start_index + k) // 500
+                        for k, e in enumerate(r.entries)}
+        self.start_index = r.start_index
+        self.term = r.term
+        self.voted = {r.term: r.voted_for} if r.voted_for else {}
+        self.snapshot_index = r.snapshot.index if r.snapshot is not None else 0
+        self.loaded = (r.start_index, len(r.entries), r.term, r.voted_for)
+
+
+def load_copy(data: pathlib.Path, scratch: pathlib.Path) -> LoadResult:
+    """Load a copy of data with auto-recovery off; check nothing was quarantined."""
+    copy = scratch / "copy"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(data, copy)
+    result = asyncio.run(load_dir(copy))
+    listing = layout.list_dir(str(copy))
+    assert not listing.corrupt_files and not listing.tmp_files, listing
+    shutil.rmtree(copy)
+    return result
+
+
+async def load_dir(path: pathlib.Path) -> LoadResult:
+    store = DiskStore(str(path), segment_size_bytes=SEGMENT_KIB * 1024, auto_recovery=False,
+                      prepared_segments=1)
+    await store.open()
+    try:
+        return await store.load()
+    finally:
+        await store.close()
+
+
+def crash_loop(disk_dir: pathlib.Path, seed: int, kills: int, opts: list[str],
+               budget_s: float) -> Model:
+    rng = random.Random(seed)
+    data = disk_dir / "data"
+    data.mkdir()
+    scratch = disk_dir / "scratch"
+    scratch.mkdir()
+    model = Model()
+    deadline = time.monotonic() + budget_s
+    for _ in range(kills):
+        lines = run_and_kill(data, rng.randrange(2**32), opts, rng, scratch)
+        pending = model.apply(lines)
+        model.stats["written open segments"] += written_open_segments(data)
+        try:
+            result = load_copy(data, scratch)
+            model.check(result, pending)
+        except Exception as err:
+            raise AssertionError(f"after kill {model.kills + 1} (seed {seed}): {err}\n"
+                                 f"child said: {lines[:3]} ... {lines[-5:]}") from err
+        model.reset_to(result)
+        model.kills += 1
+        if time.monotonic() > deadline:
+            break
+    # Finally the directory itself (not a copy) loads, to the same state.
+    final = asyncio.run(load_dir(data))
+    model.check(final, None)
+    assert not layout.list_dir(str(data)).corrupt_files
+    print(f"{model.kills} kills, {model.acked} entries acknowledged, log "
+          f"{final.start_index}..{final.start_index + len(final.entries) - 1}, "
+          f"term {final.term}; {model.stats}")
+    return model
+
+
+def written_open_segments(data: pathlib.Path) -> int:
+    """How many open segments the crash left with something written in them."""
+    count = 0
+    for seg in layout.list_dir(str(data)).segments:
+        if seg.is_open:
+            with open(data / seg.name, "rb") as f:
+                count += f.read(8) == (1).to_bytes(8, "little")
+    return count
+
+
+def test_sigkill_while_appending(disk_dir, seeded_random):
+    """Append-only with term and vote changes: 3 directories side by side (AIO on
+    asyncio, thread-pool writes, AIO on uvloop), 18 kills each."""
+    seed = seeded_random.randrange(2**32)
+    print(f"crash seed {seed}")
+    variants = ([], ["--no-aio"], ["--uvloop"])
+    for k in range(len(variants)):
+        (disk_dir / f"run{k}").mkdir()
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        jobs = [pool.submit(crash_loop, disk_dir / f"run{k}", seed + k, 18, opts, 40)
+                for k, opts in enumerate(variants)]
+        models = [job.result() for job in jobs]
+    kills = sum(m.kills for m in models)
+    assert all(m.acked > 0 for m in models)
+    assert kills >= 50, f"only {kills} kills in the time budget"
+    assert sum(m.stats["written open segments"] for m in models) >= kills // 2
+
+
+def test_sigkill_with_truncate_and_snapshots(disk_dir, seeded_random):
+    """Appends mixed with truncations and snapshots (trailing > 0), killed 12 times."""
+    seed = seeded_random.randrange(2**32)
+    print(f"crash seed {seed}")
+    model = crash_loop(disk_dir, seed, 12, ["--mode", "mixed"], budget_s=12)
+    assert model.acked > 0
+    assert model.stats["truncations"] and model.stats["snapshots"], model.stats
