@@ -298,6 +298,40 @@ def test_libraft_dir_loaded_by_diskstore(raftcompat: Path, tmp_path: Path,  # no
     check_libraft_state(ours, wrote_up_to, snapshot_ok)
 
 
+def test_diskstore_continues_libraft_dir(raftcompat: Path,  # noqa: F811
+                                        tmp_path: Path) -> None:
+    """Point DiskStore at a crashed libraft directory, go on appending and
+    snapshotting, and hand it back: libraft loads what DiskStore wrote."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    doc = run(raftcompat, "write", data_dir, "--no-close", "--batches", "700",
+              "--snapshot-every", "800", "--trailing", "300")
+    last = len(doc["entries"]) + 1
+    more = [(3, int(EntryType.COMMAND), struct.pack("<Q", i) * (1 + i % 3))
+            for i in range(last + 1, last + 1001)]
+
+    async def go() -> State:
+        async with DiskStore(str(data_dir), segment_size_bytes=SEGMENT_SIZE) as store:
+            res = await store.load()
+            assert res.start_index + len(res.entries) - 1 == last
+            await store.set_term(3)
+            for k in range(0, len(more), 5):
+                await store.append([Entry(*e) for e in more[k:k + 5]])
+            index = last + 500
+            await store.snapshot_put(100, Snapshot(3, index, LIBRAFT_CONF, 1,
+                                                   snapshot_data(index)))
+            return State(3, 0, (3, index, LIBRAFT_CONF, 1, snapshot_data(index)),
+                         res.start_index, [(e.term, e.type, bytes(e.payload))
+                                           for e in res.entries] + more)
+    wrote = asyncio.run(go())
+
+    ours, _ = load_both(raftcompat, data_dir, tmp_path)
+    assert ours.snapshot == wrote.snapshot
+    assert (ours.term, ours.vote) == (3, 0)
+    assert ours.start_index > wrote.start_index, "the new snapshot's trailing deleted segments"
+    assert ours.entries == wrote.entries[ours.start_index - wrote.start_index:]
+
+
 # ========================== (b) DiskStore writes, libraft loads =============
 
 STORE_CONF = Configuration.of((1, "127.0.0.1:9001"), (2, "10.0.0.2:9002"),
@@ -629,7 +663,7 @@ def layout_segment(term: int, payload: bytes) -> bytes:
 
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_bootstrap_same_files_as_libraft(raftcompat: Path, tmp_path: Path,  # noqa: F811
-                                         run_loop, name: str) -> None:
+                                         name: str) -> None:
     conf = CONFS[name]
     theirs_dir, ours_dir = tmp_path / "libraft", tmp_path / "raftpy"
     theirs_dir.mkdir()
@@ -641,7 +675,7 @@ def test_bootstrap_same_files_as_libraft(raftcompat: Path, tmp_path: Path,  # no
     async def bootstrap() -> None:
         async with DiskStore(str(ours_dir)) as store:
             await store.bootstrap(conf)
-    run_loop(bootstrap())
+    asyncio.run(bootstrap())
 
     seg = "0000000000000001-0000000000000001"
     theirs, ours = files(theirs_dir), files(ours_dir)
@@ -653,7 +687,7 @@ def test_bootstrap_same_files_as_libraft(raftcompat: Path, tmp_path: Path,  # no
     expected = State(1, 0, None, 1, [(1, int(EntryType.CHANGE), conf.encode())])
     got = libraft_load(raftcompat, ours_dir)
     assert got == expected
-    got = raftpy_load(theirs_dir, run_loop)
+    got = raftpy_load(theirs_dir)
     assert got.entries[0][:2] == (1, EntryType.CHANGE)
     assert Configuration.decode(got.entries[0][2]) == conf
     assert got == State(1, 0, None, 1, got.entries)
