@@ -4,7 +4,8 @@ May import: the standard library and ``raftpy.core`` modules below ``raft.py``.
 Rules are spec §2.3 and §2.9, in libraft's order; the dissertation sections
 are §3.4 (elections), §9.6 (pre-vote), §4.2.3 (disruptive servers: leader
 stickiness) and §3.10 (leadership transfer).  Pre-vote asks with term+1 and
-persists nothing; replies to a pre-vote echo the request's term (quirk 7).
+persists nothing; replies to a pre-vote echo the request's term (quirk 7),
+except a refusal for a stale term, which carries ours (see recv_request_vote).
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class ElectionMixin(RaftState):
             self._trace(f"grant {kind} to {from_id}" if granted
                         else f"reject {kind} for {from_id}: {reason}")
         term = m.term if m.pre_vote else self.current_term
+        if m.pre_vote and reason == "stale term":
+            # Deviation from quirk 7, on purpose: echoing the request's term here
+            # lets a candidate whose log is the most up to date but whose term
+            # is behind never learn the term, and pre-vote deadlocks (canonical/
+            # raft #279, etcd #8243).  Our term makes it step up: libraft's own
+            # candidates handle a reply term above term+1 exactly so (spec §2.3).
+            term = self.current_term
         self._send(from_id, from_address, RequestVoteResult(term, granted, m.pre_vote))
 
     def _vote_refusal(self, m: RequestVote) -> str:

@@ -104,7 +104,7 @@ class SimServer:
 
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "writes", "disk_free", "incarnation", "deadline", "timer_seq",
-                 "machine", "results")
+                 "machine", "results", "state")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -121,6 +121,7 @@ class SimServer:
         self.timer_seq = 0
         self.machine = machine
         self.results: dict[int, Any] = {}                 # index -> apply result
+        self.state = State.UNAVAILABLE                    # as of the last Update
 
 
 class Cluster:
@@ -190,6 +191,7 @@ class Cluster:
         if self.tracer is not None:
             self.tracer(server_id, self.now, "crash")
         server.alive = False
+        server.state = State.UNAVAILABLE
         server.raft = None
         server.writes.clear()
         server.disk_free = self.now
@@ -247,8 +249,10 @@ class Cluster:
             self._apply(server, u.apply_index, u.apply)
         if u.completed or u.failed or u.accepted:
             self._resolve(server, u)
-        if u.state_changed and u.state == State.LEADER and checker is not None:
-            checker.on_leader(server.id, raft.current_term, raft.log)
+        if u.state_changed and u.state != server.state:
+            server.state = u.state
+            if u.state == State.LEADER and checker is not None:
+                checker.on_leader(server.id, raft.current_term, raft.log)
         if u.deadline_ms != server.deadline:
             server.deadline = u.deadline_ms
             server.timer_seq += 1
@@ -362,6 +366,7 @@ class Cluster:
         limit = self.now + max_ms
         while not done():
             if not self._queue or self._queue[0][0] > limit:
+                self.now = max(self.now, limit)
                 return False
             self.step()
         return True

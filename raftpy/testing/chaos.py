@@ -1,0 +1,151 @@
+"""Seeded random runs: faults, client load, safety after every step, liveness at the end.
+
+May import: the standard library, ``raftpy.core`` and ``raftpy.testing``.
+One seed decides everything (cluster size is the caller's): the network's
+loss and duplication odds, pre-vote, the flow-control window, and a schedule
+of partitions (symmetric and one-way), heals, crashes, restarts, transfers,
+barriers and client proposals.  ``random_run`` raises ``Violation`` when a
+safety property breaks, and ``LivenessError`` when, after every fault is
+healed, no leader commits a new entry within ``LIVENESS_MS`` of simulated
+time or some server fails to apply it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+from raftpy.core.config import Config
+from raftpy.core.trace import Tracer
+from raftpy.testing.cluster import Cluster, ClientRequest, Disk, Network
+
+__all__ = ["LivenessError", "RunReport", "random_run", "LIVENESS_MS"]
+
+LIVENESS_MS = 60_000
+
+
+class LivenessError(AssertionError):
+    """The healed cluster did not make progress in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    seed: int
+    servers: int
+    steps: int
+    sim_ms: int
+    committed: int
+    acked: int
+    leaders: int
+
+
+def _setup(seed: int, servers: int, tracer: Optional[Tracer]) -> tuple[Cluster, random.Random]:
+    rng = random.Random(seed ^ 0x5EED)
+    config = Config(election_timeout_ms=1000, heartbeat_timeout_ms=100,
+                    pre_vote=rng.random() < 0.5,
+                    append_entries_max=rng.choice((4, 64, 65536)),
+                    append_bytes_max=rng.choice((64, 1 << 20)))
+    network = Network(min_latency_ms=1, max_latency_ms=rng.choice((5, 30, 120)),
+                      loss=rng.choice((0.0, 0.01, 0.05, 0.1)),
+                      duplicate=rng.choice((0.0, 0.01, 0.05)))
+    disk = Disk(min_latency_ms=1, max_latency_ms=rng.choice((2, 20)))
+    cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
+                      tracer=tracer)
+    return cluster, rng
+
+
+def _fault(cluster: Cluster, rng: random.Random) -> None:
+    ids = list(cluster.servers)
+    alive = [i for i in ids if cluster.servers[i].alive]
+    dead = [i for i in ids if not cluster.servers[i].alive]
+    roll = rng.random()
+    if roll < 0.2:
+        cluster.heal()
+    elif roll < 0.35:
+        rng.shuffle(ids)
+        cut = rng.randint(1, len(ids) - 1)
+        cluster.partition(ids[:cut], ids[cut:])
+    elif roll < 0.45:
+        a, b = rng.sample(ids, 2)
+        cluster.cut(a, b)
+    elif roll < 0.6 and alive:
+        cluster.crash(rng.choice(alive))
+    elif roll < 0.8 and dead:
+        cluster.start(rng.choice(dead))
+    elif roll < 0.9:
+        leader = cluster.leader()
+        if leader is not None:
+            cluster.transfer(leader.id, rng.choice([0] + ids))
+    else:
+        leader = cluster.leader()
+        if leader is not None:
+            cluster.barrier(leader.id)
+
+
+def _client(cluster: Cluster, rng: random.Random, counter: int) -> int:
+    leader = cluster.leader()
+    target = leader.id if leader is not None and rng.random() < 0.9 else rng.choice(
+        list(cluster.servers))
+    if not cluster.servers[target].alive:
+        return counter
+    n = 1 if rng.random() < 0.7 else rng.randint(2, 8)
+    payloads = [b"%08d" % (counter + k) for k in range(n)]
+    cluster.propose(target, *payloads)
+    return counter + n
+
+
+def random_run(seed: int, servers: int = 3, steps: int = 5000,
+               tracer: Optional[Tracer] = None) -> RunReport:
+    """One seeded run; raises Violation or LivenessError, else returns a report."""
+    cluster, rng = _setup(seed, servers, tracer)
+    counter = 0
+    next_client = rng.randint(0, 300)
+    next_fault = rng.randint(500, 3000)
+    while cluster.steps < steps:
+        if cluster.now >= next_client:
+            counter = _client(cluster, rng, counter)
+            next_client = cluster.now + rng.randint(5, 250)
+        if cluster.now >= next_fault:
+            _fault(cluster, rng)
+            next_fault = cluster.now + rng.randint(100, 3000)
+        if not cluster.step():
+            cluster.now += 100  # everything is down: let time pass
+    _check_liveness(cluster, counter)
+    checker = cluster.checker
+    assert checker is not None
+    return RunReport(seed, servers, cluster.steps, cluster.now, len(checker.committed),
+                     len(checker.acked), len(checker.leaders))
+
+
+def _check_liveness(cluster: Cluster, counter: int) -> None:
+    """Heal everything; a leader must commit a new entry and every server apply it."""
+    cluster.heal()
+    cluster.network = Network(cluster.network.min_latency_ms, cluster.network.max_latency_ms)
+    for server in cluster.servers.values():
+        if not server.alive:
+            cluster.start(server.id)
+    deadline = cluster.now + LIVENESS_MS
+    req: Optional[ClientRequest] = None
+    while cluster.now < deadline:
+        if req is not None and req.done and req.error is None:
+            break
+        if req is None or req.done:
+            req = None
+            leader = cluster.leader()
+            if leader is not None and leader.raft is not None and leader.raft.leader_id:
+                req = cluster.propose(leader.id, b"%08d" % counter)
+        cluster.run_until(lambda: req is not None and req.done, 50)
+    if req is None or not req.done or req.error is not None:
+        raise LivenessError(f"no entry committed {LIVENESS_MS} ms after healing "
+                            f"(t={cluster.now})")
+    index = req.index
+    if not cluster.run_until(lambda: all(
+            s.raft is not None and s.raft.last_applied >= index
+            for s in cluster.servers.values()), 2 * LIVENESS_MS):
+        raise LivenessError(f"not every server applied {index} after healing")
+    checker = cluster.checker
+    assert checker is not None
+    top = max(checker.acked, default=0)
+    if top > index:
+        raise LivenessError(f"acknowledged entry {top} beyond the final one {index}")
