@@ -20,8 +20,10 @@ Rules:
   delete tmp files) the report says so instead of doing it.
 * The verdict follows libraft's load rules: a zero or torn tail in an OPEN
   segment is the normal trace of a crash and is reported, not an error; in a
-  CLOSED segment anything but a clean end is corruption.  Where libraft's
-  load would fail (quirk 14: a short read in an open segment) it is an error.
+  CLOSED segment anything but a clean end is corruption.  An open segment
+  that ends inside its last batch (a crashed write that grew the file) is a
+  torn tail for raftpy's store, which cuts it off; libraft's load refuses it
+  (quirk 14), which the report notes.
 * Exit status: 0 sound, 1 corruption or anything libraft would refuse to load
   (each error names the file and, for segments, the byte offset), 2 usage
   errors and a missing or unreadable directory.
@@ -258,9 +260,10 @@ def _judge_closed(seg: layout.SegmentFile, size: int,
 def _judge_open_tail(scan: SegmentScan) -> tuple[list[str], str]:
     """A zero or torn tail: normal after a crash unless libraft's load would fail on it."""
     assert scan.error is not None
-    if scan.status is Status.SHORT:        # quirk 14: a short read is a hard I/O error
-        return [f"{scan.error.message} (the file ends inside this batch; libraft's load "
-                f"fails on a short read)"], ""
+    if scan.status is Status.SHORT:        # quirk 14: libraft calls this a hard I/O error
+        return [], (f"valid data ends at byte {scan.end}, then the file ends inside a batch "
+                    f"(a torn write); raftpy's load truncates it there, libraft's load "
+                    f"fails on the short read")
     if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
         return [f"{scan.error.message} (malformed, not torn: libraft's load fails)"], ""
     what = ("only zeros" if scan.outcome is ScanOutcome.ZERO_TAIL

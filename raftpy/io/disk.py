@@ -390,7 +390,12 @@ class DiskStore:
 
     def _load_open(self, seg: SegmentFile, next_index: int) -> list[Entry]:
         scan = _bindings.scan_segment(self._read(seg.name))
-        if scan.outcome in (ScanOutcome.CORRUPT,) or scan.status == Status.TOO_SMALL:
+        if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
+            # The header checksum matched, so this batch was written like this:
+            # malformed, not torn (libraft's load fails too).
+            assert scan.error is not None
+            raise scan.error
+        if scan.outcome == ScanOutcome.CORRUPT or scan.status == Status.TOO_SMALL:
             assert scan.error is not None
             if scan.next_valid >= 0:
                 raise CorruptError(f"{scan.error}; a valid batch follows at byte "

@@ -352,3 +352,21 @@ def test_threads_and_aio_write_the_same_bytes(data_dir, run_loop):
 def test_disk_store_implements_the_storage_interface():
     from raftpy.io.interfaces import Storage
     assert isinstance(DiskStore("."), Storage)
+
+
+def test_malformed_batch_in_an_open_segment_is_not_a_torn_tail(data_dir, run_loop):
+    """A bad type under a matching header checksum was written so: never cut off silently."""
+    from raftpy import _reference
+    from raftpy.errors import MalformedError
+    header = struct.pack("<QQB3xI", 1, 1, 9, 8)
+    bad = struct.pack("<II", _reference.crc32(header), _reference.crc32(bytes(8))) + header
+    good = bytes(_bindings.encode_batch([entry(1)]))
+    pathlib.Path(data_dir, "open-1").write_bytes(
+        struct.pack("<Q", 1) + good + bad + bytes(8) + bytes(4096))
+
+    async def go():
+        async with DiskStore(data_dir, auto_recovery=False) as store:
+            with pytest.raises(MalformedError, match="entry type 9 is not valid"):
+                await store.load()
+    run_loop(go())
+    assert "open-1" in names(data_dir)
