@@ -71,10 +71,12 @@ def out(line: str) -> None:
 
 
 class Child:
-    def __init__(self, store: DiskStore, rng: random.Random, mode: str) -> None:
+    def __init__(self, store: DiskStore, rng: random.Random, mode: str,
+                 truncate_rate: float = 0.01) -> None:
         self.store = store
         self.rng = rng
         self.mode = mode
+        self.truncate_rate = truncate_rate
         self.next_index = 1
         self.gen = 0
         self.term = 0
@@ -100,7 +102,7 @@ class Child:
                 if self.side is not None:
                     self.side.result()
                 self.side = self.maybe_side_job()
-            if self.mode == "mixed" and self.rng.random() < 0.01:
+            if self.mode == "mixed" and self.rng.random() < self.truncate_rate:
                 await self.truncate()
                 continue
             done, self.inflight = await asyncio.wait(
@@ -180,6 +182,7 @@ def main() -> None:
     parser.add_argument("--no-aio", action="store_true")
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--segment-kib", type=int, default=64)
+    parser.add_argument("--truncate-rate", type=float, default=0.01)
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
@@ -188,7 +191,7 @@ def main() -> None:
                           auto_recovery=False, use_aio=False if args.no_aio else None,
                           prepared_segments=rng.choice((1, 2)))
         await store.open()
-        await Child(store, rng, args.mode).run()
+        await Child(store, rng, args.mode, args.truncate_rate).run()
 
     if args.uvloop:
         import uvloop

@@ -43,6 +43,7 @@ import pytest
 
 import raftpy
 from raftpy import _bindings
+from raftpy.errors import CorruptError
 from raftpy.io import layout
 from raftpy.io.aio import TMPFS_MAGIC
 from raftpy.io.disk import DiskStore, LoadResult
@@ -148,7 +149,7 @@ class Model:
     acked: int = 0
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("written open segments", "truncations", "snapshots", "killed mid-truncate",
-         "killed before first ack"), 0))
+         "killed before first ack", "known truncate bug hit"), 0))
 
     def apply(self, lines: list[str]) -> int | None:
         """Replay the child's lines; return a truncation point still in flight, if any."""
@@ -282,7 +283,20 @@ def crash_loop(disk_dir: pathlib.Path, seed: int, kills: int, opts: list[str],
         pending = model.apply(lines)
         model.stats["written open segments"] += written_open_segments(data)
         try:
-            result = load_copy(data, scratch)
+            try:
+                result = load_copy(data, scratch)
+            except CorruptError as err:
+                if pending is None:
+                    raise
+                # The known bug pinned by test_crash_inside_truncate: a crash
+                # inside truncate can leave a directory that does not load.
+                # Finish that truncation by hand and go on; anything else
+                # that is wrong still fails below.
+                print(f"kill {model.kills + 1}: crash inside truncate({pending}) left a "
+                      f"directory that does not load (known bug): {err}")
+                model.stats["known truncate bug hit"] += 1
+                finish_truncate(data, pending)
+                result = load_copy(data, scratch)
             model.check(result, pending)
         except Exception as err:
             raise AssertionError(f"after kill {model.kills + 1} (seed {seed}): {err}\n"
@@ -299,6 +313,13 @@ def crash_loop(disk_dir: pathlib.Path, seed: int, kills: int, opts: list[str],
           f"{final.start_index}..{final.start_index + len(final.entries) - 1}, "
           f"term {final.term}; {model.stats}")
     return model
+
+
+def finish_truncate(data: pathlib.Path, index: int) -> None:
+    """Delete what truncate(index) deletes: every closed segment holding index or later."""
+    for seg in layout.list_dir(str(data)).segments:
+        if not seg.is_open and seg.last >= index:
+            os.unlink(data / seg.name)
 
 
 def written_open_segments(data: pathlib.Path) -> int:
@@ -330,9 +351,104 @@ def test_sigkill_while_appending(disk_dir, seeded_random):
 
 
 def test_sigkill_with_truncate_and_snapshots(disk_dir, seeded_random):
-    """Appends mixed with truncations and snapshots (trailing > 0), killed 12 times."""
+    """Appends mixed with truncations and snapshots (trailing > 0) on 16 KiB
+    segments, killed 12 times.  A kill inside truncate can hit the known bug
+    pinned by test_crash_inside_truncate; crash_loop then finishes that
+    truncation by hand, counts it, and checks everything else as usual."""
     seed = seeded_random.randrange(2**32)
     print(f"crash seed {seed}")
-    model = crash_loop(disk_dir, seed, 12, ["--mode", "mixed"], budget_s=12)
+    model = crash_loop(disk_dir, seed, 12, ["--mode", "mixed", "--truncate-rate", "0.05",
+                                            "--segment-kib", "16"], budget_s=12)
     assert model.acked > 0
     assert model.stats["truncations"] and model.stats["snapshots"], model.stats
+
+
+# ------------------------------------------------- crash points in truncate
+
+TRUNCATE_CHILD = """
+import asyncio, os, sys
+from raftpy.core.configuration import Configuration
+from raftpy.core.types import Entry, EntryType
+from raftpy.io.disk import DiskStore, Snapshot
+
+path, index, crash_at, snap = sys.argv[1], *map(int, sys.argv[2:])
+
+async def main():
+    store = DiskStore(path, segment_size_bytes=8192)
+    await store.open()
+    await store.load()
+    for i in range(1, 301, 10):
+        await store.append([Entry(1, EntryType.COMMAND, j.to_bytes(8, "little") * 12)
+                            for j in range(i, i + 10)])
+    if snap:
+        await store.snapshot_put(1000, Snapshot(1, snap, Configuration.of((1, "a:1")), 1,
+                                                b"snapshot"))
+    real, calls = os.unlink, [0]
+
+    def unlink(name, *args, **kwargs):      # the process dies at the crash_at-th unlink
+        if calls[0] == crash_at:
+            os._exit(9)
+        calls[0] += 1
+        real(name, *args, **kwargs)
+
+    os.unlink = unlink
+    await store.truncate(index)
+    os._exit(3)                             # truncate did fewer unlinks than crash_at
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="a crash inside DiskStore.truncate (between writing "
+                   "the shortened segment and deleting the old ones) leaves a directory "
+                   "that does not load, even with auto-recovery: 'unexpected closed segment "
+                   "...: first index should have been K' or 'closed segment ... is past "
+                   "last snapshot'. Same delete order as libraft's uvTruncateWorkCb.")
+@pytest.mark.parametrize("index,crash_at,snap", [
+    (60, 0, 0), (60, 1, 0), (60, 2, 0), (60, 3, 0), (290, 0, 250)],
+    ids=["dup", "unlinked-1", "unlinked-2", "unlinked-3", "dup-after-snapshot"])
+def test_crash_inside_truncate(disk_dir, index, crash_at, snap):
+    """Entries 1..300 in 8 KiB segments, truncate(index), the process dies at the
+    crash_at-th file deletion of the truncation.  The truncation was not
+    acknowledged, so a load (with auto-recovery) must give entries 1..M, M >= index-1,
+    each the one appended."""
+    proc = subprocess.run([sys.executable, "-c", TRUNCATE_CHILD, str(disk_dir), str(index),
+                           str(crash_at), str(snap)], env=child_env(), capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    print("after the crash:", [s.name for s in layout.list_dir(str(disk_dir)).segments])
+
+    async def load() -> LoadResult:
+        async with DiskStore(str(disk_dir), segment_size_bytes=8192) as store:
+            return await store.load()
+
+    r = asyncio.run(load())
+    last = r.start_index + len(r.entries) - 1
+    assert r.start_index <= (snap + 1 if snap else 1) and last >= index - 1
+    for k, e in enumerate(r.entries):
+        i = r.start_index + k
+        assert bytes(e.payload) == i.to_bytes(8, "little") * 12
+
+
+@pytest.mark.xfail(strict=True, reason="DiskStore does not serialize set_term/set_vote: two "
+                   "calls in flight both take version+1 and rewrite the same metadata file, "
+                   "so one acknowledged change is not durable (and the in-memory term can "
+                   "go back)")
+def test_concurrent_term_and_vote_changes(tmp_path):
+    """set_term(5) and set_vote(3) in flight together, both acknowledged: three
+    metadata writes in all, so versions 2 and 3 on disk (spec §3.4), and the
+    acknowledged term 5 is what loads."""
+    async def go() -> tuple[LoadResult, tuple[int, int]]:
+        async with DiskStore(str(tmp_path)) as store:
+            await store.load()
+            await store.set_term(1)
+            await asyncio.gather(store.set_term(5), store.set_vote(3))
+            in_memory = (store.term, store.voted_for)
+        async with DiskStore(str(tmp_path)) as store:
+            return await store.load(), in_memory
+
+    r, in_memory = asyncio.run(go())
+    versions = sorted(int.from_bytes((tmp_path / n).read_bytes()[8:16], "little")
+                      for n in ("metadata1", "metadata2"))
+    assert versions == [2, 3], f"versions on disk {versions} after three writes"
+    assert r.term == 5 and (r.term, r.voted_for) == in_memory
