@@ -15,6 +15,7 @@ Commands::
     elapse MS             time passes; due timers fire, lowest id first
     deliver [from=A] [to=B]    deliver queued messages (in order)
     drop [from=A] [to=B]       lose queued messages
+    duplicate [from=A] [to=B]  queue a second copy of matching messages
     persist [ID]          complete pending disk writes
     stabilize             deliver and persist until quiet (no time passes)
     propose ID DATA...    client request(s) to ID, one entry per DATA
@@ -110,6 +111,7 @@ class Interpreter:
             "cut": self.cmd_cut, "heal": self.cmd_heal, "crash": self.cmd_crash,
             "restart": self.cmd_restart, "status": self.cmd_status, "log": self.cmd_log,
             "pending": self.cmd_pending, "requests": self.cmd_requests,
+            "duplicate": self.cmd_duplicate,
         }
 
     def run(self, command: str) -> list[str]:
@@ -153,6 +155,12 @@ class Interpreter:
     def cmd_drop(self, args: list[str]) -> list[str]:
         n = self.c.deliver(*self._match(args), drop=True)
         return [f"dropped {n} messages"]
+
+    def cmd_duplicate(self, args: list[str]) -> list[str]:
+        from_id, to_id = self._match(args)
+        copies = [m for m in self.c.inflight if from_id in (0, m[0]) and to_id in (0, m[1])]
+        self.c.inflight += copies
+        return [f"duplicated {len(copies)} messages"]
 
     def cmd_persist(self, args: list[str]) -> list[str]:
         self.c.persist(int(args[0]) if args else 0)
