@@ -17,8 +17,13 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from raftpy.errors import (BadIdError, BadRoleError, DuplicateAddressError,
-                           DuplicateIdError, MalformedError)
+from raftpy.errors import (
+    BadIdError,
+    BadRoleError,
+    DuplicateAddressError,
+    DuplicateIdError,
+    MalformedError,
+)
 
 __all__ = ["Role", "Server", "Configuration", "encode_configuration",
            "decode_configuration"]
@@ -51,11 +56,11 @@ class Configuration:
     servers: tuple[Server, ...] = ()
 
     @classmethod
-    def of(cls, *members: tuple[int, str] | tuple[int, str, Role]) -> "Configuration":
+    def of(cls, *members: tuple[int, str] | tuple[int, str, Role]) -> Configuration:
         """Build from ``(id, address)`` or ``(id, address, role)``; voters by default."""
         conf = cls()
         for member in members:
-            role = member[2] if len(member) > 2 else Role.VOTER  # type: ignore[misc]
+            role = member[2] if len(member) > 2 else Role.VOTER
             conf = conf.add(member[0], member[1], role)
         return conf
 
@@ -76,7 +81,7 @@ class Configuration:
     def voter_ids(self) -> tuple[int, ...]:
         return tuple(s.id for s in self.servers if s.role == Role.VOTER)
 
-    def add(self, server_id: int, address: str, role: Role = Role.VOTER) -> "Configuration":
+    def add(self, server_id: int, address: str, role: Role = Role.VOTER) -> Configuration:
         """Append a server (raft_configuration_add's checks, in its order)."""
         if server_id <= 0:
             raise BadIdError()
@@ -92,12 +97,12 @@ class Configuration:
                 raise DuplicateAddressError()
         return Configuration(self.servers + (Server(server_id, address, role),))
 
-    def remove(self, server_id: int) -> "Configuration":
+    def remove(self, server_id: int) -> Configuration:
         if self.get(server_id) is None:
             raise BadIdError()
         return Configuration(tuple(s for s in self.servers if s.id != server_id))
 
-    def assign(self, server_id: int, role: Role) -> "Configuration":
+    def assign(self, server_id: int, role: Role) -> Configuration:
         if self.get(server_id) is None:
             raise BadIdError()
         return Configuration(tuple(Server(s.id, s.address, role) if s.id == server_id
@@ -107,7 +112,7 @@ class Configuration:
         return encode_configuration(self)
 
     @classmethod
-    def decode(cls, data: bytes | memoryview) -> "Configuration":
+    def decode(cls, data: bytes | memoryview) -> Configuration:
         return decode_configuration(data)
 
 

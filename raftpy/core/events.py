@@ -8,8 +8,9 @@ shell can resolve its futures without the core knowing about them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 from raftpy.core.messages import Message
 
@@ -88,4 +89,4 @@ class Close:
     time_ms: int
 
 
-Event = Union[Start, Tick, Receive, Persisted, Propose, Barrier, Transfer, Close]
+Event = Start | Tick | Receive | Persisted | Propose | Barrier | Transfer | Close

@@ -17,8 +17,8 @@ May import: the standard library and ``raftpy.core.types``.  Rules kept:
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from itertools import accumulate
-from typing import Iterable, Sequence
 
 from raftpy.core.types import Entry
 

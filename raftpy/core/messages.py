@@ -10,9 +10,9 @@ it where libraft does (RequestVoteResult, §2.3 step 4).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Sequence, Union
 
 from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry
@@ -126,8 +126,8 @@ class TimeoutNow:
         return f"TimeoutNow term={self.term} last={self.last_log_index}/{self.last_log_term}"
 
 
-Message = Union[RequestVote, RequestVoteResult, AppendEntries, AppendEntriesResult,
-                InstallSnapshot, TimeoutNow]
+Message = (RequestVote | RequestVoteResult | AppendEntries | AppendEntriesResult
+           | InstallSnapshot | TimeoutNow)
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     AppendEntries: MessageType.APPEND_ENTRIES,

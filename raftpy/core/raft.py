@@ -23,18 +23,34 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role, decode_configuration
 from raftpy.core.convert import BARRIER_PAYLOAD, ConvertMixin
 from raftpy.core.election import ElectionMixin
-from raftpy.core.events import (Barrier, Close, Event, Persisted, Propose, Receive,
-                                Start, Tick, Transfer)
+from raftpy.core.events import (
+    Barrier,
+    Close,
+    Event,
+    Persisted,
+    Propose,
+    Receive,
+    Start,
+    Tick,
+    Transfer,
+)
 from raftpy.core.log import Log
-from raftpy.core.messages import (AppendEntries, AppendEntriesResult, InstallSnapshot,
-                                  RequestVote, RequestVoteResult, TimeoutNow)
+from raftpy.core.messages import (
+    AppendEntries,
+    AppendEntriesResult,
+    InstallSnapshot,
+    RequestVote,
+    RequestVoteResult,
+    TimeoutNow,
+)
 from raftpy.core.replication import ReplicationMixin
 from raftpy.core.state import PendingTransfer
 from raftpy.core.trace import Tracer
@@ -58,7 +74,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
     def __init__(self, server_id: int, address: str, config: Config | None = None,
                  rng: random.Random | None = None, *, term: int = 0, voted_for: int = 0,
                  entries: Sequence[Entry] = (), start_index: int = 1,
-                 tracer: Optional[Tracer] = None) -> None:
+                 tracer: Tracer | None = None) -> None:
         assert server_id > 0
         self.id = server_id
         self.address = address

@@ -21,7 +21,7 @@ modules below ``raft.py``.  Rules (spec §2.5-2.7, §2.12; dissertation §3.5,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from raftpy.core.configuration import decode_configuration
 from raftpy.core.messages import AppendEntries, AppendEntriesResult, TimeoutNow
@@ -49,7 +49,8 @@ class ReplicationMixin(RaftState):
         return first
 
     def trigger_all(self) -> None:
-        """Send to every follower that is due (libraft replicationTrigger + progressShouldReplicate)."""
+        """Send to every follower that is due (libraft replicationTrigger and
+        progressShouldReplicate)."""
         now = self.now
         heartbeat = self.config.heartbeat_timeout_ms
         last_index = self.log.last_index

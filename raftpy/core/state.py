@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from raftpy.core.config import Config
-from raftpy.core.configuration import Configuration, Role
+from raftpy.core.configuration import Configuration
 from raftpy.core.log import Log
 from raftpy.core.messages import Message
 from raftpy.core.progress import Progress
@@ -71,7 +72,7 @@ class RaftState:
     address: str
     config: Config
     rng: random.Random
-    tracer: Optional[Tracer]
+    tracer: Tracer | None
     now: int
     current_term: int
     voted_for: int
@@ -101,7 +102,7 @@ class RaftState:
     _targets: list[tuple[int, str, Progress]]
     pending: deque[tuple[int, Any]]
     voter_contacts: int
-    transfer: Optional[PendingTransfer]
+    transfer: PendingTransfer | None
     _out: Update
 
     def _trace(self, text: str) -> None:

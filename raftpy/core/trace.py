@@ -11,7 +11,7 @@ install one, e.g. from ``RAFTPY_TRACE`` (libraft's LIBRAFT_TRACE, spec §1.12):
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 __all__ = ["Tracer", "format_line", "LoggingTracer", "ListTracer", "tracer_from_env"]
 
@@ -52,6 +52,6 @@ class ListTracer:
         return self.lines[-n:]
 
 
-def tracer_from_env(environ: Mapping[str, str]) -> Optional[Tracer]:
+def tracer_from_env(environ: Mapping[str, str]) -> Tracer | None:
     """A LoggingTracer if RAFTPY_TRACE is set (any value, as LIBRAFT_TRACE), else None."""
     return LoggingTracer() if "RAFTPY_TRACE" in environ else None

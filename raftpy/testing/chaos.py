@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 from raftpy.core.config import Config
 from raftpy.core.trace import Tracer
-from raftpy.testing.cluster import Cluster, ClientRequest, Disk, Network
+from raftpy.testing.cluster import ClientRequest, Cluster, Disk, Network
 
 __all__ = ["LivenessError", "RunReport", "random_run", "LIVENESS_MS"]
 
@@ -40,7 +39,7 @@ class RunReport:
     leaders: int
 
 
-def _setup(seed: int, servers: int, tracer: Optional[Tracer]) -> tuple[Cluster, random.Random]:
+def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, random.Random]:
     rng = random.Random(seed ^ 0x5EED)
     config = Config(election_timeout_ms=1000, heartbeat_timeout_ms=100,
                     pre_vote=rng.random() < 0.5,
@@ -96,7 +95,7 @@ def _client(cluster: Cluster, rng: random.Random, counter: int) -> int:
 
 
 def random_run(seed: int, servers: int = 3, steps: int = 5000,
-               tracer: Optional[Tracer] = None) -> RunReport:
+               tracer: Tracer | None = None) -> RunReport:
     """One seeded run; raises Violation or LivenessError, else returns a report."""
     cluster, rng = _setup(seed, servers, tracer)
     counter = 0
@@ -126,7 +125,7 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
         if not server.alive:
             cluster.start(server.id)
     deadline = cluster.now + LIVENESS_MS
-    req: Optional[ClientRequest] = None
+    req: ClientRequest | None = None
     while cluster.now < deadline:
         if req is not None and req.done and req.error is None:
             break
@@ -135,7 +134,7 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
             leader = cluster.leader()
             if leader is not None and leader.raft is not None and leader.raft.leader_id:
                 req = cluster.propose(leader.id, b"%08d" % counter)
-        cluster.run_until(lambda: req is not None and req.done, 50)
+        cluster.run_until(lambda r=req: r is not None and r.done, 50)
     if req is None or not req.done or req.error is not None:
         raise LivenessError(f"no entry committed {LIVENESS_MS} ms after healing "
                             f"(t={cluster.now})")

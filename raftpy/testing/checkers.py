@@ -17,7 +17,7 @@ seeded runs fit in CI.  Properties (dissertation §3.6.3, Figure 3.2):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from raftpy.core.log import Log
 from raftpy.core.types import Entry

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import Any, Protocol
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration
@@ -95,7 +96,7 @@ class ClientRequest:
     payloads: tuple[bytes, ...]
     index: int = 0
     result: Any = None
-    error: Optional[Exception] = None
+    error: Exception | None = None
     done: bool = False
 
 
@@ -109,7 +110,7 @@ class SimServer:
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
         self.address = str(server_id)
-        self.raft: Optional[Raft] = None
+        self.raft: Raft | None = None
         self.alive = False
         self.term = 0
         self.voted_for = 0
@@ -117,7 +118,7 @@ class SimServer:
         self.writes: list[tuple[int, int, int, list[Entry]]] = []  # (done, trunc, first, entries)
         self.disk_free = 0
         self.incarnation = 0
-        self.deadline: Optional[int] = None
+        self.deadline: int | None = None
         self.timer_seq = 0
         self.machine = machine
         self.results: dict[int, Any] = {}                 # index -> apply result
@@ -130,7 +131,7 @@ class Cluster:
     def __init__(self, n: int, seed: int = 0, *, config: Config | None = None,
                  network: Network | None = None, disk: Disk | None = None,
                  voters: int | None = None, manual: bool = False,
-                 tracer: Optional[Tracer] = None, check: bool = True,
+                 tracer: Tracer | None = None, check: bool = True,
                  machine: Callable[[], StateMachine] = ListMachine,
                  fixed_timeouts: bool = False) -> None:
         self.rng = random.Random(seed)
@@ -147,7 +148,7 @@ class Cluster:
         self._queue: list[tuple[int, int, int, int, Any]] = []  # (time, kind, seq, id, data)
         self.inflight: list[tuple[int, int, Message]] = []  # manual mode: (from, to, msg)
         self.blocked: set[tuple[int, int]] = set()          # (from, to) pairs cut
-        self.checker: Optional[SafetyChecker] = SafetyChecker() if check else None
+        self.checker: SafetyChecker | None = SafetyChecker() if check else None
         self.servers = {i: SimServer(i, machine()) for i in range(1, n + 1)}
         members = [(i, str(i)) for i in range(1, n + 1)]
         voters = n if voters is None else voters
@@ -428,7 +429,7 @@ class Cluster:
 
     # -- clients --------------------------------------------------------------------------
 
-    def leader(self) -> Optional[SimServer]:
+    def leader(self) -> SimServer | None:
         """The live leader with the highest term, if any."""
         best = None
         for server in self.servers.values():

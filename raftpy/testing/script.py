@@ -28,8 +28,8 @@ Commands::
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from raftpy.core.config import Config
 from raftpy.core.trace import ListTracer
@@ -76,7 +76,7 @@ def parse(text: str) -> tuple[list[Block], list[str]]:
 
 def render(blocks: list[Block], outputs: list[list[str]], trailer: list[str]) -> str:
     out: list[str] = []
-    for block, output in zip(blocks, outputs):
+    for block, output in zip(blocks, outputs, strict=True):
         while out and out[-1] == "" and block.comments and block.comments[0] == "":
             block.comments = block.comments[1:]
         out += block.comments + [block.command, "----"] + output + [""]
@@ -99,7 +99,7 @@ class Interpreter:
     """Runs transcript commands against one manual Cluster."""
 
     def __init__(self) -> None:
-        self.cluster: Optional[Cluster] = None
+        self.cluster: Cluster | None = None
         self.tracer = ListTracer()
         self.requests: list[tuple[str, ClientRequest]] = []
         self._commands: dict[str, Callable[[list[str]], list[str]]] = {

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from raftpy.core.configuration import (Configuration, Role, Server, decode_configuration,
-                                       encode_configuration)
-from raftpy.errors import (BadIdError, DuplicateAddressError, DuplicateIdError,
-                           MalformedError)
+from raftpy.core.configuration import (
+    Configuration,
+    Role,
+    Server,
+    decode_configuration,
+    encode_configuration,
+)
+from raftpy.errors import BadIdError, DuplicateAddressError, DuplicateIdError, MalformedError
 
 # The upstream test vector: one server, id 5, address "x.y", voter.
 ONE = bytes.fromhex("01" "0100000000000000" "0500000000000000" "782e7900" "01")

@@ -8,16 +8,19 @@ import pytest
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role
-from raftpy.core.events import (Barrier, Close, Persisted, Propose, Receive, Start, Tick,
-                                Transfer)
-from raftpy.core.messages import (AppendEntries, AppendEntriesResult, RequestVote,
-                                  RequestVoteResult, TimeoutNow)
+from raftpy.core.events import Barrier, Close, Persisted, Propose, Receive, Start, Tick, Transfer
+from raftpy.core.messages import (
+    AppendEntries,
+    AppendEntriesResult,
+    RequestVote,
+    RequestVoteResult,
+    TimeoutNow,
+)
 from raftpy.core.progress import ProgressMode
 from raftpy.core.raft import Raft, bootstrap_entries
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
-from raftpy.errors import (BadIdError, LeadershipLostError, NotFoundError,
-                           NotLeaderError)
+from raftpy.errors import BadIdError, LeadershipLostError, NotFoundError, NotLeaderError
 
 T = 1000
 
