@@ -266,7 +266,6 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         """A message from a newer term (dissertation §3.3, spec §2.14)."""
         self._trace(f"new term {term}")
         self._set_hard_state(term, 0)
-        self._verified_index = self._leader_commit = 0
         if self.state != State.FOLLOWER:
             self.to_follower()
         elif self.current_leader_id:

@@ -7,7 +7,8 @@ modules below ``raft.py``.  Rules (spec §2.5-2.7, §2.12; dissertation §3.5,
 * The leader writes its log in parallel with replication and counts itself
   toward the commit quorum only through ``last_stored`` (its match_index).
 * A follower acknowledges only durable entries: its AppendEntriesResult
-  carries ``last_stored`` and goes out when ``Persisted`` says so.
+  carries ``last_stored`` (capped at the verified index, see
+  ``_acknowledged``) and goes out when ``Persisted`` says so.
 * A follower commits at most up to the last index it has *verified* against
   the current leader (prev_log_index + n of an accepted AppendEntries,
   dissertation Figure 3.1 "index of last new entry"); raftpy's flow control
@@ -204,8 +205,18 @@ class ReplicationMixin(RaftState):
         self.follower_commit()
         if self.last_stored >= verified:
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, 0, self.last_stored))
+                self.current_term, 0, self._acknowledged()))
         # otherwise the reply goes out when the write completes (on_persisted)
+
+    def _acknowledged(self) -> int:
+        """The index a success reply reports: durable AND checked against this leader.
+
+        libraft reports last_stored, which its leaders clamp to their own last
+        index; that is only safe because a libraft leader always sends its whole
+        log tail.  With flow control an AppendEntries may stop short of a stale
+        entry we hold, so we never report past what this leader's messages
+        covered (an equal or smaller value: safe for every leader)."""
+        return min(self.last_stored, self._verified_index)
 
     def _append_new(self, index: int, entries: Sequence[Entry]) -> bool:
         """Skip entries we have, truncate at the first conflict, append the rest."""
@@ -265,7 +276,7 @@ class ReplicationMixin(RaftState):
         elif self.state == State.FOLLOWER and self.current_leader_id:
             self.follower_commit()
             self._send(self.current_leader_id, self.current_leader_address,
-                       AppendEntriesResult(self.current_term, 0, self.last_stored))
+                       AppendEntriesResult(self.current_term, 0, self._acknowledged()))
 
     def _adopt_configuration(self, index: int) -> None:
         """A persisted CHANGE entry takes effect, uncommitted (spec §2.10)."""

@@ -10,6 +10,10 @@ names are the dissertation's and libraft's.  Rules kept here:
   last_stored`` (it acknowledges and commits only durable entries).
 * Every change of ``current_term``/``voted_for`` goes through
   ``_set_hard_state`` so that it lands in the Update (persist before send).
+* ``_verified_index`` is the last index a follower has checked against the
+  current term's leader (prev_log_index + n of an accepted AppendEntries);
+  a follower commits and acknowledges no further than that, because its log
+  beyond it may hold stale entries of an older term.
 * Output accumulates in ``_out`` until ``Raft._flush`` hands it over.
 """
 
@@ -119,6 +123,9 @@ class RaftState:
         return server.address if server is not None else ""
 
     def _set_hard_state(self, term: int, voted_for: int) -> None:
+        if term != self.current_term:
+            # What a leader vouched for holds for its term only.
+            self._verified_index = self._leader_commit = 0
         self.current_term = term
         self.voted_for = voted_for
         self._out.hard_state = (term, voted_for)

@@ -259,6 +259,23 @@ def test_follower_commit_never_passes_what_it_verified() -> None:
     assert raft.commit_index == 3
 
 
+def test_acknowledgement_never_covers_unverified_stale_entries() -> None:
+    # Durable entries 2..4 of term 1; the term-2 leader's flow-controlled message
+    # covers 2..3 only, and its entry 4 differs: we must not claim to match at 4.
+    raft = server(2, extra=[cmd(1), cmd(1), cmd(1)])
+    update = recv(raft, 1, AppendEntries(2, 1, 1, 1, [cmd(1), cmd(1)]))
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 3))]
+
+
+def test_a_new_election_forgets_what_the_old_leader_vouched_for() -> None:
+    raft = server(2, extra=[cmd(1), cmd(1)])
+    recv(raft, 1, AppendEntries(1, 3, 1, 3))
+    assert raft.commit_index == 3
+    timeout(raft)  # campaigns in term 2, loses to server 3
+    recv(raft, 3, AppendEntries(2, 1, 1, 3))
+    assert raft._verified_index == 1
+
+
 # -- leader side ------------------------------------------------------------------------
 
 
