@@ -11,6 +11,8 @@ seeded runs fit in CI.  Properties (dissertation §3.6.3, Figure 3.2):
 * Leader completeness: a new leader's log holds every entry committed so far.
 * State machine safety: every server applies the same entry at each index,
   in order, and no server ever deletes a committed entry it stored.
+* Leader's view: a match_index a leader holds for a follower of the same
+  term names an entry the follower has durably, with the leader's term.
 * Acknowledged entries: what a client was told is committed is in the
   committed log (and, checked at the end of a run, applied everywhere).
 """
@@ -92,6 +94,14 @@ class SafetyChecker:
     def on_restart(self, server_id: int, last_applied: int) -> None:
         """A restarted server replays from its own state; its apply pointer restarts."""
         self.applied[server_id] = last_applied
+
+    def on_match(self, leader_id: int, follower_id: int, index: int, term: int | None,
+                 durable: Sequence[Entry]) -> None:
+        """leader_id believes follower_id stored entry index (of term) durably."""
+        if index > len(durable) or durable[index - 1].term != term:
+            have = durable[index - 1].term if index <= len(durable) else None
+            raise Violation(f"leader {leader_id} counts follower {follower_id} at {index} "
+                            f"(term {term}) but it has {have}")
 
     def on_ack(self, index: int, entry: Entry) -> None:
         if index > len(self.committed) or self.committed[index - 1] != entry:

@@ -250,6 +250,8 @@ class Cluster:
             self._apply(server, u.apply_index, u.apply)
         if u.completed or u.failed or u.accepted:
             self._resolve(server, u)
+        if checker is not None and u.state == State.LEADER:
+            self._check_matches(server, raft, checker)
         if u.state_changed and u.state != server.state:
             server.state = u.state
             if u.state == State.LEADER and checker is not None:
@@ -259,6 +261,15 @@ class Cluster:
             server.timer_seq += 1
             if not self.manual and u.deadline_ms is not None:
                 self._push(u.deadline_ms, _TIMER, server.id, server.timer_seq)
+
+    def _check_matches(self, server: SimServer, raft: Raft, checker: SafetyChecker) -> None:
+        term = raft.current_term
+        for server_id, p in raft.progress.items():
+            other = self.servers[server_id]
+            if (server_id != server.id and p.match_index and other.raft is not None
+                    and other.raft.current_term == term):
+                checker.on_match(server.id, server_id, p.match_index,
+                                 raft.log.term_of(p.match_index), other.durable)
 
     def _apply(self, server: SimServer, first: int, entries: list[Entry]) -> None:
         if self.checker is not None:
