@@ -6,7 +6,8 @@ and duplication, transfers and barriers under client load, checks the safety
 properties after every step (raftpy/testing/checkers.py) and, at the end,
 heals everything and requires a new entry to commit and reach every server.
 
-Environment: ``RAFTPY_SEED=<n>`` replays that one run with tracing;
+Environment: ``RAFTPY_SEED=<n>`` replays that one run (add ``RAFTPY_TRACE=1``
+and ``-s`` to print its whole trace);
 ``RAFTPY_SIM_RUNS=<n>`` changes the number of runs (soak testing);
 ``RAFTPY_SIM_BASE=<n>`` the first seed.  A failure names its seed and ends
 with the run's last trace lines.
@@ -56,6 +57,12 @@ def test_random_runs() -> None:
     if "RAFTPY_SEED" in os.environ:
         seed = int(os.environ["RAFTPY_SEED"])
         print(f"replaying seed {seed}")
+        if "RAFTPY_TRACE" in os.environ:  # the whole run's trace, to stdout (-s)
+            tracer = ListTracer()
+            try:
+                random_run(seed, _servers(seed), STEPS, tracer=tracer)
+            finally:
+                print("\n".join(tracer.lines))
         _, steps, failure = _run(seed)
         assert not failure, _explain(seed, failure)
         assert steps >= STEPS

@@ -1,0 +1,94 @@
+"""The simulated cluster as a library user sees it: own state machine, faults, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from raftpy.core.trace import ListTracer
+from raftpy.core.types import State
+from raftpy.errors import NotLeaderError
+from raftpy.testing.checkers import SafetyChecker, Violation
+from raftpy.testing.cluster import Cluster, Disk, Network
+
+
+class Counter:
+    """A user's state machine: adds the integer in each command."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def apply(self, index: int, payload: bytes | memoryview) -> Any:
+        self.total += int(bytes(payload))
+        return self.total
+
+
+def elect(cluster: Cluster) -> int:
+    assert cluster.run_until(lambda: cluster.leader() is not None, 10_000)
+    leader = cluster.leader()
+    assert leader is not None
+    return leader.id
+
+
+def test_user_state_machine_sees_commands_in_order_everywhere() -> None:
+    cluster = Cluster(3, seed=7, machine=Counter, network=Network(1, 30), disk=Disk(1, 5))
+    leader = elect(cluster)
+    requests = [cluster.propose(leader, b"%08d" % k) for k in range(1, 11)]
+    assert cluster.run_until(lambda: all(r.done for r in requests), 5_000)
+    assert [r.result for r in requests] == [sum(range(1, k + 1)) for k in range(1, 11)]
+    cluster.run_for(1_000)
+    assert {s.machine.total for s in cluster.servers.values()} == {55}  # type: ignore[attr-defined]
+
+
+def test_follower_refuses_and_names_the_leader() -> None:
+    cluster = Cluster(3, seed=1)
+    leader = elect(cluster)
+    cluster.run_for(200)
+    follower = next(i for i in cluster.servers if i != leader)
+    req = cluster.propose(follower, b"00000001")
+    assert isinstance(req.error, NotLeaderError) and req.error.leader_id == leader
+
+
+def test_minority_crash_and_partition_then_recovery() -> None:
+    cluster = Cluster(5, seed=3, network=Network(1, 20, loss=0.05, duplicate=0.05))
+    leader = elect(cluster)
+    cluster.crash(leader)
+    others = [i for i in cluster.servers if i != leader]
+    cluster.partition(others[:1], others[1:])
+    new = elect(cluster)
+    assert new in others[1:]
+    req = cluster.propose(new, b"00000042")
+    assert cluster.run_until(lambda: req.done, 10_000) and req.error is None
+    cluster.heal()
+    cluster.start(leader)
+    assert cluster.run_until(lambda: all(
+        s.raft is not None and s.raft.last_applied >= req.index
+        for s in cluster.servers.values()), 10_000)
+    assert cluster.raft(leader).state == State.FOLLOWER
+
+
+def test_checker_rejects_two_leaders_in_a_term() -> None:
+    checker = SafetyChecker()
+    cluster = Cluster(3, seed=1)
+    elect(cluster)
+    raft = cluster.raft(1)
+    checker.on_leader(1, 5, raft.log)
+    with pytest.raises(Violation):
+        checker.on_leader(2, 5, raft.log)
+
+
+def test_checker_rejects_different_entries_applied_at_one_index() -> None:
+    checker = SafetyChecker()
+    from raftpy.core.types import Entry, EntryType
+    checker.on_apply(1, 1, [Entry(1, EntryType.COMMAND, b"a")])
+    with pytest.raises(Violation):
+        checker.on_apply(2, 1, [Entry(1, EntryType.COMMAND, b"b")])
+
+
+def test_tracer_sees_every_server() -> None:
+    tracer = ListTracer()
+    cluster = Cluster(3, seed=2, tracer=tracer)
+    elect(cluster)
+    assert {line.split()[1] for line in tracer.lines} == {"1:", "2:", "3:"}
+    assert any("became leader" in line for line in tracer.lines)
