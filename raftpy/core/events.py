@@ -14,7 +14,7 @@ from typing import Any
 
 from raftpy.core.messages import Message
 
-__all__ = ["Start", "Tick", "Receive", "Persisted", "Propose", "Barrier",
+__all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "Propose", "Barrier",
            "Transfer", "Close", "Event"]
 
 
@@ -57,6 +57,20 @@ class Persisted:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistFailed:
+    """The shell's log write that starts at ``index`` failed (e.g. disk full).
+
+    Nothing from ``index`` on may be considered durable.  A leader fails the
+    requests for those entries with ``error`` and steps down; a follower
+    rejects with ``rejected = index`` (libraft's prev_log_index + 1, quirk 13).
+    """
+
+    time_ms: int
+    index: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
 class Propose:
     """Client request (raft_apply): append COMMAND entries with these payloads."""
 
@@ -89,4 +103,5 @@ class Close:
     time_ms: int
 
 
-Event = Start | Tick | Receive | Persisted | Propose | Barrier | Transfer | Close
+Event = (Start | Tick | Receive | Persisted | PersistFailed | Propose | Barrier | Transfer
+         | Close)

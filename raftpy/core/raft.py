@@ -36,6 +36,7 @@ from raftpy.core.events import (
     Close,
     Event,
     Persisted,
+    PersistFailed,
     Propose,
     Receive,
     Start,
@@ -107,6 +108,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
             Receive: self._on_receive, Persisted: self._on_persisted, Tick: self._on_tick,
             Propose: self._on_propose, Barrier: self._on_barrier,
             Transfer: self._on_transfer, Start: self._on_start, Close: self._on_close,
+            PersistFailed: self._on_persist_failed,
         }
         self._receivers: dict[type, Callable[[int, str, Any], None]] = {
             AppendEntries: self.recv_append_entries,
@@ -237,6 +239,25 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
     def _on_persisted(self, event: Persisted) -> None:
         if self.state != State.UNAVAILABLE:
             self.on_persisted(event.index, event.term)
+
+    def _on_persist_failed(self, event: PersistFailed) -> None:
+        """A log write failed (spec §2.5 leader side, §2.12 step 9 follower side)."""
+        index = event.index
+        if self.state == State.UNAVAILABLE or index > self.log.last_index:
+            return
+        self._trace(f"write from {index} failed: {event.error}")
+        if index <= self.commit_index:
+            self.to_unavailable("a committed entry could not be written")
+            return
+        self._truncate(index)
+        if self.state == State.LEADER:
+            failed = self._out.failed
+            while self.pending and self.pending[-1][0] >= index:
+                failed.append((self.pending.pop()[1], event.error))
+            self.to_follower()
+        elif self.state == State.FOLLOWER and self.current_leader_id:
+            self._send(self.current_leader_id, self.current_leader_address,
+                       AppendEntriesResult(self.current_term, index, self.last_stored))
 
     def _on_tick(self, event: Tick) -> None:
         state = self.state

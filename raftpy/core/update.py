@@ -7,7 +7,8 @@ on it belongs to the shell.  The order of the fields is the order of duty:
 1. ``hard_state`` (term, voted_for): persist before sending any message.
 2. ``truncate_from`` then ``persist``: delete log entries from that index,
    then append ``persist`` starting at ``persist_index``; report completion
-   with ``Persisted(index, term)`` of the last entry written.
+   with ``Persisted(index, term)`` of the last entry written, or failure
+   with ``PersistFailed(first index of the write, error)``.
 3. ``messages``: send; the leader sends while its own write is in flight.
 4. ``apply``: the committed entries from ``apply_index``, to apply in order
    (BARRIER and CHANGE entries are not given to the state machine).

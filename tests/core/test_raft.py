@@ -8,7 +8,17 @@ import pytest
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role
-from raftpy.core.events import Barrier, Close, Persisted, Propose, Receive, Start, Tick, Transfer
+from raftpy.core.events import (
+    Barrier,
+    Close,
+    Persisted,
+    PersistFailed,
+    Propose,
+    Receive,
+    Start,
+    Tick,
+    Transfer,
+)
 from raftpy.core.messages import (
     AppendEntries,
     AppendEntriesResult,
@@ -436,6 +446,26 @@ def test_timeout_now_with_a_different_log_is_ignored() -> None:
     recv(raft, 1, AppendEntries(1, 1, 1, 1))
     recv(raft, 1, TimeoutNow(1, 2, 1))
     assert raft.state == State.FOLLOWER
+
+
+def test_leader_write_failure_fails_its_requests_and_steps_down() -> None:
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8], "early"))
+    raft.step(Persisted(0, 3, 2))
+    raft.step(Propose(0, [b"b" * 8, b"c" * 8], "late"))
+    error = OSError("disk full")
+    update = raft.step(PersistFailed(0, 4, error))
+    assert update.state == State.FOLLOWER and update.truncate_from == 4
+    assert ("late", error) in update.failed
+    assert raft.log.last_index == 3 and raft.last_stored == 3
+
+
+def test_follower_write_failure_rejects_with_the_first_new_index() -> None:
+    raft = server(2)
+    recv(raft, 1, AppendEntries(1, 1, 1, 1, [cmd(1), cmd(1)]))
+    update = raft.step(PersistFailed(0, 2, OSError("EIO")))
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 2, 1))]
+    assert raft.log.last_index == 1
 
 
 def test_close_makes_the_server_unavailable_for_good() -> None:
