@@ -161,6 +161,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         return self._flush()
 
     def _flush(self) -> Update:
+        # The invariants of state.py, checked once per batch.
+        assert self.last_applied <= self.commit_index <= self.log.last_index
+        assert self.last_stored <= self.log.last_index
         if self.state == State.LEADER:
             self.trigger_all()
         out = self._out

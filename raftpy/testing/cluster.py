@@ -17,7 +17,13 @@ timer, a disk completion or a message delivery; ties: timer, disk, network,
 lower server id first, as libraft's fixture); or ``manual=True``, where
 nothing happens unless asked (``deliver``, ``persist``, ``tick``), which is
 what transcript tests use.  Library users can plug their own state machine
-(anything with ``apply(index, payload) -> result``) per server.
+(anything with ``apply(index, payload) -> result``) per server::
+
+    cluster = Cluster(3, seed=42, machine=MyMachine, network=Network(1, 20, loss=0.01))
+    cluster.run_until(lambda: cluster.leader() is not None, 10_000)
+    req = cluster.propose(cluster.leader().id, b"set x=1.")
+    cluster.run_until(lambda: req.done, 5_000)      # req.result: MyMachine's answer
+    cluster.partition([1], [2, 3]); cluster.crash(2); cluster.start(2); cluster.heal()
 """
 
 from __future__ import annotations
