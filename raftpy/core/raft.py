@@ -274,7 +274,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
             if state == State.CANDIDATE:
                 self.election_start()
             elif not self._is_voter:
-                pass  # non-voters never campaign (spec §2.2)
+                # Non-voters never campaign (spec §2.2); redraw so that the
+                # deadline moves on instead of staying in the past.
+                self.reset_election_timer()
             elif self.last_stored < self.log.last_index:
                 self.reset_election_timer()  # an append is in flight (0.18)
             else:

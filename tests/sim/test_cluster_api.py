@@ -68,6 +68,16 @@ def test_minority_crash_and_partition_then_recovery() -> None:
     assert cluster.raft(leader).state == State.FOLLOWER
 
 
+def test_standby_servers_follow_and_time_still_moves() -> None:
+    cluster = Cluster(4, seed=5, voters=3, network=Network(1, 10))
+    leader = elect(cluster)
+    cluster.crash(leader)
+    cluster.run_for(5_000)  # the standby's expired timer must not stall the clock
+    assert cluster.now >= 5_000
+    assert cluster.raft(4).state == State.FOLLOWER
+    assert cluster.leader() is not None and cluster.leader().id != 4  # type: ignore[union-attr]
+
+
 def test_checker_rejects_two_leaders_in_a_term() -> None:
     checker = SafetyChecker()
     cluster = Cluster(3, seed=1)
