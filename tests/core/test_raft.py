@@ -108,6 +108,7 @@ def test_non_voters_never_campaign() -> None:
     raft = server(3, 3, voters=2)
     update = raft.step(Tick(10 * T))
     assert raft.state == State.FOLLOWER and not update.messages
+    assert update.deadline_ms is not None and update.deadline_ms > 10 * T
 
 
 def test_follower_with_an_append_in_flight_does_not_campaign() -> None:
