@@ -320,8 +320,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         if self.state == State.LEADER and self.transfer is None:
             return False
         leader = self.current_leader_id if self.state == State.FOLLOWER else 0
-        self._out.failed.append((req, NotLeaderError(
-            leader_id=leader, leader_address=self.current_leader_address or None)))
+        address = self.current_leader_address if leader else None
+        self._out.failed.append((req, NotLeaderError(leader_id=leader,
+                                                     leader_address=address)))
         return True
 
     def _on_propose(self, event: Propose) -> None:
