@@ -2,7 +2,8 @@
 
 May import: the standard library, ``raftpy.core`` and ``raftpy.testing``.
 One seed decides everything (cluster size is the caller's): the network's
-loss and duplication odds, pre-vote, the flow-control window, and a schedule
+loss and duplication odds, pre-vote, the flow-control window, whether a
+5-server cluster has a standby, and a schedule
 of partitions (symmetric and one-way), heals, crashes, restarts, transfers,
 barriers and client proposals.  ``random_run`` raises ``Violation`` when a
 safety property breaks, and ``LivenessError`` when, after every fault is
@@ -49,8 +50,10 @@ def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, ran
                       loss=rng.choice((0.0, 0.01, 0.05, 0.1)),
                       duplicate=rng.choice((0.0, 0.01, 0.05)))
     disk = Disk(min_latency_ms=1, max_latency_ms=rng.choice((2, 20)))
+    # Some larger clusters carry a standby (replicated to, never counted).
+    voters = servers - 1 if servers >= 5 and rng.random() < 0.3 else servers
     cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
-                      tracer=tracer)
+                      voters=voters, tracer=tracer)
     return cluster, rng
 
 
