@@ -31,13 +31,13 @@ def _servers(seed: int) -> int:
     return 3 if seed % 2 else 5
 
 
-def _run(seed: int) -> tuple[int, int, str]:
-    """Run one seed; returns (seed, steps, failure text or '')."""
+def _run(seed: int) -> tuple[int, int, str, int, int]:
+    """Run one seed; returns (seed, steps, failure text or '', acked, leaders)."""
     try:
         report = random_run(seed, _servers(seed), STEPS)
     except AssertionError as exc:
-        return seed, 0, f"{type(exc).__name__}: {exc}"
-    return seed, report.steps, ""
+        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0
+    return seed, report.steps, "", report.acked, report.leaders
 
 
 def _explain(seed: int, failure: str) -> str:
@@ -63,7 +63,7 @@ def test_random_runs() -> None:
                 random_run(seed, _servers(seed), STEPS, tracer=tracer)
             finally:
                 print("\n".join(tracer.lines))
-        _, steps, failure = _run(seed)
+        _, steps, failure, _acked, _leaders = _run(seed)
         assert not failure, _explain(seed, failure)
         assert steps >= STEPS
         return
@@ -74,9 +74,14 @@ def test_random_runs() -> None:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(min(2, os.cpu_count() or 1)) as pool:
         results = list(pool.imap_unordered(_run, seeds, chunksize=16))
-    failures = sorted((seed, text) for seed, _steps, text in results if text)
+    failures = sorted((r[0], r[2]) for r in results if r[2])
     assert len(results) == runs
-    assert all(steps >= STEPS for _seed, steps, text in results if not text)
+    assert all(r[1] >= STEPS for r in results if not r[2])
+    # The runs do real work: clients are answered and leadership changes hands.
+    acked, leaders = sum(r[3] for r in results), sum(r[4] for r in results)
+    print(f"{acked} acknowledged entries, {leaders} leader terms")
+    assert not failures or acked > 0
+    assert failures or (acked > 50 * runs and leaders > 3 * runs)
     if failures:
         seed, text = failures[0]
         pytest.fail(f"{len(failures)} of {runs} runs failed, seeds "
