@@ -14,6 +14,7 @@ time or some server fails to apply it.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raftpy.core.config import Config
@@ -120,6 +121,10 @@ def random_run(seed: int, servers: int = 3, steps: int = 5000,
                      len(checker.acked), len(checker.leaders))
 
 
+def _done(req: ClientRequest | None) -> Callable[[], bool]:
+    return lambda: req is not None and req.done
+
+
 def _check_liveness(cluster: Cluster, counter: int) -> None:
     """Heal everything; a leader must commit a new entry and every server apply it."""
     cluster.heal()
@@ -137,7 +142,7 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
             leader = cluster.leader()
             if leader is not None and leader.raft is not None and leader.raft.leader_id:
                 req = cluster.propose(leader.id, b"%08d" % counter)
-        cluster.run_until(lambda r=req: r is not None and r.done, 50)
+        cluster.run_until(_done(req), 50)
     if req is None or not req.done or req.error is not None:
         raise LivenessError(f"no entry committed {LIVENESS_MS} ms after healing "
                             f"(t={cluster.now})")

@@ -90,7 +90,8 @@ class FixedTimeouts(random.Random):
         super().__init__(server_id)
         self.server_id = server_id
 
-    def randrange(self, start: int, stop: Any = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        assert stop is not None
         return min(start + 100 * (self.server_id - 1), stop - 1)
 
 
