@@ -800,34 +800,23 @@ def test_full_disk_then_space_freed_same_store(tmp_path):
         asyncio.run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="aio.prepare_file ignores short os.pwrite results "
-                   "when zero-filling: on a nearly full filesystem an open segment is "
-                   "'prepared' smaller than segment_size_bytes, and appends into it fail "
-                   "later with 'write: No space left on device'")
-def test_prepared_segments_are_full_size_on_a_nearly_full_disk(tmp_path):
+@pytest.mark.xfail(strict=True, reason="aio.prepare_file (which DiskStore uses to prepare "
+                   "open segments, zero-filling by default) ignores short os.pwrite results: "
+                   "on a nearly full filesystem it returns a segment smaller than asked, "
+                   "and appends into it fail later with 'write: No space left on device'")
+def test_segment_preparation_on_a_nearly_full_disk(tmp_path):
+    """Preparing an open segment reserves all of it, or fails with NoSpaceError."""
     with mounted_tmpfs(tmp_path / "mnt", "size=1m") as mnt:
+        caps = aio.probe(str(mnt))
         st = os.statvfs(mnt)
-        free = st.f_bavail * st.f_frsize
-        (mnt / "filler").write_bytes(bytes(free - 40 * 1024))  # 40 KiB left
-
-        async def go() -> None:
-            store = DiskStore(str(mnt), segment_size_bytes=64 * 1024, prepared_segments=1)
-            await store.open()
-            await store.load()
-            try:
-                # The first append needs the first prepared segment: it must be
-                # preallocated in full, or its preparation must fail.
-                try:
-                    await store.append([Entry(1, EntryType.COMMAND, bytes(8))])
-                except NoSpaceError:
-                    return
-                sizes = {n: (mnt / n).stat().st_size for n in os.listdir(mnt)
-                         if n.startswith("open-")}
-                assert sizes and all(s == 64 * 1024 for s in sizes.values()), sizes
-            finally:
-                await store.close()
-
-        asyncio.run(go())
+        (mnt / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - 40 * 1024))
+        path = mnt / "open-1"
+        try:
+            aio.prepare_file(str(path), 64 * 1024, caps, zero_fill=True)
+        except NoSpaceError:
+            assert not path.exists()
+            return
+        assert path.stat().st_size == 64 * 1024, f"prepared {path.stat().st_size} bytes"
 
 
 # ------------------------------------------------------ bad directories
