@@ -166,6 +166,7 @@ class DiskStore:
         self._use_aio = use_aio
         self.caps: aio.FsCaps | None = None
         self._meta = metadata.FRESH
+        self._meta_lock = asyncio.Lock()
         self._lock_fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -287,17 +288,22 @@ class DiskStore:
 
     async def set_term(self, term: int) -> None:
         """Durably store term and reset the vote (spec §3.4)."""
-        await self._write_metadata(term, 0)
+        await self._write_metadata(term, None)
 
     async def set_vote(self, server_id: int) -> None:
         """Durably store the vote for the current term."""
-        await self._write_metadata(self._meta.term, server_id)
+        await self._write_metadata(None, server_id)
 
-    async def _write_metadata(self, term: int, voted_for: int) -> None:
+    async def _write_metadata(self, term: int | None, voted_for: int | None) -> None:
+        """One metadata write at a time, each from the state the previous one left
+        (two in flight must not both take version+1)."""
         self._check_usable()
-        new = metadata.Metadata(self._meta.version + 1, term, voted_for)
-        await self._run(self._write_metadata_sync, new)
-        self._meta = new
+        async with self._meta_lock:
+            new = metadata.Metadata(self._meta.version + 1,
+                                    self._meta.term if term is None else term,
+                                    0 if voted_for is None else voted_for)
+            await self._run(self._write_metadata_sync, new)
+            self._meta = new
 
     def _write_metadata_sync(self, new: metadata.Metadata) -> None:
         path = self._p(metadata.metadata_file_for(new.version))
@@ -355,7 +361,8 @@ class DiskStore:
     def _load_sync(self) -> LoadResult:
         listing = layout.list_dir(self.path)
         snapshot = self._read_snapshot(listing.snapshots[-1]) if listing.snapshots else None
-        segments, start_index = _segments_to_load(listing.segments, snapshot)
+        segments, start_index = _segments_to_load(self._drop_superseded(listing.segments),
+                                                  snapshot)
         entries: list[Entry] = []
         next_index = start_index
         for k, seg in enumerate(segments):
@@ -374,6 +381,21 @@ class DiskStore:
             raise CorruptError(f"last entry on disk has index {next_index - 1}, which is "
                                f"behind last snapshot's index {snapshot.index}")
         return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
+
+    def _drop_superseded(self, segments: Sequence[SegmentFile]) -> list[SegmentFile]:
+        """Finish a truncation a crash cut short: of closed segments sharing a first
+        index, the shortest is the rewritten one and the others are superseded."""
+        kept: list[SegmentFile] = []
+        for seg in segments:
+            if kept and not seg.is_open and not kept[-1].is_open and kept[-1].first == seg.first:
+                log.warning("finishing an interrupted truncation: %s supersedes %s",
+                            kept[-1].name, seg.name)
+                os.unlink(self._p(seg.name))      # sorted by (first, last): seg is longer
+                continue
+            kept.append(seg)
+        if len(kept) != len(segments):
+            self._fsync_dir()
+        return kept
 
     def _load_closed(self, seg: SegmentFile, next_index: int) -> list[Entry]:
         if seg.first != next_index:
@@ -592,13 +614,23 @@ class DiskStore:
         if not self._prepared:
             self._fill_pool()
         prep = self._prepared.popleft()
-        self._fill_pool()
         try:
             await prep.ready
-        except RaftError:
-            raise
-        except OSError as err:
-            raise _os_error(err, f"prepare {os.path.basename(prep.path)}") from err
+        except Exception as err:
+            # Preparations that failed (a full disk, say) are not kept: drop
+            # every failed one and try once afresh, so that freed space is used.
+            log.warning("preparing %s failed: %s", os.path.basename(prep.path), err)
+            self._prepared = deque(p for p in self._prepared
+                                   if not (p.ready.done() and p.ready.exception()))
+            self._fill_pool()
+            prep = self._prepared.popleft()
+            try:
+                await prep.ready
+            except RaftError:
+                raise
+            except OSError as err2:
+                raise _os_error(err2, f"prepare {os.path.basename(prep.path)}") from err2
+        self._fill_pool()
         assert self.caps is not None
         fd = aio.open_for_writing(prep.path, self.caps)
         seg = _OpenSegment(os.path.basename(prep.path), prep.path, fd)
@@ -676,14 +708,23 @@ class DiskStore:
             self._end_barrier()
 
     def _truncate_sync(self, index: int) -> None:
+        """Crash-safe order: every state a crash can leave loads as the log before
+        or after the truncation (which is not acknowledged until this returns).
+        First the segments wholly past index go, newest first (a prefix remains);
+        then the segment holding index is rewritten as first..index-1 beside the
+        old one, which goes last.  Two closed segments with one first index are
+        a truncation cut short, which load completes (_drop_superseded)."""
         closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
         doomed = [s for s in closed if s.last >= index]
-        if doomed and doomed[0].first < index:
-            seg = doomed[0]
-            entries = _bindings.scan_segment(self._read(seg.name)).entries[:index - seg.first]
-            self._write_closed_segment(seg.first, index - 1, entries)
-        for seg in doomed:
-            os.unlink(self._p(seg.name))
+        split = doomed[0] if doomed and doomed[0].first < index else None
+        for seg in reversed(doomed):
+            if seg is not split:
+                os.unlink(self._p(seg.name))
+        if split is not None:
+            self._fsync_dir()
+            entries = _bindings.scan_segment(self._read(split.name)).entries[:index - split.first]
+            self._write_closed_segment(split.first, index - 1, entries)
+            os.unlink(self._p(split.name))
         self._fsync_dir()
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
@@ -796,7 +837,9 @@ class DiskStore:
             os.unlink(self._p(old.name))
         closed = [s for s in listing.segments if not s.is_open]
         if trailing == 0:
-            doomed = closed
+            # Newest first: a crash leaves a prefix of the old log, which load
+            # ignores or keeps below the snapshot, never a run past it.
+            doomed = closed[::-1]
         else:
             retain = snap.index - trailing + 1 if snap.index > trailing else 0
             doomed = []
