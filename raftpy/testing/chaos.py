@@ -2,8 +2,8 @@
 
 May import: the standard library, ``raftpy.core`` and ``raftpy.testing``.
 One seed decides everything (cluster size is the caller's): the network's
-loss and duplication odds, pre-vote, the flow-control window, whether a
-5-server cluster has a standby, and a schedule
+loss and duplication odds, disk write failure odds, pre-vote, the
+flow-control window, whether a 5-server cluster has a standby, and a schedule
 of partitions (symmetric and one-way), heals, crashes, restarts, transfers,
 barriers and client proposals.  ``random_run`` raises ``Violation`` when a
 safety property breaks, and ``LivenessError`` when, after every fault is
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from raftpy.core.config import Config
 from raftpy.core.trace import Tracer
+from raftpy.core.types import State
 from raftpy.testing.cluster import ClientRequest, Cluster, Disk, Network
 
 __all__ = ["LivenessError", "RunReport", "random_run", "LIVENESS_MS"]
@@ -50,7 +51,8 @@ def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, ran
     network = Network(min_latency_ms=1, max_latency_ms=rng.choice((5, 30, 120)),
                       loss=rng.choice((0.0, 0.01, 0.05, 0.1)),
                       duplicate=rng.choice((0.0, 0.01, 0.05)))
-    disk = Disk(min_latency_ms=1, max_latency_ms=rng.choice((2, 20)))
+    disk = Disk(min_latency_ms=1, max_latency_ms=rng.choice((2, 20)),
+                failure=rng.choice((0.0, 0.0, 0.001, 0.01)))
     # Some larger clusters carry a standby (replicated to, never counted).
     voters = servers - 1 if servers >= 5 and rng.random() < 0.3 else servers
     cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
@@ -129,7 +131,10 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
     """Heal everything; a leader must commit a new entry and every server apply it."""
     cluster.heal()
     cluster.network = Network(cluster.network.min_latency_ms, cluster.network.max_latency_ms)
+    cluster.disk = Disk(cluster.disk.min_latency_ms, cluster.disk.max_latency_ms)
     for server in cluster.servers.values():
+        if server.raft is not None and server.raft.state == State.UNAVAILABLE:
+            cluster.crash(server.id)  # a fatal disk error: the operator restarts it
         if not server.alive:
             cluster.start(server.id)
     deadline = cluster.now + LIVENESS_MS

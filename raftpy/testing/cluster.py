@@ -36,7 +36,17 @@ from typing import Any, Protocol
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration
-from raftpy.core.events import Barrier, Event, Persisted, Propose, Receive, Start, Tick, Transfer
+from raftpy.core.events import (
+    Barrier,
+    Event,
+    Persisted,
+    PersistFailed,
+    Propose,
+    Receive,
+    Start,
+    Tick,
+    Transfer,
+)
 from raftpy.core.messages import Message
 from raftpy.core.raft import Raft, bootstrap_entries
 from raftpy.core.trace import Tracer
@@ -62,10 +72,16 @@ class Network:
 
 @dataclass(frozen=True, slots=True)
 class Disk:
-    """Log write latency, drawn uniformly in [min, max] (writes still complete in order)."""
+    """Log writes: latency drawn uniformly in [min, max], completing in order.
+
+    ``failure`` is the odds that an append fails (an I/O error): it changes
+    nothing on disk and poisons every write queued behind it, each of which
+    is reported failed too (``PersistFailed``), as a real writer would.
+    """
 
     min_latency_ms: int = 10
     max_latency_ms: int = 10
+    failure: float = 0.0
 
 
 class StateMachine(Protocol):
@@ -323,6 +339,10 @@ class Cluster:
             self._push(done, _DISK, server.id, server.incarnation)
 
     def _complete_write(self, server: SimServer) -> None:
+        if (server.writes[0][3] and self.disk.failure
+                and self.rng.random() < self.disk.failure):
+            self._fail_writes(server)
+            return
         _done, truncate, first, entries = server.writes.pop(0)
         durable = server.durable
         if truncate:
@@ -331,6 +351,19 @@ class Cluster:
             assert first == len(durable) + 1, (first, len(durable))
             durable.extend(entries)
             self.feed(server, Persisted(self.now, first + len(entries) - 1, entries[-1].term))
+
+    def _fail_writes(self, server: SimServer) -> None:
+        """The first queued write fails, and with it all writes behind it."""
+        failed, server.writes = server.writes, []
+        server.incarnation += 1  # their completion events are void
+        server.disk_free = self.now
+        if self.tracer is not None:
+            self.tracer(server.id, self.now, "disk write failed")
+        for _done, truncate, first, entries in failed:
+            if not entries:
+                del server.durable[truncate - 1:]  # a bare truncation still happens
+            elif server.alive:
+                self.feed(server, PersistFailed(self.now, first, OSError("I/O error")))
 
     def _send(self, from_id: int, to_id: int, message: Message) -> None:
         if (from_id, to_id) in self.blocked:
