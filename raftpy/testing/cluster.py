@@ -352,6 +352,10 @@ class Cluster:
             durable.extend(entries)
             self.feed(server, Persisted(self.now, first + len(entries) - 1, entries[-1].term))
 
+    def fail_writes(self, server_id: int) -> None:
+        """Make the pending writes of a server fail (an I/O error)."""
+        self._fail_writes(self.servers[server_id])
+
     def _fail_writes(self, server: SimServer) -> None:
         """The first queued write fails, and with it all writes behind it."""
         failed, server.writes = server.writes, []

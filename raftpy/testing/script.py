@@ -17,6 +17,7 @@ Commands::
     drop [from=A] [to=B]       lose queued messages
     duplicate [from=A] [to=B]  queue a second copy of matching messages
     persist [ID]          complete pending disk writes
+    fail-write ID         ID's pending writes fail (I/O error)
     stabilize             deliver and persist until quiet (no time passes)
     propose ID DATA...    client request(s) to ID, one entry per DATA
     barrier ID | transfer ID [TARGET]
@@ -111,7 +112,7 @@ class Interpreter:
             "cut": self.cmd_cut, "heal": self.cmd_heal, "crash": self.cmd_crash,
             "restart": self.cmd_restart, "status": self.cmd_status, "log": self.cmd_log,
             "pending": self.cmd_pending, "requests": self.cmd_requests,
-            "duplicate": self.cmd_duplicate,
+            "duplicate": self.cmd_duplicate, "fail-write": self.cmd_fail_write,
         }
 
     def run(self, command: str) -> list[str]:
@@ -161,6 +162,10 @@ class Interpreter:
         copies = [m for m in self.c.inflight if from_id in (0, m[0]) and to_id in (0, m[1])]
         self.c.inflight += copies
         return [f"duplicated {len(copies)} messages"]
+
+    def cmd_fail_write(self, args: list[str]) -> list[str]:
+        self.c.fail_writes(int(args[0]))
+        return []
 
     def cmd_persist(self, args: list[str]) -> list[str]:
         self.c.persist(int(args[0]) if args else 0)
