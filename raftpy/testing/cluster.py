@@ -38,6 +38,7 @@ from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration
 from raftpy.core.events import (
     Barrier,
+    Close,
     Event,
     Persisted,
     PersistFailed,
@@ -224,6 +225,10 @@ class Cluster:
         server.timer_seq += 1
         server.machine = type(server.machine)()
         server.results.clear()
+
+    def close(self, server_id: int) -> None:
+        """Shut a server down cleanly (Close): it stays UNAVAILABLE until restarted."""
+        self.feed(self.servers[server_id], Close(self.now))
 
     # -- partitions ------------------------------------------------------------
 

@@ -22,7 +22,7 @@ Commands::
     propose ID DATA...    client request(s) to ID, one entry per DATA
     barrier ID | transfer ID [TARGET]
     partition A B | C     cut every link between the groups; cut A B (one way); heal
-    crash ID | restart ID
+    crash ID | restart ID | close ID
     status | log ID | pending | requests
 """
 
@@ -113,6 +113,7 @@ class Interpreter:
             "restart": self.cmd_restart, "status": self.cmd_status, "log": self.cmd_log,
             "pending": self.cmd_pending, "requests": self.cmd_requests,
             "duplicate": self.cmd_duplicate, "fail-write": self.cmd_fail_write,
+            "close": self.cmd_close,
         }
 
     def run(self, command: str) -> list[str]:
@@ -162,6 +163,10 @@ class Interpreter:
         copies = [m for m in self.c.inflight if from_id in (0, m[0]) and to_id in (0, m[1])]
         self.c.inflight += copies
         return [f"duplicated {len(copies)} messages"]
+
+    def cmd_close(self, args: list[str]) -> list[str]:
+        self.c.close(int(args[0]))
+        return []
 
     def cmd_fail_write(self, args: list[str]) -> list[str]:
         self.c.fail_writes(int(args[0]))

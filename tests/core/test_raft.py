@@ -476,3 +476,14 @@ def test_close_makes_the_server_unavailable_for_good() -> None:
     assert update.state == State.UNAVAILABLE and update.deadline_ms is None
     assert isinstance(update.failed[0][1], LeadershipLostError)
     assert recv(raft, 2, AppendEntries(9, 1, 1, 1)).messages == []
+
+
+def test_config_defaults_are_libraft_s() -> None:
+    config = Config()
+    assert (config.election_timeout_ms, config.heartbeat_timeout_ms,
+            config.install_snapshot_timeout_ms, config.snapshot_threshold,
+            config.snapshot_trailing, config.max_catch_up_rounds,
+            config.max_catch_up_round_duration_ms, config.pre_vote) == (
+        1000, 100, 30000, 1024, 2048, 10, 5000, False)
+    with pytest.raises(ValueError):
+        Config(election_timeout_ms=100, heartbeat_timeout_ms=100)
