@@ -773,10 +773,8 @@ def test_full_disk(tmp_path, run_loop):
         run_loop(grow())
 
 
-@pytest.mark.xfail(strict=True, reason="DiskStore keeps failed segment preparations in its "
-                   "pool: after space is freed, the next prepared_segments appends still "
-                   "fail with the stale NoSpaceError 'not enough space to allocate'")
 def test_full_disk_then_space_freed_same_store(tmp_path):
+    """After a NoSpaceError, freeing space lets the same store append again at once."""
     with mounted_tmpfs(tmp_path / "mnt", "size=2m") as mnt:
         filler = mnt / "filler"
         filler.write_bytes(bytes(512 * 1024))
