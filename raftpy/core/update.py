@@ -11,9 +11,15 @@ on it belongs to the shell.  The order of the fields is the order of duty:
    with ``PersistFailed(first index of the write, error)``.
 3. ``messages``: send; the leader sends while its own write is in flight.
 4. ``apply``: the committed entries from ``apply_index``, to apply in order
-   (BARRIER and CHANGE entries are not given to the state machine).
-5. ``accepted`` (req, first index), ``completed`` (req, result) and
-   ``failed`` (req, RaftError): resolve client requests.
+   (BARRIER and CHANGE entries are not given to the state machine).  The
+   core counts them as applied once handed over (``last_applied``), so the
+   shell applies every Update's entries before it steps the core again.
+5. ``accepted`` (req, index of its first entry); ``completed`` (req, value):
+   a Propose completes when its *last* entry is applied (value: that index;
+   libraft fires at the first, quirk 5), a Barrier when applied (its index),
+   a Transfer when it ends (value: the leader id then, 0 if unknown);
+   ``failed`` (req, error): NotLeaderError, LeadershipLostError, the write's
+   error, ...
 6. ``state``/``leader_id`` if ``state_changed``; ``deadline_ms``: send a Tick then.
 """
 
