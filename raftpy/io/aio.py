@@ -163,9 +163,15 @@ def prepare_file(path: str, size: int, caps: FsCaps, zero_fill: bool = False) ->
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         if zero_fill:
+            if caps.fallocate:          # reserve first: a full disk fails here, whole
+                os.posix_fallocate(fd, 0, size)
             chunk = bytes(min(size, 1 << 20))
-            for off in range(0, size, len(chunk)):
-                os.pwrite(fd, chunk[:size - off], off)
+            off = 0
+            while off < size:
+                written = os.pwrite(fd, chunk[:size - off], off)
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                off += written
         elif caps.fallocate:
             os.posix_fallocate(fd, 0, size)
         else:   # libraft's emulation: touch one byte per block

@@ -361,8 +361,11 @@ class DiskStore:
     def _load_sync(self) -> LoadResult:
         listing = layout.list_dir(self.path)
         snapshot = self._read_snapshot(listing.snapshots[-1]) if listing.snapshots else None
-        segments, start_index = _segments_to_load(self._drop_superseded(listing.segments),
-                                                  snapshot)
+        # Open segments never written (prepared, all zeros) hold nothing: they
+        # must not count as "open segments follow" when filtering (spec §3.7).
+        segments = [s for s in self._drop_superseded(listing.segments)
+                    if not s.is_open or self._has_data(s)]
+        segments, start_index = _segments_to_load(segments, snapshot)
         entries: list[Entry] = []
         next_index = start_index
         for k, seg in enumerate(segments):
@@ -381,6 +384,18 @@ class DiskStore:
             raise CorruptError(f"last entry on disk has index {next_index - 1}, which is "
                                f"behind last snapshot's index {snapshot.index}")
         return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
+
+    def _has_data(self, seg: SegmentFile) -> bool:
+        """False for an open segment never written (empty, or a zero format word),
+        which is deleted right away, as loading it would."""
+        with open(self._p(seg.name), "rb") as f:
+            head = f.read(8)
+        if head and head != bytes(8):
+            return True
+        if not head or not any(self._read(seg.name)):
+            os.unlink(self._p(seg.name))
+            return False
+        return True
 
     def _drop_superseded(self, segments: Sequence[SegmentFile]) -> list[SegmentFile]:
         """Finish a truncation a crash cut short: of closed segments sharing a first
@@ -520,11 +535,8 @@ class DiskStore:
         assert self._writer is not None
         try:
             await self._writer.write(seg.fd, view, offset)
-        except RaftError as err:
-            log.error("write to %s failed: %s", seg.name, err)
-            seg.failed = True
-            self._fail_requests(taken, err)
-            self._fail_queue(err, first.first_index)
+        except RaftError as raw:
+            self._write_failed(seg, taken, raw.wrap(f"append to {seg.name}"))
             return
         self._wrote(seg, size)
         seg.last_index = taken[-1].first_index + taken[-1].n - 1
@@ -534,6 +546,12 @@ class DiskStore:
         if seg.closing and self._current is seg:
             self._finalize(seg)
             self._current = None
+
+    def _write_failed(self, seg: _OpenSegment, taken: list[_Append], err: RaftError) -> None:
+        log.error("%s", err)
+        seg.failed = True
+        self._fail_requests(taken, err)
+        self._fail_queue(err, taken[0].first_index)
 
     def _fill_buffer(self, seg: _OpenSegment, taken: list[_Append],
                      size: int) -> tuple[memoryview, int]:

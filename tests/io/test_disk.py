@@ -14,8 +14,7 @@ import pytest
 from raftpy import _bindings
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import Entry, EntryType
-from raftpy.errors import (BusyError, CantBootstrapError, InvalidError, NotFoundError,
-                           ShutdownError)
+from raftpy.errors import BusyError, CantBootstrapError, InvalidError, NotFoundError, ShutdownError
 from raftpy.io import layout
 from raftpy.io.disk import DiskStore, Snapshot
 

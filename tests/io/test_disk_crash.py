@@ -418,19 +418,10 @@ def test_crash_inside_truncate(disk_dir, index, crash_at, snap):
         assert bytes(e.payload) == i.to_bytes(8, "little") * 12
 
 
-ZERO_OPEN_SEGMENTS_BUG = pytest.mark.xfail(strict=True, reason=(
-    "without auto-recovery the first load after a crash inside a snapshot install fails "
-    "when the closed segments left end before the snapshot ('last entry on disk has "
-    "index 280, which is behind last snapshot's index 500'): the all-zero prepared "
-    "open segments count as open segments, so those closed segments are kept; that "
-    "load deletes the zero segments, and a second load succeeds"))
-
-
 @pytest.mark.parametrize("index,crash_at,auto_recovery", [
     (500, 0, True), (500, 2, True), (500, 4, True), (200, 1, True), (200, 3, True),
     (200, 1, False),
-    pytest.param(200, 3, False, marks=ZERO_OPEN_SEGMENTS_BUG),
-    pytest.param(500, 0, False, marks=ZERO_OPEN_SEGMENTS_BUG)])
+    (200, 3, False), (500, 0, False)])
 def test_crash_inside_snapshot_install(disk_dir, index, crash_at, auto_recovery):
     """Entries 1..300 in 8 KiB segments, snapshot_put(trailing=0) at index (beyond
     the log, or inside it as for a follower with a conflicting tail), the process
