@@ -276,7 +276,7 @@ class AioWriter:
                 self.fallbacks += 1
                 job = self._loop.run_in_executor(self._pool, _bindings.pwrite_sync,
                                                  fd, view, offset)
-                job.add_done_callback(functools.partial(_copy_result, fut=fut))
+                job.add_done_callback(functools.partial(copy_result, fut=fut))
                 continue
             err = _write_error(res, length)
             if err is None:
@@ -297,7 +297,8 @@ class AioWriter:
         self._pool.shutdown(wait=True)
 
 
-def _copy_result(job: asyncio.Future[None], fut: asyncio.Future[None]) -> None:
+def copy_result(job: asyncio.Future[None], fut: asyncio.Future[None]) -> None:
+    """Done-callback: finish fut as job finished (unless fut is already done)."""
     if fut.done():
         return
     exc = job.exception()

@@ -621,7 +621,7 @@ class DiskStore:
             prep = _Prepared(self._counter, self._p(layout.open_name(self._counter)))
             self._prepared.append(prep)
             job = self._run(self._prepare_sync, prep.path)
-            job.add_done_callback(functools.partial(_settle, prep.ready))
+            job.add_done_callback(functools.partial(aio.copy_result, fut=prep.ready))
 
     def _prepare_sync(self, path: str) -> None:
         assert self.caps is not None
@@ -672,7 +672,7 @@ class DiskStore:
                             seg.first_index, seg.last_index)
         self._finalizing = asyncio.ensure_future(run())
         done = seg.finalized
-        self._finalizing.add_done_callback(lambda job: _settle(done, job))
+        self._finalizing.add_done_callback(functools.partial(aio.copy_result, fut=done))
 
     def _finalize_sync(self, path: str, fd: int, used: int, first: int, last: int) -> None:
         try:
@@ -949,13 +949,3 @@ def _os_error(err: OSError, what: str) -> RaftError:
     if err.errno == errno.EROFS:
         return InvalidError(f"{what}: {err.strerror}")
     return IOError_(f"{what}: {err.strerror}")
-
-
-def _settle(fut: asyncio.Future[None], job: asyncio.Future[None]) -> None:
-    if fut.done():
-        return
-    exc = job.exception()
-    if exc is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(exc)
