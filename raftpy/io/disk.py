@@ -616,12 +616,16 @@ class DiskStore:
     # ------------------------------------------------- segment preparation
 
     def _fill_pool(self) -> None:
+        """Keep prepared_segments open segments being made ready ahead of need."""
         while len(self._prepared) < self.prepared_segments and not self._closed:
-            self._counter += 1
-            prep = _Prepared(self._counter, self._p(layout.open_name(self._counter)))
-            self._prepared.append(prep)
-            job = self._run(self._prepare_sync, prep.path)
-            job.add_done_callback(functools.partial(aio.copy_result, fut=prep.ready))
+            self._prepare_one()
+
+    def _prepare_one(self) -> None:
+        self._counter += 1
+        prep = _Prepared(self._counter, self._p(layout.open_name(self._counter)))
+        self._prepared.append(prep)
+        job = self._run(self._prepare_sync, prep.path)
+        job.add_done_callback(functools.partial(aio.copy_result, fut=prep.ready))
 
     def _prepare_sync(self, path: str) -> None:
         assert self.caps is not None
@@ -629,8 +633,8 @@ class DiskStore:
                          zero_fill=self.zero_fill_segments)
 
     async def _take_prepared(self) -> _OpenSegment:
-        if not self._prepared:
-            self._fill_pool()
+        if not self._prepared:          # also while closing, to write out what is queued
+            self._prepare_one()
         prep = self._prepared.popleft()
         try:
             await prep.ready
@@ -640,7 +644,8 @@ class DiskStore:
             log.warning("preparing %s failed: %s", os.path.basename(prep.path), err)
             self._prepared = deque(p for p in self._prepared
                                    if not (p.ready.done() and p.ready.exception()))
-            self._fill_pool()
+            if not self._prepared:
+                self._prepare_one()
             prep = self._prepared.popleft()
             try:
                 await prep.ready

@@ -369,3 +369,16 @@ def test_malformed_batch_in_an_open_segment_is_not_a_torn_tail(data_dir, run_loo
                 await store.load()
     run_loop(go())
     assert "open-1" in names(data_dir)
+
+
+def test_close_writes_out_queued_appends_across_segments(data_dir, run_loop):
+    """close() while appends are queued: they are written, rolling over segments."""
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=8192, prepared_segments=1)
+        appends = [asyncio.ensure_future(store.append([entry(i, size=512)]))
+                   for i in range(1, 101)]
+        await asyncio.sleep(0)
+        await store.close()
+        await asyncio.gather(*appends)
+        return await reload(data_dir)
+    assert [payload_index(e) for e in run_loop(go()).entries] == list(range(1, 101))
