@@ -43,6 +43,7 @@ class ConvertMixin(RaftState):
     def _clear_state(self) -> None:
         if self.state == State.LEADER:
             self._fail_pending(LeadershipLostError())
+            self.abort_promotion(LeadershipLostError())  # type: ignore[attr-defined]
             self.progress = {}
             self._targets = []
         self.votes = set()
@@ -62,7 +63,13 @@ class ConvertMixin(RaftState):
         self.in_pre_vote = False if disrupt_leader else self.config.pre_vote
         self._trace(f"became candidate term={self.current_term}")
         if len(self._voters) == 1:
-            # The only voter wins without a vote or a term bump (spec §2.1 step 5).
+            # The only voter wins without a vote (spec §2.1 step 5).  libraft
+            # also skips the term bump; we do so only for a freshly
+            # bootstrapped log.  Otherwise another server may have led this
+            # term under an earlier configuration (a leader that demoted or
+            # removed itself), and two leaders of one term break log matching.
+            if self.log.last_index > 1:
+                self._set_hard_state(self.current_term + 1, self.id)
             self.to_leader()
             return
         self.election_start()  # type: ignore[attr-defined]
@@ -74,6 +81,7 @@ class ConvertMixin(RaftState):
         self.current_leader_address = self.address
         self.election_timer_start = self.now
         self.voter_contacts = 1
+        self.promotee_id = 0
         self._build_progress()
         self._trace(f"became leader term={self.current_term}")
         if len(self._voters) == 1:
@@ -97,7 +105,7 @@ class ConvertMixin(RaftState):
             progress[server.id] = p
             if server.id == self.id:
                 p.match_index = self.last_stored
-            elif server.role != Role.SPARE:
+            elif server.role != Role.SPARE or server.id == self.promotee_id:
                 targets.append((server.id, server.address, p))
         self.progress = progress
         self._targets = targets

@@ -6,6 +6,15 @@ are §3.4 (elections), §9.6 (pre-vote), §4.2.3 (disruptive servers: leader
 stickiness) and §3.10 (leadership transfer).  Pre-vote asks with term+1 and
 persists nothing; replies to a pre-vote echo the request's term (quirk 7),
 except a refusal for a stale term, which carries ours (see recv_request_vote).
+
+Deviation from libraft (spec §2.3 step 6): a server that is not a voter in
+its own configuration still votes, as the dissertation wants (§4.1: servers
+answer RPCs without consulting their configuration).  The candidate's
+configuration decides whose votes count; a server promoted to voter that
+missed the CHANGE entries would otherwise refuse the only candidates that
+can win, and the cluster would never elect a leader again (found by the
+randomized simulation: a promotion committed without the promotee, then the
+demotion of another voter left uncommitted).  Votes stay exclusive per term.
 """
 
 from __future__ import annotations
@@ -96,10 +105,10 @@ class ElectionMixin(RaftState):
 
     def _vote_refusal(self, m: RequestVote) -> str:
         """Why the vote is refused, or '' to grant it (spec §2.3 steps 4-6)."""
+        if self._installing is not None:
+            return "installing snapshot"
         if m.term < self.current_term:
             return "stale term"
-        if not self._is_voter:
-            return "not a voter"
         transfer = self.transfer
         if (not m.pre_vote and self.voted_for not in (0, m.candidate_id)
                 and not (transfer is not None and transfer.target_id == m.candidate_id)):

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from raftpy.core.configuration import Role
 from raftpy.core.messages import Message
 
 __all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "Propose", "Barrier",
-           "Transfer", "Close", "Event"]
+           "Transfer", "Close", "SnapshotTaken", "SnapshotInstalled", "Add", "Assign",
+           "Remove", "Event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,5 +105,58 @@ class Close:
     time_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotTaken:
+    """The shell took the snapshot asked for in ``Update.take_snapshot`` (spec §2.11).
+
+    ``data`` is the state machine's snapshot at ``index``, now durable with
+    the metadata of the request; None if the state machine was busy or the
+    write failed (nothing changes, a later apply pass asks again).
+    """
+
+    time_ms: int
+    index: int
+    data: bytes | memoryview | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInstalled:
+    """The snapshot of ``Update.install_snapshot`` is durable (it replaced the whole
+    log) and the state machine restored from it; ``error`` if that failed."""
+
+    time_ms: int
+    index: int
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    """raft_add: a configuration change adding a SPARE server (spec §1.7)."""
+
+    time_ms: int
+    server_id: int
+    address: str
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """raft_assign: change a server's role; promotion to VOTER waits for catch-up (§2.10)."""
+
+    time_ms: int
+    server_id: int
+    role: Role | int
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """raft_remove: a configuration change dropping a server (spec §1.7)."""
+
+    time_ms: int
+    server_id: int
+    req: Any = None
+
+
 Event = (Start | Tick | Receive | Persisted | PersistFailed | Propose | Barrier | Transfer
-         | Close)
+         | Close | SnapshotTaken | SnapshotInstalled | Add | Assign | Remove)

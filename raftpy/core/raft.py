@@ -32,6 +32,8 @@ from raftpy.core.configuration import Configuration, Role, decode_configuration
 from raftpy.core.convert import BARRIER_PAYLOAD, ConvertMixin
 from raftpy.core.election import ElectionMixin
 from raftpy.core.events import (
+    Add,
+    Assign,
     Barrier,
     Close,
     Event,
@@ -39,11 +41,15 @@ from raftpy.core.events import (
     PersistFailed,
     Propose,
     Receive,
+    Remove,
+    SnapshotInstalled,
+    SnapshotTaken,
     Start,
     Tick,
     Transfer,
 )
 from raftpy.core.log import Log
+from raftpy.core.membership import MembershipMixin
 from raftpy.core.messages import (
     AppendEntries,
     AppendEntriesResult,
@@ -53,11 +59,13 @@ from raftpy.core.messages import (
     TimeoutNow,
 )
 from raftpy.core.replication import ReplicationMixin
+from raftpy.core.snapshot import SnapshotMixin
+from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.state import PendingTransfer
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
-from raftpy.errors import BadIdError, NotFoundError, NotLeaderError
+from raftpy.errors import BadIdError, BadRoleError, NotFoundError, NotLeaderError
 
 __all__ = ["Raft", "bootstrap_entries"]
 
@@ -67,7 +75,7 @@ def bootstrap_entries(configuration: Configuration) -> list[Entry]:
     return [Entry(1, EntryType.CHANGE, configuration.encode())]
 
 
-class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
+class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, MembershipMixin):
     """One Raft server's algorithm, driven by events; see the module docstring."""
 
     __slots__ = ("_handlers", "_receivers")
@@ -75,7 +83,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
     def __init__(self, server_id: int, address: str, config: Config | None = None,
                  rng: random.Random | None = None, *, term: int = 0, voted_for: int = 0,
                  entries: Sequence[Entry] = (), start_index: int = 1,
-                 tracer: Tracer | None = None) -> None:
+                 snapshot: Snapshot | None = None, tracer: Tracer | None = None) -> None:
         assert server_id > 0
         self.id = server_id
         self.address = address
@@ -85,11 +93,26 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         self.now = 0
         self.current_term = term
         self.voted_for = voted_for
-        self.log = Log(entries, start_index)
+        self.snapshot = snapshot
+        self._taking = self._installing = None
+        self._install_term = 0
+        self.promotee_id = self.round_number = self.round_index = self.round_start = 0
+        self._promotion_req = None
         self.state = State.UNAVAILABLE
+        if snapshot is None:
+            self.log = Log(entries, start_index)
+            # Spec §2.1 step 2: "the first entry is identical on all servers".
+            self.commit_index = 1 if self.log.last_index and start_index == 1 else 0
+        else:
+            # Spec §2.1: the snapshot restored, the log continues after it;
+            # loaded entries that end before it are stale and dropped.
+            assert start_index <= snapshot.index + 1 or not entries
+            if start_index + len(entries) - 1 < snapshot.index:
+                entries, start_index = (), snapshot.index + 1
+            self.log = Log(entries, start_index, snapshot.index, snapshot.term)
+            self.commit_index = snapshot.index
+        self.last_applied = self.commit_index
         self.last_stored = self.log.last_index  # what we were given was loaded from disk
-        # Spec §2.1 step 2: "the first entry is identical on all servers".
-        self.commit_index = self.last_applied = 1 if self.log.last_index and start_index == 1 else 0
         self._load_configuration()
         self.election_timer_start = 0
         self.randomized_election_timeout = self.config.election_timeout_ms
@@ -109,6 +132,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
             Propose: self._on_propose, Barrier: self._on_barrier,
             Transfer: self._on_transfer, Start: self._on_start, Close: self._on_close,
             PersistFailed: self._on_persist_failed,
+            SnapshotTaken: self._on_snapshot_taken,
+            SnapshotInstalled: self._on_snapshot_installed,
+            Add: self._on_add, Assign: self._on_assign, Remove: self._on_remove,
         }
         self._receivers: dict[type, Callable[[int, str, Any], None]] = {
             AppendEntries: self.recv_append_entries,
@@ -116,17 +142,19 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
             RequestVote: self.recv_request_vote,
             RequestVoteResult: self.recv_request_vote_result,
             TimeoutNow: self.recv_timeout_now,
-            InstallSnapshot: self._recv_install_snapshot,
+            InstallSnapshot: self.recv_install_snapshot,
         }
 
     def _load_configuration(self) -> None:
         """Configuration from the loaded log (spec §2.1 step 3)."""
+        snapshot = self.snapshot
+        base = snapshot.configuration_index if snapshot is not None else 0
         changes = [self.log.offset + 1 + k for k, e in enumerate(self.log.entries)
-                   if e.type == EntryType.CHANGE]
+                   if e.type == EntryType.CHANGE and self.log.offset + 1 + k > base]
         self._pending_changes = deque()
         self.configuration_uncommitted_index = 0
-        self.configuration_index = 0
-        committed = Configuration()
+        self.configuration_index = base
+        committed = snapshot.configuration if snapshot is not None else Configuration()
         if changes and changes[-1] == 1:
             committed = self._decode_at(1)
             self.configuration_index = 1
@@ -233,11 +261,12 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
                 and self.current_leader_id == transfer.target_id):
             self._complete_transfer()
 
-    def _recv_install_snapshot(self, from_id: int, from_address: str,
-                               m: InstallSnapshot) -> None:
-        # Snapshots arrive with log compaction; until then no leader sends one.
-        # Answer as libraft would a snapshot it cannot install (spec §2.13).
-        self._trace("drop InstallSnapshot: snapshots not enabled")
+    def _on_snapshot_taken(self, event: SnapshotTaken) -> None:
+        self.on_snapshot_taken(event.index, event.data)
+
+    def _on_snapshot_installed(self, event: SnapshotInstalled) -> None:
+        if self.state != State.UNAVAILABLE:
+            self.on_snapshot_installed(event.index, event.error)
 
     def _on_persisted(self, event: Persisted) -> None:
         if self.state != State.UNAVAILABLE:
@@ -270,6 +299,8 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         if state == State.LEADER:
             if expired >= self.config.election_timeout_ms:
                 self.check_quorum()
+            if self.promotee_id and self.state == State.LEADER:
+                self.promotion_watchdog()
         elif expired >= self.randomized_election_timeout:
             if state == State.CANDIDATE:
                 self.election_start()
@@ -341,6 +372,23 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin):
         first = self.append_local([Entry(self.current_term, EntryType.BARRIER,
                                          BARRIER_PAYLOAD)])
         self._accept(event.req, first, first)
+
+    def _on_add(self, event: Add) -> None:
+        if not self._refuse_if_not_leader(event.req):
+            self.change_add(event.server_id, event.address, event.req)
+
+    def _on_assign(self, event: Assign) -> None:
+        try:
+            role = Role(event.role)
+        except ValueError:
+            self._out.failed.append((event.req, BadRoleError()))
+            return
+        if not self._refuse_if_not_leader(event.req):
+            self.change_assign(event.server_id, role, event.req)
+
+    def _on_remove(self, event: Remove) -> None:
+        if not self._refuse_if_not_leader(event.req):
+            self.change_remove(event.server_id, event.req)
 
     def _accept(self, req: Any, first: int, last: int) -> None:
         """Track a request until its last entry is applied (libraft: the first; quirk 5)."""

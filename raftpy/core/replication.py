@@ -34,6 +34,7 @@ __all__ = ["ReplicationMixin"]
 
 _PROBE = ProgressMode.PROBE
 _PIPELINE = ProgressMode.PIPELINE
+_SNAPSHOT = ProgressMode.SNAPSHOT
 _NEVER = -(1 << 62)
 
 
@@ -70,12 +71,18 @@ class ReplicationMixin(RaftState):
 
     def send_append_entries(self, server_id: int, address: str, p: Progress) -> None:
         log = self.log
+        if (p.mode == _SNAPSHOT and self.now - p.snapshot_last_send
+                >= self.config.install_snapshot_timeout_ms):
+            self._trace(f"install snapshot to {server_id} timed out")
+            p.to_probe(p.next_index)
         prev = p.next_index - 1
         prev_term = log.term_of(prev)
-        if prev_term is None:
-            # Only reachable once compaction exists: the entry is behind the
-            # snapshot, so the follower needs InstallSnapshot; a heartbeat from
-            # our last entry keeps its timer reset meanwhile (spec §2.5).
+        if prev_term is None or (prev == 0 and log.offset) or p.mode == _SNAPSHOT:
+            if p.mode != _SNAPSHOT and p.recent_recv and self.snapshot is not None:
+                # The entry is behind our snapshot (spec §2.5 "send snapshot").
+                self.send_install_snapshot(server_id, address, p)  # type: ignore[attr-defined]
+                return
+            # A heartbeat from our last entry keeps the follower's timer reset.
             prev, prev_term = log.last_index, log.last_term
             last = prev
         else:
@@ -119,6 +126,10 @@ class ReplicationMixin(RaftState):
             p.next_index = last + 1
         if p.mode == _PROBE:
             p.mode = _PIPELINE
+        elif p.mode == _SNAPSHOT and last >= p.snapshot_index:
+            p.to_probe(max(last + 1, p.snapshot_index))
+        if from_id == self.promotee_id:
+            self.promotion_progress(p)  # type: ignore[attr-defined]
         self.maybe_commit()
         transfer = self.transfer
         if (transfer is not None and transfer.target_id == from_id
@@ -183,6 +194,9 @@ class ReplicationMixin(RaftState):
             self.current_leader_address = from_address
             self._out.state_changed = True
         self.election_timer_start = self.now
+        if self._installing is not None and m.entries:
+            self._trace("drop AppendEntries: installing snapshot")
+            return
         prev = m.prev_log_index
         if prev > 0:
             term = self.log.term_of(prev)
@@ -260,7 +274,8 @@ class ReplicationMixin(RaftState):
 
     def on_persisted(self, index: int, term: int) -> None:
         log = self.log
-        if index <= self.last_stored or index > log.last_index or log.term_of(index) != term:
+        if (index <= self.last_stored or index > log.last_index or log.term_of(index) != term
+                or self._installing is not None):
             return  # stale: the entry was replaced after the write was issued
         self.last_stored = index
         if self.tracer is not None:
@@ -302,13 +317,22 @@ class ReplicationMixin(RaftState):
             out.apply = entries
         self.last_applied = last
         uncommitted = self.configuration_uncommitted_index
+        step_down = False
         if uncommitted and uncommitted <= last:
             self.configuration_index = uncommitted
             self.configuration_uncommitted_index = 0
             self.configuration_committed = self.configuration
+            self._trace(f"configuration at {uncommitted} committed")
+            # A leader removed or demoted leads until the change commits (§2.10).
+            step_down = self.state == State.LEADER and not self._is_voter
         pending = self.pending
         if pending and pending[0][0] <= last:
             completed = out.completed
             while pending and pending[0][0] <= last:
                 index, req = pending.popleft()
                 completed.append((req, index))
+        if step_down:
+            self._trace("step down: not a voter in the committed configuration")
+            self.to_follower()  # type: ignore[attr-defined]
+        if last - self.log.snapshot_index >= self.config.snapshot_threshold:
+            self.maybe_take_snapshot()  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from raftpy.core.configuration import Configuration
 from raftpy.core.log import Log
 from raftpy.core.messages import Message
 from raftpy.core.progress import Progress
+from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, State
 from raftpy.core.update import Update
@@ -68,6 +69,11 @@ class RaftState:
         "votes", "in_pre_vote", "disrupt_leader",
         # leader
         "progress", "_targets", "pending", "voter_contacts",
+        # snapshots (spec §2.11, §2.13): the latest one, one being taken, one
+        # being installed (a follower; then last_stored is 0) and the term then
+        "snapshot", "_taking", "_installing", "_install_term",
+        # promotion catch-up (spec §2.10)
+        "promotee_id", "round_number", "round_index", "round_start", "_promotion_req",
         # any state
         "transfer", "_out",
     )
@@ -106,6 +112,15 @@ class RaftState:
     _targets: list[tuple[int, str, Progress]]
     pending: deque[tuple[int, Any]]
     voter_contacts: int
+    snapshot: Snapshot | None
+    _taking: Snapshot | None
+    _installing: Snapshot | None
+    _install_term: int
+    promotee_id: int
+    round_number: int
+    round_index: int
+    round_start: int
+    _promotion_req: Any
     transfer: PendingTransfer | None
     _out: Update
 

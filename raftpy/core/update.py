@@ -20,7 +20,14 @@ on it belongs to the shell.  The order of the fields is the order of duty:
    a Transfer when it ends (value: the leader id then, 0 if unknown);
    ``failed`` (req, error): NotLeaderError, LeadershipLostError, the write's
    error, ...
-6. ``state``/``leader_id`` if ``state_changed``; ``deadline_ms``: send a Tick then.
+6. ``install_snapshot`` (a follower): persist this snapshot in place of the
+   whole log (after the writes above; later writes wait for it), restore the
+   state machine from it, report ``SnapshotInstalled``.  ``take_snapshot``:
+   snapshot the state machine now, after applying ``apply`` (its state is
+   then the one at ``take_snapshot.index``), persist it with this metadata
+   in the background, keep serving, report ``SnapshotTaken``; the shell may
+   then delete log entries up to ``index - Config.snapshot_trailing``.
+7. ``state``/``leader_id`` if ``state_changed``; ``deadline_ms``: send a Tick then.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from raftpy.core.messages import Message
+from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.types import Entry, State
 
 __all__ = ["Update"]
@@ -38,8 +46,8 @@ class Update:
 
     __slots__ = ("hard_state", "truncate_from", "persist_index", "persist",
                  "messages", "apply_index", "apply", "accepted", "completed",
-                 "failed", "state", "leader_id", "state_changed", "commit_index",
-                 "deadline_ms")
+                 "failed", "install_snapshot", "take_snapshot", "state", "leader_id",
+                 "state_changed", "commit_index", "deadline_ms")
 
     def __init__(self) -> None:
         self.hard_state: tuple[int, int] | None = None
@@ -52,6 +60,8 @@ class Update:
         self.accepted: list[tuple[Any, int]] = []
         self.completed: list[tuple[Any, Any]] = []
         self.failed: list[tuple[Any, Exception]] = []
+        self.install_snapshot: Snapshot | None = None
+        self.take_snapshot: Snapshot | None = None   # metadata only: data is b""
         self.state = State.UNAVAILABLE
         self.leader_id = 0
         self.state_changed = False

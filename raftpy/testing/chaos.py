@@ -3,12 +3,16 @@
 May import: the standard library, ``raftpy.core`` and ``raftpy.testing``.
 One seed decides everything (cluster size is the caller's): the network's
 loss and duplication odds, disk write failure odds, pre-vote, the
-flow-control window, whether a 5-server cluster has a standby, and a schedule
-of partitions (symmetric and one-way), heals, crashes, restarts, transfers,
-barriers and client proposals.  ``random_run`` raises ``Violation`` when a
+flow-control window, whether a 5-server cluster has a standby, the snapshot
+threshold, trailing and install timeout, how slow the state machine is to
+snapshot, and a schedule of partitions (symmetric and one-way), heals,
+crashes, restarts, transfers, barriers, membership changes (a new server
+added and promoted to voter or standby, a server removed, a role changed)
+and client proposals.  ``random_run`` raises ``Violation`` when a
 safety property breaks, and ``LivenessError`` when, after every fault is
 healed, no leader commits a new entry within ``LIVENESS_MS`` of simulated
-time or some server fails to apply it.
+time or some server fails to apply it, or when a server's state machine
+differs from one that applied the committed prefix (snapshot consistency).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from raftpy.core.config import Config
+from raftpy.core.configuration import Role
 from raftpy.core.trace import Tracer
-from raftpy.core.types import State
-from raftpy.testing.cluster import ClientRequest, Cluster, Disk, Network
+from raftpy.core.types import EntryType, State
+from raftpy.testing.checkers import Violation
+from raftpy.testing.cluster import ClientRequest, Cluster, DigestMachine, Disk, Network
 
 __all__ = ["LivenessError", "RunReport", "random_run", "LIVENESS_MS"]
 
@@ -40,6 +46,9 @@ class RunReport:
     committed: int
     acked: int
     leaders: int
+    snapshots: int = 0
+    restores: int = 0
+    changes: int = 0
 
 
 def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, random.Random]:
@@ -47,12 +56,18 @@ def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, ran
     config = Config(election_timeout_ms=1000, heartbeat_timeout_ms=100,
                     pre_vote=rng.random() < 0.5,
                     append_entries_max=rng.choice((4, 64, 65536)),
-                    append_bytes_max=rng.choice((64, 1 << 20)))
+                    append_bytes_max=rng.choice((64, 1 << 20)),
+                    snapshot_threshold=rng.choice((8, 32, 128, 1024)),
+                    snapshot_trailing=rng.choice((0, 4, 64)),
+                    install_snapshot_timeout_ms=rng.choice((500, 3000, 30000)),
+                    max_catch_up_rounds=rng.choice((2, 10)),
+                    max_catch_up_round_duration_ms=rng.choice((1500, 5000)))
     network = Network(min_latency_ms=1, max_latency_ms=rng.choice((5, 30, 120)),
                       loss=rng.choice((0.0, 0.01, 0.05, 0.1)),
                       duplicate=rng.choice((0.0, 0.01, 0.05)))
+    slow = rng.choice(((1, 5), (1, 50), (200, 2000)))  # snapshotting state machine
     disk = Disk(min_latency_ms=1, max_latency_ms=rng.choice((2, 20)),
-                failure=rng.choice((0.0, 0.0, 0.001, 0.01)))
+                failure=rng.choice((0.0, 0.0, 0.001, 0.01)), snapshot_latency_ms=slow)
     # Some larger clusters carry a standby (replicated to, never counted).
     voters = servers - 1 if servers >= 5 and rng.random() < 0.3 else servers
     cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
@@ -78,14 +93,42 @@ def _fault(cluster: Cluster, rng: random.Random) -> None:
         cluster.crash(rng.choice(alive))
     elif roll < 0.8 and dead:
         cluster.start(rng.choice(dead))
-    elif roll < 0.9:
+    elif roll < 0.85:
         leader = cluster.leader()
         if leader is not None:
             cluster.transfer(leader.id, rng.choice([0] + ids))
+    elif roll < 0.95:
+        _membership(cluster, rng)
     else:
         leader = cluster.leader()
         if leader is not None:
             cluster.barrier(leader.id)
+
+
+def _membership(cluster: Cluster, rng: random.Random) -> None:
+    """One change through the leader: add a new server, promote or demote one,
+    remove one (never below 2 voters).  Refusals (CantChangeError, ...) are
+    part of the game."""
+    leader = cluster.leader()
+    if leader is None or leader.raft is None:
+        return
+    conf = leader.raft.configuration
+    roll = rng.random()
+    spares = [s.id for s in conf.servers if s.role == Role.SPARE]
+    if roll < 0.35 and len(cluster.servers) < 8:
+        cluster.add(leader.id, cluster.add_server())
+    elif roll < 0.7 and spares:
+        role = Role.VOTER if rng.random() < 0.7 else Role.STANDBY
+        cluster.assign(leader.id, rng.choice(spares), role)
+    elif roll < 0.85 and len(conf) > 0:
+        server = rng.choice(conf.servers)
+        if server.role != Role.VOTER or len(conf.voter_ids) > 2:
+            cluster.assign(leader.id, server.id, rng.choice(list(Role)))
+    elif len(conf) > 0:
+        server = rng.choice(conf.servers)
+        if server.role != Role.VOTER or len(conf.voter_ids) > 2:
+            cluster.remove(leader.id, server.id)
+    cluster.changes += 1
 
 
 def _client(cluster: Cluster, rng: random.Random, counter: int) -> int:
@@ -120,7 +163,8 @@ def random_run(seed: int, servers: int = 3, steps: int = 5000,
     checker = cluster.checker
     assert checker is not None
     return RunReport(seed, servers, cluster.steps, cluster.now, len(checker.committed),
-                     len(checker.acked), len(checker.leaders))
+                     len(checker.acked), len(checker.leaders), len(checker.snapshots),
+                     checker.restores, cluster.changes)
 
 
 def _done(req: ClientRequest | None) -> Callable[[], bool]:
@@ -152,12 +196,41 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
         raise LivenessError(f"no entry committed {LIVENESS_MS} ms after healing "
                             f"(t={cluster.now})")
     index = req.index
+    leader = cluster.servers[req.server_id].raft
+    assert leader is not None
+    # Every server the leader replicates to (spares and removed servers are not).
+    members = [cluster.servers[s.id] for s in leader.configuration.servers
+               if s.role != Role.SPARE]
     if not cluster.run_until(lambda: all(
             s.raft is not None and s.raft.last_applied >= index
-            for s in cluster.servers.values()), 2 * LIVENESS_MS):
+            for s in members), 2 * LIVENESS_MS):
         raise LivenessError(f"not every server applied {index} after healing")
+    _check_machines(cluster)
     checker = cluster.checker
     assert checker is not None
     top = max(checker.acked, default=0)
     if top > index:
         raise LivenessError(f"acknowledged entry {top} beyond the final one {index}")
+
+
+def _check_machines(cluster: Cluster) -> None:
+    """Each server's state machine equals one that applied the committed prefix."""
+    checker = cluster.checker
+    assert checker is not None
+    wanted = sorted({s.raft.last_applied for s in cluster.servers.values()
+                     if s.raft is not None and isinstance(s.machine, DigestMachine)})
+    reference = DigestMachine()
+    states = {0: reference.snapshot()}
+    position = 0
+    for index in wanted:
+        for k in range(position, index):
+            entry = checker.committed[k]
+            if entry.type == EntryType.COMMAND:
+                reference.apply(k + 1, entry.payload)
+        position = index
+        states[index] = reference.snapshot()
+    for server in cluster.servers.values():
+        if server.raft is not None and isinstance(server.machine, DigestMachine):
+            if server.machine.snapshot() != states[server.raft.last_applied]:
+                raise Violation(f"server {server.id}'s state machine differs from the "
+                                f"committed prefix up to {server.raft.last_applied}")

@@ -10,7 +10,16 @@ raftpy/core/update.py):
   reported with ``Persisted``; a crash loses every write not yet complete;
 * messages are delayed by a network latency, and may be lost, duplicated,
   reordered, or cut by partitions (symmetric or one-way) at send or delivery;
-* the checkers of checkers.py run on every Update.
+* the checkers of checkers.py run on every Update;
+* a snapshot asked for (``Update.take_snapshot``) is captured from the state
+  machine at once and becomes durable after ``snapshot_latency_ms`` (a slow
+  state machine), without holding back log writes; the disk then keeps only
+  ``snapshot_trailing`` entries before it.  A snapshot to install is a disk
+  write queued behind the others (a crash before it completes loses it);
+  then the state machine is restored from it.
+* servers can be added (empty state) and given to the leader with
+  ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
+  stopped server (raft_recover).
 
 Two ways to drive it: ``run``/``step`` pop the earliest pending event (a
 timer, a disk completion or a message delivery; ties: timer, disk, network,
@@ -24,6 +33,10 @@ what transcript tests use.  Library users can plug their own state machine
     req = cluster.propose(cluster.leader().id, b"set x=1.")
     cluster.run_until(lambda: req.done, 5_000)      # req.result: MyMachine's answer
     cluster.partition([1], [2, 3]); cluster.crash(2); cluster.start(2); cluster.heal()
+
+A machine that should take part in snapshots also has ``snapshot() -> bytes``
+and ``restore(data)``; without them snapshots are skipped (as libraft does
+when the state machine reports RAFT_BUSY).
 """
 
 from __future__ import annotations
@@ -35,8 +48,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from raftpy.core.config import Config
-from raftpy.core.configuration import Configuration
+from raftpy.core.configuration import Configuration, Role
 from raftpy.core.events import (
+    Add,
+    Assign,
     Barrier,
     Close,
     Event,
@@ -44,21 +59,26 @@ from raftpy.core.events import (
     PersistFailed,
     Propose,
     Receive,
+    Remove,
+    SnapshotInstalled,
+    SnapshotTaken,
     Start,
     Tick,
     Transfer,
 )
+from raftpy.core.membership import bootstrap, recover_entry
 from raftpy.core.messages import Message
-from raftpy.core.raft import Raft, bootstrap_entries
+from raftpy.core.raft import Raft
+from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 from raftpy.testing.checkers import SafetyChecker
 
-__all__ = ["Network", "Disk", "StateMachine", "ListMachine", "ClientRequest",
+__all__ = ["Network", "Disk", "StateMachine", "DigestMachine", "ClientRequest",
            "SimServer", "Cluster", "FixedTimeouts"]
 
-_TIMER, _DISK, _NET = 0, 1, 2
+_TIMER, _DISK, _SNAP, _NET = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,21 +103,36 @@ class Disk:
     min_latency_ms: int = 10
     max_latency_ms: int = 10
     failure: float = 0.0
+    snapshot_latency_ms: tuple[int, int] = (10, 10)
 
 
 class StateMachine(Protocol):
     def apply(self, index: int, payload: bytes | memoryview) -> Any: ...
 
 
-class ListMachine:
-    """The default state machine: remembers the commands it applied."""
+class DigestMachine:
+    """The default state machine: counts the commands it applied and chains a
+    digest over them in order, so two machines are equal iff they applied the
+    same commands in the same order.  Its snapshot is 16 bytes."""
+
+    __slots__ = ("count", "digest")
 
     def __init__(self) -> None:
-        self.commands: list[bytes] = []
+        self.count = 0
+        self.digest = 0
 
     def apply(self, index: int, payload: bytes | memoryview) -> Any:
-        self.commands.append(bytes(payload))
-        return len(self.commands)
+        self.count += 1
+        self.digest = hash((self.digest, bytes(payload))) & 0xFFFFFFFFFFFFFFFF
+        return self.count
+
+    def snapshot(self) -> bytes:
+        return self.count.to_bytes(8, "little") + self.digest.to_bytes(8, "little")
+
+    def restore(self, data: bytes | memoryview) -> None:
+        data = bytes(data)
+        self.count = int.from_bytes(data[:8], "little")
+        self.digest = int.from_bytes(data[8:16], "little")
 
 
 class FixedTimeouts(random.Random):
@@ -128,8 +163,8 @@ class SimServer:
     """One simulated server: its Raft, its durable state and its pending disk writes."""
 
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
-                 "writes", "disk_free", "incarnation", "deadline", "timer_seq",
-                 "machine", "results", "state")
+                 "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
+                 "timer_seq", "machine", "results", "state", "taking")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -139,7 +174,12 @@ class SimServer:
         self.term = 0
         self.voted_for = 0
         self.durable: list[Entry] = []                    # the log on "disk"
-        self.writes: list[tuple[int, int, int, list[Entry]]] = []  # (done, trunc, first, entries)
+        self.offset = 0                                   # durable[0] is entry offset+1
+        self.snapshot: Snapshot | None = None             # the snapshot on "disk"
+        # (done, truncate, first, entries, snapshot to install or None)
+        self.writes: list[tuple[int, int, int, list[Entry], Snapshot | None]] = []
+        # (done, snapshot, whether the machine could take it) being written
+        self.taking: list[tuple[int, Snapshot, bool]] = []
         self.disk_free = 0
         self.incarnation = 0
         self.deadline: int | None = None
@@ -156,7 +196,7 @@ class Cluster:
                  network: Network | None = None, disk: Disk | None = None,
                  voters: int | None = None, manual: bool = False,
                  tracer: Tracer | None = None, check: bool = True,
-                 machine: Callable[[], StateMachine] = ListMachine,
+                 machine: Callable[[], StateMachine] = DigestMachine,
                  fixed_timeouts: bool = False) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
@@ -168,11 +208,13 @@ class Cluster:
         self.fixed_timeouts = fixed_timeouts
         self.now = 0
         self.steps = 0
+        self.changes = 0                                    # membership requests made
         self._seq = 0
         self._queue: list[tuple[int, int, int, int, Any]] = []  # (time, kind, seq, id, data)
         self.inflight: list[tuple[int, int, Message]] = []  # manual mode: (from, to, msg)
         self.blocked: set[tuple[int, int]] = set()          # (from, to) pairs cut
         self.checker: SafetyChecker | None = SafetyChecker() if check else None
+        self.machine_factory = machine
         self.servers = {i: SimServer(i, machine()) for i in range(1, n + 1)}
         members = [(i, str(i)) for i in range(1, n + 1)]
         voters = n if voters is None else voters
@@ -180,9 +222,9 @@ class Cluster:
         for i, address in members:
             conf = conf.add(i, address, 1 if i <= voters else 0)  # type: ignore[arg-type]
         self.configuration = conf
-        boot = bootstrap_entries(conf)
+        boot = bootstrap(0, conf)
         if self.checker is not None:
-            self.checker.committed.append(boot[0])
+            self.checker.on_bootstrap(boot[0])
         for server in self.servers.values():
             server.durable = list(boot)
             server.term = 1
@@ -200,10 +242,16 @@ class Cluster:
         """(Re)start a server from its durable state (spec §2.1)."""
         server = self.servers[server_id]
         assert not server.alive
+        snapshot = server.snapshot
+        if snapshot is not None and server.offset + len(server.durable) < snapshot.index:
+            server.durable, server.offset = [], snapshot.index  # stale entries (spec §2.1)
         server.raft = Raft(server_id, server.address, self.config, self._rng_for(server_id),
                            term=server.term, voted_for=server.voted_for,
-                           entries=list(server.durable), tracer=self.tracer)
+                           entries=list(server.durable), start_index=server.offset + 1,
+                           snapshot=snapshot, tracer=self.tracer)
         server.alive = True
+        if snapshot is not None:
+            self._restore(server, snapshot)
         if self.checker is not None:
             self.checker.on_restart(server_id, server.raft.last_applied)
         self.feed(server, Start(self.now))
@@ -219,6 +267,7 @@ class Cluster:
         server.state = State.UNAVAILABLE
         server.raft = None
         server.writes.clear()
+        server.taking.clear()
         server.disk_free = self.now
         server.incarnation += 1
         server.deadline = None
@@ -266,7 +315,8 @@ class Cluster:
         if u.truncate_from or u.persist:
             if checker is not None:
                 if u.truncate_from:
-                    checker.on_truncate(server.id, u.truncate_from, server.durable)
+                    checker.on_truncate(server.id, u.truncate_from, server.durable,
+                                        server.offset)
                 if u.persist:
                     prev = raft.log.term_of(u.persist_index - 1) or 0
                     checker.on_write(server.id, u.persist_index, u.persist, prev)
@@ -276,10 +326,16 @@ class Cluster:
                 self._send(server.id, to_id, message)
         if u.apply:
             self._apply(server, u.apply_index, u.apply)
+        if u.install_snapshot is not None:
+            self._write(server, 0, 0, [], u.install_snapshot)
+        if u.take_snapshot is not None:
+            self._take(server, u.take_snapshot)
         if u.completed or u.failed or u.accepted:
             self._resolve(server, u)
         if checker is not None and u.state == State.LEADER:
             self._check_matches(server, raft, checker)
+            if u.persist and any(e.type == EntryType.CHANGE for e in u.persist):
+                checker.on_change(server.id, raft.log, raft.commit_index)
         if u.state_changed and u.state != server.state:
             server.state = u.state
             if u.state == State.LEADER and checker is not None:
@@ -297,7 +353,8 @@ class Cluster:
             if (server_id != server.id and p.match_index and other.raft is not None
                     and other.raft.current_term == term):
                 checker.on_match(server.id, server_id, p.match_index,
-                                 raft.log.term_of(p.match_index), other.durable)
+                                 raft.log.term_of(p.match_index), other.durable,
+                                 other.offset)
 
     def _apply(self, server: SimServer, first: int, entries: list[Entry]) -> None:
         if self.checker is not None:
@@ -324,22 +381,22 @@ class Cluster:
                 # a command's result is its apply result; a barrier's the index
                 # it was applied at; a transfer's the leader afterwards
                 req.result = server.results.get(index) if req.payloads else index
-                if self.checker is not None and req.payloads:
-                    entry = raft.log.get(index)
-                    assert entry is not None
+                entry = raft.log.get(index)
+                if self.checker is not None and req.payloads and entry is not None:
                     self.checker.on_ack(index, entry)
 
     def _push(self, when: int, kind: int, server_id: int, data: Any) -> None:
         self._seq += 1
         heapq.heappush(self._queue, (when, kind, self._seq, server_id, data))
 
-    def _write(self, server: SimServer, truncate: int, first: int, entries: list[Entry]) -> None:
+    def _write(self, server: SimServer, truncate: int, first: int, entries: list[Entry],
+               install: Snapshot | None = None) -> None:
         disk = self.disk
         latency = (disk.min_latency_ms if disk.min_latency_ms == disk.max_latency_ms
                    else self.rng.randint(disk.min_latency_ms, disk.max_latency_ms))
         done = max(self.now, server.disk_free) + latency
         server.disk_free = done
-        server.writes.append((done, truncate, first, entries))
+        server.writes.append((done, truncate, first, entries, install))
         if not self.manual:
             self._push(done, _DISK, server.id, server.incarnation)
 
@@ -348,29 +405,95 @@ class Cluster:
                 and self.rng.random() < self.disk.failure):
             self._fail_writes(server)
             return
-        _done, truncate, first, entries = server.writes.pop(0)
+        _done, truncate, first, entries, install = server.writes.pop(0)
+        if install is not None:
+            self._install(server, install)
+            return
         durable = server.durable
         if truncate:
-            del durable[truncate - 1:]
+            del durable[truncate - 1 - server.offset:]
         if entries:
-            assert first == len(durable) + 1, (first, len(durable))
+            assert first == server.offset + len(durable) + 1, (first, len(durable))
             durable.extend(entries)
             self.feed(server, Persisted(self.now, first + len(entries) - 1, entries[-1].term))
+
+    def _install(self, server: SimServer, snapshot: Snapshot) -> None:
+        """The snapshot replaces the log on disk; the state machine is restored."""
+        server.durable, server.offset, server.snapshot = [], snapshot.index, snapshot
+        server.machine = self.machine_factory()
+        self._restore(server, snapshot)
+        if self.checker is not None:
+            self.checker.on_restart(server.id, snapshot.index)
+        self.feed(server, SnapshotInstalled(self.now, snapshot.index))
+
+    def _restore(self, server: SimServer, snapshot: Snapshot) -> None:
+        restore = getattr(server.machine, "restore", None)
+        if restore is None:
+            return
+        restore(snapshot.data)
+        if self.checker is not None:
+            self.checker.on_restore(server.id, snapshot.index, snapshot.data,
+                                    server.machine.snapshot())  # type: ignore[attr-defined]
+
+    def _take(self, server: SimServer, request: Snapshot) -> None:
+        """Capture the state machine now; the snapshot is durable after a latency."""
+        take = getattr(server.machine, "snapshot", None)
+        snapshot = Snapshot(request.index, request.term, request.configuration_index,
+                            request.configuration, take() if take is not None else b"")
+        if self.checker is not None and take is not None:
+            self.checker.on_snapshot(server.id, snapshot.index, snapshot.data)
+        lo, hi = self.disk.snapshot_latency_ms
+        done = self.now + (lo if lo == hi else self.rng.randint(lo, hi))
+        server.taking.append((done, snapshot, take is not None))
+        if not self.manual:
+            self._push(done, _SNAP, server.id, server.incarnation)
+
+    def _complete_snapshot(self, server: SimServer) -> None:
+        _done, snapshot, ok = server.taking.pop(0)
+        if not ok:
+            self.feed(server, SnapshotTaken(self.now, snapshot.index, None))
+            return
+        if server.snapshot is None or snapshot.index > server.snapshot.index:
+            server.snapshot = snapshot
+            # Keep the trailing entries (libraft's snapshot_put with trailing).
+            keep_from = min(snapshot.index - self.config.snapshot_trailing,
+                            server.offset + len(server.durable))
+            if keep_from > server.offset:
+                del server.durable[:keep_from - server.offset]
+                server.offset = keep_from
+        self.feed(server, SnapshotTaken(self.now, snapshot.index, snapshot.data))
+
+    def complete_snapshots(self, server_id: int = 0) -> int:
+        """Manual mode: the snapshots being taken become durable (0 = every server)."""
+        count = 0
+        for server in self.servers.values():
+            if server_id in (0, server.id) and server.alive:
+                while server.taking:
+                    self._complete_snapshot(server)
+                    count += 1
+        return count
 
     def fail_writes(self, server_id: int) -> None:
         """Make the pending writes of a server fail (an I/O error)."""
         self._fail_writes(self.servers[server_id])
 
     def _fail_writes(self, server: SimServer) -> None:
-        """The first queued write fails, and with it all writes behind it."""
+        """The first queued write fails, and with it all log writes behind it; a
+        snapshot install queued among them still happens."""
         failed, server.writes = server.writes, []
         server.incarnation += 1  # their completion events are void
         server.disk_free = self.now
+        if not self.manual:
+            for done, _snapshot, _ok in server.taking:  # snapshots are not affected
+                self._push(done, _SNAP, server.id, server.incarnation)
         if self.tracer is not None:
             self.tracer(server.id, self.now, "disk write failed")
-        for _done, truncate, first, entries in failed:
-            if not entries:
-                del server.durable[truncate - 1:]  # a bare truncation still happens
+        for _done, truncate, first, entries, install in failed:
+            if install is not None:
+                if server.alive:
+                    self._install(server, install)
+            elif not entries:
+                del server.durable[truncate - 1 - server.offset:]  # a bare truncation
             elif server.alive:
                 self.feed(server, PersistFailed(self.now, first, OSError("I/O error")))
 
@@ -419,7 +542,10 @@ class Cluster:
                 if data != server.incarnation or not server.alive:
                     continue
                 self.now = when
-                self._complete_write(server)
+                if kind == _DISK:
+                    self._complete_write(server)
+                else:
+                    self._complete_snapshot(server)
             self.steps += 1
             return True
         return False
@@ -513,6 +639,37 @@ class Cluster:
         req = ClientRequest(server_id, ())
         self.feed(self.servers[server_id], Transfer(self.now, target_id, req))
         return req
+
+    def add(self, server_id: int, new_id: int) -> ClientRequest:
+        """Ask server_id (the leader) to add new_id as a spare (raft_add)."""
+        req = ClientRequest(server_id, ())
+        self.feed(self.servers[server_id], Add(self.now, new_id, str(new_id), req))
+        return req
+
+    def assign(self, server_id: int, target_id: int, role: Role) -> ClientRequest:
+        req = ClientRequest(server_id, ())
+        self.feed(self.servers[server_id], Assign(self.now, target_id, role, req))
+        return req
+
+    def remove(self, server_id: int, target_id: int) -> ClientRequest:
+        req = ClientRequest(server_id, ())
+        self.feed(self.servers[server_id], Remove(self.now, target_id, req))
+        return req
+
+    def add_server(self) -> int:
+        """A new server with empty state (not bootstrapped), started; returns its id."""
+        server_id = max(self.servers) + 1
+        self.servers[server_id] = SimServer(server_id, self.machine_factory())
+        self.start(server_id)
+        return server_id
+
+    def recover(self, server_id: int, configuration: Configuration) -> None:
+        """raft_recover on a stopped server: force-append the configuration."""
+        server = self.servers[server_id]
+        assert not server.alive and not server.writes
+        server.durable.append(recover_entry(configuration))
+        if self.checker is not None:
+            self.checker.on_recover(frozenset(configuration.voter_ids))
 
     def raft(self, server_id: int) -> Raft:
         raft = self.servers[server_id].raft

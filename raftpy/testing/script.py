@@ -10,20 +10,26 @@ command says so and every transcript is deterministic.
 
 Commands::
 
-    cluster N [pre-vote] [voters=V] [append-max=K] [latency=MS]
+    cluster N [pre-vote] [voters=V] [append-max=K] [latency=MS] [threshold=K]
+              [trailing=K] [install-timeout=MS] [rounds=K] [round-ms=MS]
     timeout ID            fire ID's timer (time jumps to its deadline)
     elapse MS             time passes; due timers fire, lowest id first
+    run MS                elapse 100 then stabilize, until MS have passed
     deliver [from=A] [to=B]    deliver queued messages (in order)
     drop [from=A] [to=B]       lose queued messages
     duplicate [from=A] [to=B]  queue a second copy of matching messages
-    persist [ID]          complete pending disk writes
+    persist [ID]          complete pending disk writes (a snapshot install is one)
+    snapshot [ID]         the snapshots being taken become durable
     fail-write ID         ID's pending writes fail (I/O error)
     stabilize             deliver and persist until quiet (no time passes)
     propose ID DATA...    client request(s) to ID, one entry per DATA
     barrier ID | transfer ID [TARGET]
+    add ID NEW            ID (the leader) adds NEW as a spare; NEW starts empty
+    assign ID TARGET ROLE | remove ID TARGET     (ROLE: voter, standby, spare)
+    recover ID VOTER...   force this configuration on the stopped server ID
     partition A B | C     cut every link between the groups; cut A B (one way); heal
     crash ID | restart ID | close ID
-    status | log ID | pending | requests
+    status | log ID | pending | requests | config ID
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration, Role
 from raftpy.core.trace import ListTracer
 from raftpy.core.types import EntryType
-from raftpy.testing.cluster import ClientRequest, Cluster, Network
+from raftpy.testing.cluster import ClientRequest, Cluster, Disk, Network
 
 __all__ = ["Block", "parse", "render", "Interpreter", "run_file"]
 
@@ -113,7 +120,9 @@ class Interpreter:
             "restart": self.cmd_restart, "status": self.cmd_status, "log": self.cmd_log,
             "pending": self.cmd_pending, "requests": self.cmd_requests,
             "duplicate": self.cmd_duplicate, "fail-write": self.cmd_fail_write,
-            "close": self.cmd_close,
+            "close": self.cmd_close, "snapshot": self.cmd_snapshot, "add": self.cmd_add,
+            "assign": self.cmd_assign, "remove": self.cmd_remove, "recover": self.cmd_recover,
+            "config": self.cmd_config, "run": self.cmd_run,
         }
 
     def run(self, command: str) -> list[str]:
@@ -129,13 +138,23 @@ class Interpreter:
 
     def cmd_cluster(self, args: list[str]) -> list[str]:
         plain, named = _kwargs(args)
+        defaults = Config()
         config = Config(pre_vote="pre-vote" in plain,
-                        append_entries_max=int(named.get("append-max", 65536)))
+                        append_entries_max=int(named.get("append-max", 65536)),
+                        snapshot_threshold=int(named.get("threshold",
+                                                         defaults.snapshot_threshold)),
+                        snapshot_trailing=int(named.get("trailing", defaults.snapshot_trailing)),
+                        install_snapshot_timeout_ms=int(named.get(
+                            "install-timeout", defaults.install_snapshot_timeout_ms)),
+                        max_catch_up_rounds=int(named.get("rounds",
+                                                          defaults.max_catch_up_rounds)),
+                        max_catch_up_round_duration_ms=int(named.get(
+                            "round-ms", defaults.max_catch_up_round_duration_ms)))
         latency = int(named.get("latency", 15))
         self.cluster = Cluster(int(plain[0]), 0, config=config, manual=True,
                                tracer=self.tracer, fixed_timeouts=True,
                                voters=int(named["voters"]) if "voters" in named else None,
-                               network=Network(latency, latency))
+                               network=Network(latency, latency), disk=Disk())
         return []
 
     def cmd_timeout(self, args: list[str]) -> list[str]:
@@ -144,6 +163,12 @@ class Interpreter:
 
     def cmd_elapse(self, args: list[str]) -> list[str]:
         self.c.elapse(int(args[0]))
+        return []
+
+    def cmd_run(self, args: list[str]) -> list[str]:
+        for _ in range(int(args[0]) // 100):
+            self.c.elapse(100)
+            self.c.stabilize()
         return []
 
     def _match(self, args: list[str]) -> tuple[int, int]:
@@ -190,7 +215,7 @@ class Interpreter:
             leader = getattr(req.error, "leader_id", 0)
             what += f" (leader {leader})" if leader else ""
         elif req.done:
-            what = f"done index={req.index}" if req.payloads or name == "barrier" else (
+            what = f"done index={req.index}" if req.payloads or name != "transfer" else (
                 f"done leader={req.result}")
         else:
             what = f"accepted index={req.index}" if req.index else "pending"
@@ -206,6 +231,37 @@ class Interpreter:
     def cmd_transfer(self, args: list[str]) -> list[str]:
         target = int(args[1]) if len(args) > 1 else 0
         return self._request("transfer", self.c.transfer(int(args[0]), target))
+
+    def cmd_snapshot(self, args: list[str]) -> list[str]:
+        self.c.complete_snapshots(int(args[0]) if args else 0)
+        return []
+
+    def cmd_add(self, args: list[str]) -> list[str]:
+        new_id = int(args[1])
+        if new_id not in self.c.servers:
+            assert self.c.add_server() == new_id, "new servers are numbered in order"
+        return self._request("add", self.c.add(int(args[0]), new_id))
+
+    def cmd_assign(self, args: list[str]) -> list[str]:
+        return self._request("assign", self.c.assign(int(args[0]), int(args[1]),
+                                                     Role[args[2].upper()]))
+
+    def cmd_remove(self, args: list[str]) -> list[str]:
+        return self._request("remove", self.c.remove(int(args[0]), int(args[1])))
+
+    def cmd_recover(self, args: list[str]) -> list[str]:
+        self.c.recover(int(args[0]), Configuration.of(*[(int(a), a) for a in args[1:]]))
+        return []
+
+    def cmd_config(self, args: list[str]) -> list[str]:
+        raft = self.c.raft(int(args[0]))
+        servers = " ".join(f"{s.id}/{s.role.name.lower()}"
+                           for s in raft.configuration.servers)
+        snapshot = raft.snapshot
+        return [f"configuration: {servers}",
+                f"committed at {raft.configuration_index}, uncommitted at "
+                f"{raft.configuration_uncommitted_index}; snapshot at "
+                f"{snapshot.index if snapshot else 0}, log from {raft.log.offset + 1}"]
 
     def cmd_partition(self, args: list[str]) -> list[str]:
         groups: list[list[int]] = [[]]

@@ -2,9 +2,13 @@
 
 Runs alternate between 3- and 5-server clusters (odd seeds: 3).  Each run
 injects partitions (symmetric and one-way), crashes, restarts, message loss
-and duplication, transfers and barriers under client load, checks the safety
-properties after every step (raftpy/testing/checkers.py) and, at the end,
-heals everything and requires a new entry to commit and reach every server.
+and duplication, transfers, barriers, snapshots (with slow state machines and
+small thresholds, so followers fall behind the leader's log and get
+InstallSnapshot) and membership changes (servers added, promoted, demoted,
+removed) under client load, checks the safety properties after every step
+(raftpy/testing/checkers.py) and, at the end, heals everything and requires
+a new entry to commit and reach every member, whose state machines must equal
+a replay of the committed prefix.
 
 Environment: ``RAFTPY_SEED=<n>`` replays that one run (add ``RAFTPY_TRACE=1``
 and ``-s`` to print its whole trace);
@@ -31,13 +35,15 @@ def _servers(seed: int) -> int:
     return 3 if seed % 2 else 5
 
 
-def _run(seed: int) -> tuple[int, int, str, int, int]:
-    """Run one seed; returns (seed, steps, failure text or '', acked, leaders)."""
+def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int]:
+    """Run one seed; returns (seed, steps, failure text or '', acked, leaders,
+    snapshots, restores, membership changes)."""
     try:
         report = random_run(seed, _servers(seed), STEPS)
     except AssertionError as exc:
-        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0
-    return seed, report.steps, "", report.acked, report.leaders
+        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0
+    return (seed, report.steps, "", report.acked, report.leaders, report.snapshots,
+            report.restores, report.changes)
 
 
 def _explain(seed: int, failure: str) -> str:
@@ -63,7 +69,7 @@ def test_random_runs() -> None:
                 random_run(seed, _servers(seed), STEPS, tracer=tracer)
             finally:
                 print("\n".join(tracer.lines))
-        _, steps, failure, _acked, _leaders = _run(seed)
+        _, steps, failure, *_counts = _run(seed)
         assert not failure, _explain(seed, failure)
         assert steps >= STEPS
         return
@@ -79,9 +85,13 @@ def test_random_runs() -> None:
     assert all(r[1] >= STEPS for r in results if not r[2])
     # The runs do real work: clients are answered and leadership changes hands.
     acked, leaders = sum(r[3] for r in results), sum(r[4] for r in results)
-    print(f"{acked} acknowledged entries, {leaders} leader terms")
+    snapshots, restores = sum(r[5] for r in results), sum(r[6] for r in results)
+    changes = sum(r[7] for r in results)
+    print(f"{acked} acknowledged entries, {leaders} leader terms, {snapshots} snapshot "
+          f"indexes, {restores} restores, {changes} membership requests")
     assert not failures or acked > 0
     assert failures or (acked > 50 * runs and leaders > 3 * runs)
+    assert failures or (snapshots > 5 * runs and restores > runs / 2 and changes > runs)
     if failures:
         seed, text = failures[0]
         pytest.fail(f"{len(failures)} of {runs} runs failed, seeds "

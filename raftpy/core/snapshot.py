@@ -1,0 +1,177 @@
+"""Snapshots: taking them and compacting the log, sending and installing them.
+
+May import: the standard library and ``raftpy.core`` modules below ``raft.py``.
+Rules (spec §2.11, §2.5 "send snapshot", §2.13; dissertation §5.1-5.3):
+
+* After every apply pass (leader or follower) a snapshot is asked for once
+  ``last_applied - snapshot_index >= snapshot_threshold``; one at a time, and
+  never while one is being installed.  The core keeps serving meanwhile; when
+  the shell reports it taken, the log keeps ``snapshot_trailing`` entries
+  before the snapshot (and never drops an entry the leader has not stored).
+* The snapshot carries the last *committed* configuration (libraft 0.18).
+* A leader whose follower needs a compacted entry sends the latest snapshot
+  in one InstallSnapshot, only if it heard from that follower since the last
+  check-quorum, and waits in SNAPSHOT mode; it gives up after
+  ``install_snapshot_timeout_ms`` (or a rejection naming the snapshot) and
+  probes again.
+* A follower installing a snapshot (``_installing``; ``last_stored`` is 0)
+  does not campaign, refuses votes, drops AppendEntries carrying entries,
+  commits nothing and ignores completions of writes issued before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from raftpy.core.configuration import decode_configuration
+from raftpy.core.messages import AppendEntriesResult, InstallSnapshot
+from raftpy.core.progress import Progress, ProgressMode
+from raftpy.core.snapshot_types import Snapshot
+from raftpy.core.state import RaftState
+from raftpy.core.types import EntryType, State
+
+__all__ = ["SnapshotMixin"]
+
+
+class SnapshotMixin(RaftState):
+    __slots__ = ()
+
+    # -- taking ----------------------------------------------------------------
+
+    def maybe_take_snapshot(self) -> bool:
+        """Ask the shell for a snapshot at last_applied if the threshold is reached."""
+        index = self.last_applied
+        if (self._taking is not None or self._installing is not None
+                or self.state == State.UNAVAILABLE or index <= self.log.snapshot_index
+                or index - self.log.snapshot_index < self.config.snapshot_threshold):
+            return False
+        term = self.log.term_of(index)
+        assert term is not None
+        self._commit_configurations_up_to(index)
+        request = Snapshot(index, term, self.configuration_index, self.configuration_committed)
+        self._taking = request
+        self._out.take_snapshot = request
+        self._trace(f"take snapshot at {index}/{term}")
+        return True
+
+    def _commit_configurations_up_to(self, index: int) -> None:
+        """Make the committed configuration the last CHANGE entry up to index.
+
+        A follower may hold a newer, uncommitted CHANGE entry beyond an applied
+        one; the snapshot must carry the applied one (spec §2.11)."""
+        if not self.configuration_uncommitted_index or \
+                self.configuration_uncommitted_index <= index:
+            return
+        log = self.log
+        for i in range(index, max(self.configuration_index, log.offset), -1):
+            entry = log.get(i)
+            if entry is not None and entry.type == EntryType.CHANGE:
+                self.configuration_index = i
+                self.configuration_committed = decode_configuration(entry.payload)
+                return
+
+    def on_snapshot_taken(self, index: int, data: bytes | memoryview | None) -> None:
+        taking = self._taking
+        if taking is None or taking.index != index:
+            return
+        self._taking = None
+        if data is None:
+            self._trace(f"snapshot at {index} not taken")
+            return
+        log = self.log
+        if index <= log.snapshot_index:
+            return
+        self.snapshot = replace(taking, data=data)
+        log.snapshot_index, log.snapshot_term = index, taking.term
+        # Keep the trailing entries, and every entry not yet durable here (a
+        # leader may apply entries it has not stored itself, spec §2.6).
+        up_to = min(index - self.config.snapshot_trailing, self.last_stored)
+        log.compact(up_to)
+        self._trace(f"snapshot taken at {index}/{taking.term}, log from {log.offset + 1}")
+
+    # -- leader: sending ---------------------------------------------------------
+
+    def send_install_snapshot(self, server_id: int, address: str, p: Progress) -> None:
+        snapshot = self.snapshot
+        assert snapshot is not None
+        p.mode = ProgressMode.SNAPSHOT
+        p.snapshot_index = snapshot.index
+        p.snapshot_last_send = p.last_send = self.now
+        self._send(server_id, address, InstallSnapshot(
+            self.current_term, snapshot.index, snapshot.term, snapshot.configuration_index,
+            snapshot.configuration, snapshot.data))
+
+    # -- follower: installing ------------------------------------------------------
+
+    def recv_install_snapshot(self, from_id: int, from_address: str,
+                              m: InstallSnapshot) -> None:
+        if m.term < self.current_term:
+            self._trace("reject InstallSnapshot: stale term")
+            self._send(from_id, from_address, AppendEntriesResult(
+                self.current_term, m.last_index, self.log.last_index))
+            return
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+        if self.state == State.CANDIDATE:
+            self.to_follower()  # type: ignore[attr-defined]
+        elif self.state != State.FOLLOWER:
+            return
+        if self.current_leader_id != from_id:
+            self.current_leader_id = from_id
+            self.current_leader_address = from_address
+            self._out.state_changed = True
+        self.election_timer_start = self.now
+        if self._taking is not None or self._installing is not None:
+            self._trace("ignore InstallSnapshot: snapshot in progress")
+            return
+        log = self.log
+        index = m.last_index
+        if log.snapshot_index >= index or (
+                self.last_stored >= index and log.term_of(index) == m.last_term):
+            # We have it all: the snapshot's entries are committed and ours match.
+            self._verified_index = max(self._verified_index, index)
+            self._leader_commit = max(self._leader_commit, index)
+            self.follower_commit()  # type: ignore[attr-defined]
+            self._send(from_id, from_address,
+                       AppendEntriesResult(self.current_term, 0, index))
+            return
+        self._start_install(Snapshot(index, m.last_term, m.conf_index, m.conf, m.data))
+
+    def _start_install(self, snapshot: Snapshot) -> None:
+        self._trace(f"install snapshot {snapshot.index}/{snapshot.term}")
+        self._installing = snapshot
+        self._install_term = self.current_term
+        self.log.restart(snapshot.index, snapshot.term)
+        self.last_stored = 0
+        self._pending_changes.clear()
+        if self.configuration_uncommitted_index:
+            self.configuration_uncommitted_index = 0
+            self._set_configuration(self.configuration_committed)
+        out = self._out
+        out.persist = []          # the snapshot replaces the whole log
+        out.truncate_from = 0
+        out.install_snapshot = snapshot
+
+    def on_snapshot_installed(self, index: int, error: Exception | None) -> None:
+        snapshot = self._installing
+        if snapshot is None or snapshot.index != index:
+            return
+        self._installing = None
+        if error is not None:
+            # The log is gone from memory and the disk state is the shell's to
+            # sort out at the next start: stop here (spec §2.16).
+            self.to_unavailable(f"snapshot install failed: {error}")  # type: ignore[attr-defined]
+            return
+        self.snapshot = snapshot
+        self.configuration_committed = snapshot.configuration
+        self.configuration_index = snapshot.configuration_index
+        self.configuration_uncommitted_index = 0
+        self._set_configuration(snapshot.configuration)
+        self.commit_index = self.last_applied = self.last_stored = index
+        self._trace(f"snapshot {index}/{snapshot.term} installed")
+        if self.current_term != self._install_term or self.state != State.FOLLOWER:
+            return
+        self._verified_index = max(self._verified_index, index)
+        if self.current_leader_id:
+            self._send(self.current_leader_id, self.current_leader_address,
+                       AppendEntriesResult(self.current_term, 0, index))
