@@ -38,6 +38,7 @@ import asyncio
 import errno
 import fcntl
 import functools
+import itertools
 import logging
 import os
 import time
@@ -507,7 +508,12 @@ class DiskStore:
     async def _write_next(self) -> None:
         try:
             while self._queue:
-                await self._write_once()
+                try:
+                    await self._write_once()
+                except Exception as exc:       # a bug must not leave appends hanging
+                    log.exception("append failed unexpectedly")
+                    self._fail_queue(IOError_(f"append: {exc!r}"), self._queue[0].first_index
+                                     if self._queue else self._next_index)
         finally:
             self._writing = False
             self._idle.set()
@@ -519,14 +525,14 @@ class DiskStore:
         except RaftError as err:
             self._fail_queue(err, first.first_index)
             return
-        taken = [self._queue.popleft()]
+        taken = [first]
         size = len(first.batch)
-        while self._queue:
-            nxt = len(self._queue[0].batch)
+        for req in itertools.islice(self._queue, 1, None):
+            nxt = len(req.batch)
             if (seg.reserved + size + nxt > self.segment_size_bytes
                     or size + nxt > self.write_max_bytes):
                 break
-            taken.append(self._queue.popleft())
+            taken.append(req)
             size += nxt
         if seg.first_index == 0:
             seg.first_index = first.first_index
@@ -538,6 +544,8 @@ class DiskStore:
         except RaftError as raw:
             self._write_failed(seg, taken, raw.wrap(f"append to {seg.name}"))
             return
+        for _ in taken:             # requests leave the queue only once written
+            self._queue.popleft()
         self._wrote(seg, size)
         seg.last_index = taken[-1].first_index + taken[-1].n - 1
         for req in taken:
@@ -550,8 +558,7 @@ class DiskStore:
     def _write_failed(self, seg: _OpenSegment, taken: list[_Append], err: RaftError) -> None:
         log.error("%s", err)
         seg.failed = True
-        self._fail_requests(taken, err)
-        self._fail_queue(err, taken[0].first_index)
+        self._fail_queue(err, taken[0].first_index)     # taken are still at its head
 
     def _fill_buffer(self, seg: _OpenSegment, taken: list[_Append],
                      size: int) -> tuple[memoryview, int]:
