@@ -102,3 +102,51 @@ def test_tracer_sees_every_server() -> None:
     elect(cluster)
     assert {line.split()[1] for line in tracer.lines} == {"1:", "2:", "3:"}
     assert any("became leader" in line for line in tracer.lines)
+
+
+class SnapshotCounter(Counter):
+    """Counter with snapshots: its state is the total."""
+
+    def snapshot(self) -> bytes:
+        return b"%d" % self.total
+
+    def restore(self, data: bytes | memoryview) -> None:
+        self.total = int(bytes(data))
+
+
+def test_lagging_follower_gets_a_snapshot_and_its_machine_is_restored() -> None:
+    from raftpy.core.config import Config
+    config = Config(snapshot_threshold=8, snapshot_trailing=2)
+    cluster = Cluster(3, seed=11, config=config, machine=SnapshotCounter,
+                      network=Network(1, 10), disk=Disk(1, 5, snapshot_latency_ms=(50, 200)))
+    leader = elect(cluster)
+    follower = next(i for i in cluster.servers if i != leader)
+    cluster.crash(follower)
+    requests = [cluster.propose(leader, b"%08d" % 1) for _ in range(40)]
+    assert cluster.run_until(lambda: all(r.done for r in requests), 10_000)
+    cluster.run_for(1_000)
+    assert cluster.raft(leader).log.offset > 2  # compacted past the follower's log
+    cluster.start(follower)
+    assert cluster.run_until(lambda: cluster.raft(follower).last_applied
+                             >= requests[-1].index, 10_000)
+    assert cluster.raft(follower).snapshot is not None
+    assert cluster.checker is not None and cluster.checker.restores >= 1
+    assert cluster.servers[follower].machine.total == 40  # type: ignore[attr-defined]
+
+
+def test_servers_join_and_leave_through_the_leader() -> None:
+    from raftpy.core.configuration import Role
+    cluster = Cluster(3, seed=4, network=Network(1, 10))
+    leader = elect(cluster)
+    cluster.run_for(300)  # the leader's no-op commits
+    new = cluster.add_server()
+    req = cluster.add(leader, new)
+    assert cluster.run_until(lambda: req.done, 5_000) and req.error is None
+    req = cluster.assign(leader, new, Role.VOTER)
+    assert cluster.run_until(lambda: req.done, 5_000) and req.error is None
+    assert cluster.raft(leader).configuration.voter_ids == (1, 2, 3, new)
+    req = cluster.remove(leader, leader)
+    assert cluster.run_until(lambda: req.done, 5_000) and req.error is None
+    assert cluster.run_until(lambda: cluster.leader() is not None
+                             and cluster.leader().id != leader, 10_000)  # type: ignore[union-attr]
+    assert cluster.raft(leader).state == State.FOLLOWER
