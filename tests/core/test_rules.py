@@ -74,6 +74,8 @@ def test_core_benchmark_prints_json() -> None:
                           "--json"], check=True, capture_output=True, text=True,
                          timeout=120).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert len(rows) == 6
+    assert len(rows) == 10
+    assert {"sim_3servers_snapshot_take_ms", "sim_3servers_snapshot_install_ms"} <= {
+        row["name"] for row in rows}
     for row in rows:
         assert {"name", "value", "unit"} <= row.keys() and row["value"] > 0
