@@ -7,26 +7,25 @@ the ``random.Random`` handed to ``Raft``.  Import modules by full path, e.g.
 ``from raftpy.core.raft import Raft``.
 
 Modules, inner to outer: types (Entry, EntryType, State), config (Config),
-configuration (Role, Server, Configuration, spec §3.3 encoding), messages
-(the six messages), events (inputs), update (outputs), log (Log), progress
-(Progress), trace (tracers), state (RaftState fields), convert / election /
-replication (behaviour, as mixins of RaftState), raft (Raft: dispatch,
-timers, client requests).
+configuration (Role, Server, Configuration, spec §3.3 encoding),
+snapshot_types (Snapshot), messages (the six messages), events (inputs),
+update (outputs), log (Log), progress (Progress), trace (tracers), state
+(RaftState fields), convert / election / replication / snapshot / membership
+(behaviour, as mixins of RaftState), raft (Raft: dispatch, timers, client
+requests).
 
-Where snapshots, compaction and membership changes plug in:
+Snapshots and compaction (snapshot.py, spec §2.11, §2.13): after an apply
+pass that reaches ``snapshot_threshold`` the core asks for a snapshot
+(``Update.take_snapshot``) and keeps serving; ``SnapshotTaken`` compacts the
+``Log`` keeping ``snapshot_trailing`` entries.  A follower whose next entry
+is compacted gets ``InstallSnapshot`` (``ProgressMode.SNAPSHOT``, abandoned
+after ``install_snapshot_timeout_ms``); it installs it through
+``Update.install_snapshot`` and ``SnapshotInstalled``.  ``Raft(snapshot=...)``
+starts from a loaded snapshot.
 
-* ``Log`` already separates the snapshot boundary (``snapshot_index``,
-  ``snapshot_term``) from the first kept entry (``offset``), with
-  ``compact(up_to)`` for trailing compaction and ``restart`` for an
-  installed snapshot; ``term_of`` answers for the boundary.
-* ``send_append_entries`` already detects a ``next_index`` behind the log
-  (``term_of`` is None): that is where InstallSnapshot is sent;
-  ``ProgressMode.SNAPSHOT`` and its branch of ``_maybe_decrement`` exist.
-* Configurations are values; the core keeps the one in effect, the committed
-  one (``configuration_committed``/``configuration_index``) and the index of
-  an uncommitted one, adopts a follower's CHANGE entries once persisted, rolls
-  back when a truncation removes the uncommitted one, and marks it committed
-  in ``apply_committed``.  ``_build_progress`` keeps existing Progress records
-  when the server set changes.  A leader's change request appends one CHANGE
-  entry and calls ``_set_configuration`` and ``_build_progress``.
+Membership (membership.py, spec §2.10): ``Add``/``Assign``/``Remove``
+events append one CHANGE entry, in effect when appended (the leader) or
+persisted (followers), rolled back when truncated; promotion to voter runs
+catch-up rounds first.  ``bootstrap`` and ``recover_entry`` are the pure
+parts of raft_bootstrap and raft_recover.
 """

@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from raftpy.core.config import Config
-from raftpy.core.configuration import Configuration
+from raftpy.core.configuration import Configuration, decode_configuration
 from raftpy.core.log import Log
 from raftpy.core.messages import Message
 from raftpy.core.progress import Progress
 from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer
-from raftpy.core.types import Entry, State
+from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 
 __all__ = ["RaftState", "PendingTransfer"]
@@ -177,7 +177,22 @@ class RaftState:
             self._pending_changes.pop()
         if self.configuration_uncommitted_index >= index:
             # Dissertation §4.1: a server always uses the latest configuration in
-            # its log, so dropping that entry brings back the committed one.
-            self._trace(f"roll back configuration to index {self.configuration_index}")
+            # its log, so dropping that entry brings back the one before it: the
+            # committed one, or a later CHANGE entry still in the log (a
+            # follower may hold one it does not know to be committed yet).
             self.configuration_uncommitted_index = 0
+            log = self.log
+            for i in range(index - 1, max(self.configuration_index, log.offset), -1):
+                entry = log.get(i)
+                if entry is not None and entry.type == EntryType.CHANGE:
+                    self._trace(f"roll back configuration to index {i}")
+                    conf = decode_configuration(entry.payload)
+                    if i <= self.commit_index:
+                        self.configuration_index = i
+                        self.configuration_committed = conf
+                    else:
+                        self.configuration_uncommitted_index = i
+                    self._set_configuration(conf)
+                    return
+            self._trace(f"roll back configuration to index {self.configuration_index}")
             self._set_configuration(self.configuration_committed)

@@ -49,6 +49,7 @@ class RunReport:
     snapshots: int = 0
     restores: int = 0
     changes: int = 0
+    configurations: int = 0
 
 
 def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, random.Random]:
@@ -164,7 +165,7 @@ def random_run(seed: int, servers: int = 3, steps: int = 5000,
     assert checker is not None
     return RunReport(seed, servers, cluster.steps, cluster.now, len(checker.committed),
                      len(checker.acked), len(checker.leaders), len(checker.snapshots),
-                     checker.restores, cluster.changes)
+                     checker.restores, cluster.changes, checker.configurations)
 
 
 def _done(req: ClientRequest | None) -> Callable[[], bool]:

@@ -46,7 +46,7 @@ class SafetyChecker:
     """Accumulates what the cluster has committed and checks every event against it."""
 
     __slots__ = ("leaders", "committed", "seen", "acked", "applied", "voters", "snapshots",
-                 "restores")
+                 "restores", "configurations")
 
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}          # term -> leader id
@@ -57,6 +57,7 @@ class SafetyChecker:
         self.voters: frozenset[int] = frozenset()  # of the last committed configuration
         self.snapshots: dict[int, bytes] = {}      # index -> the snapshot data taken there
         self.restores = 0
+        self.configurations = 0                    # CHANGE entries committed (not bootstrap)
 
     def on_bootstrap(self, entry: Entry) -> None:
         """Entry 1, the bootstrap configuration, is committed from the start."""
@@ -148,6 +149,7 @@ class SafetyChecker:
             raise Violation(f"configuration at {index} changes voters {sorted(self.voters)} "
                             f"to {sorted(voters)} at once")
         self.voters = voters
+        self.configurations += 1
 
     def on_restart(self, server_id: int, last_applied: int) -> None:
         """A restarted server replays from its own state; its apply pointer restarts."""

@@ -324,3 +324,17 @@ def test_bootstrap_only_on_empty_state_and_recover_uses_term_1() -> None:
     raft.step(Start(0))
     assert raft.state == State.LEADER and raft.current_term == 6
     assert raft.configuration_index == 3
+
+
+def test_rollback_returns_to_the_latest_change_entry_left_in_the_log() -> None:
+    from raftpy.core.types import Entry
+    c1 = Configuration.of((1, "1"), (2, "2"), (3, "3"), (4, "4", Role.SPARE))
+    c2 = c1.assign(4, Role.VOTER)
+    raft = server(2)
+    recv(raft, 1, AppendEntries(2, 1, 1, 1, [Entry(2, EntryType.CHANGE, c1.encode()),
+                                             Entry(2, EntryType.CHANGE, c2.encode())]))
+    raft.step(Persisted(0, 3, 2))
+    assert raft.configuration == c2 and raft.configuration_uncommitted_index == 3
+    recv(raft, 3, AppendEntries(3, 2, 2, 2, [cmd(3)]))  # a new leader; 2 is committed
+    assert raft.configuration == c1 and raft.configuration_index == 2
+    assert raft.configuration_uncommitted_index == 0

@@ -35,15 +35,15 @@ def _servers(seed: int) -> int:
     return 3 if seed % 2 else 5
 
 
-def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int]:
+def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int, int]:
     """Run one seed; returns (seed, steps, failure text or '', acked, leaders,
-    snapshots, restores, membership changes)."""
+    snapshots, restores, membership requests, configurations committed)."""
     try:
         report = random_run(seed, _servers(seed), STEPS)
     except AssertionError as exc:
-        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0
+        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0, 0
     return (seed, report.steps, "", report.acked, report.leaders, report.snapshots,
-            report.restores, report.changes)
+            report.restores, report.changes, report.configurations)
 
 
 def _explain(seed: int, failure: str) -> str:
@@ -86,12 +86,14 @@ def test_random_runs() -> None:
     # The runs do real work: clients are answered and leadership changes hands.
     acked, leaders = sum(r[3] for r in results), sum(r[4] for r in results)
     snapshots, restores = sum(r[5] for r in results), sum(r[6] for r in results)
-    changes = sum(r[7] for r in results)
+    changes, configurations = sum(r[7] for r in results), sum(r[8] for r in results)
     print(f"{acked} acknowledged entries, {leaders} leader terms, {snapshots} snapshot "
-          f"indexes, {restores} restores, {changes} membership requests")
+          f"indexes, {restores} restores, {changes} membership requests, "
+          f"{configurations} configurations committed")
     assert not failures or acked > 0
     assert failures or (acked > 50 * runs and leaders > 3 * runs)
-    assert failures or (snapshots > 5 * runs and restores > runs / 2 and changes > runs)
+    assert failures or (snapshots > 5 * runs and restores > runs / 2 and changes > runs
+                        and configurations > runs / 2)
     if failures:
         seed, text = failures[0]
         pytest.fail(f"{len(failures)} of {runs} runs failed, seeds "
