@@ -11,10 +11,11 @@ May import: raftpy._native, raftpy.core.types, raftpy.errors.
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import gc
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -35,7 +36,8 @@ from raftpy.errors import (
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
     "decode_batches", "scan_segment", "SegmentScan", "ScanOutcome", "Status",
-    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "error_from_errno", "MAX_BATCH_ENTRIES",
+    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
+    "MAX_BATCH_ENTRIES",
 ]
 
 MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
@@ -220,12 +222,19 @@ def _run(fn: Any, buf: bytes | bytearray | memoryview, off: int, extra: tuple[in
     arrays = arrays or _Arrays(1024)
     entries: list[Entry] = []
     batches = 0
-    # Building many Entry tuples would trigger the cyclic GC over and over
-    # (3-4x the cost on a large segment); tuples of ints and views form no cycles.
+    with gc_paused():
+        return _drive(fn, view, c_buf, off, extra, arrays, entries, batches)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many Entry tuples: each batch of new
+    tuples would trigger collections over and over (3-4x the cost on a large
+    segment), and tuples of ints and memoryviews form no cycles."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _drive(fn, view, c_buf, off, extra, arrays, entries, batches)
+        yield
     finally:
         if was_enabled:
             gc.enable()

@@ -351,13 +351,15 @@ class DiskStore:
 
     def _load_with_recovery(self) -> LoadResult:
         try:
-            return self._load_sync()
+            with _bindings.gc_paused():
+                return self._load_sync()
         except CorruptError as err:
             if not self.auto_recovery:
                 raise
             log.warning("load %s failed, retrying once after auto-recovery: %s",
                         self.path, err)
-        return self._load_sync()
+        with _bindings.gc_paused():
+            return self._load_sync()
 
     def _load_sync(self) -> LoadResult:
         listing = layout.list_dir(self.path)
