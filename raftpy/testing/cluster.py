@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -123,7 +124,7 @@ class DigestMachine:
 
     def apply(self, index: int, payload: bytes | memoryview) -> Any:
         self.count += 1
-        self.digest = hash((self.digest, bytes(payload))) & 0xFFFFFFFFFFFFFFFF
+        self.digest = zlib.crc32(payload, self.digest)  # deterministic across processes
         return self.count
 
     def snapshot(self) -> bytes:
