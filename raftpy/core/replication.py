@@ -119,15 +119,18 @@ class ReplicationMixin(RaftState):
                 p.last_send = _NEVER  # retry at once, from the new next_index
             return
         last = min(m.last_log_index, self.log.last_index)
+        installed = p.mode == _SNAPSHOT and last >= p.snapshot_index
+        if installed:
+            # Installed, or it had the entries already: probe from what it has
+            # (even if that is no news: staying in SNAPSHOT mode would stall).
+            p.to_probe(max(last, p.match_index) + 1)
         if last <= p.match_index:
             return
         p.match_index = last
         if p.next_index <= last:
             p.next_index = last + 1
-        if p.mode == _PROBE:
+        if p.mode == _PROBE and not installed:
             p.mode = _PIPELINE
-        elif p.mode == _SNAPSHOT and last >= p.snapshot_index:
-            p.to_probe(max(last + 1, p.snapshot_index))
         if from_id == self.promotee_id:
             self.promotion_progress(p)  # type: ignore[attr-defined]
         self.maybe_commit()
@@ -198,7 +201,15 @@ class ReplicationMixin(RaftState):
             self._trace("drop AppendEntries: installing snapshot")
             return
         prev = m.prev_log_index
-        if prev > 0:
+        entries = m.entries
+        offset = self.log.offset
+        if prev <= offset and self._installing is None:
+            # Compacted here, so committed, so the same on every leader since
+            # (leader completeness, dissertation §3.6.3): skip what we have.
+            skip = min(offset - prev, len(entries))
+            prev += skip
+            entries = entries[skip:]
+        elif prev > 0:
             term = self.log.term_of(prev)
             if term != m.prev_log_term:
                 if term is not None and prev <= self.commit_index:
@@ -209,9 +220,9 @@ class ReplicationMixin(RaftState):
                 self._send(from_id, from_address, AppendEntriesResult(
                     self.current_term, prev, self.last_stored))
                 return
-        if m.entries and not self._append_new(prev + 1, m.entries):
+        if entries and not self._append_new(prev + 1, entries):
             return
-        verified = prev + len(m.entries)
+        verified = prev + len(entries)
         if verified > self._verified_index:
             self._verified_index = verified
         if m.leader_commit > self._leader_commit:

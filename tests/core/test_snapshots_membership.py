@@ -338,3 +338,25 @@ def test_rollback_returns_to_the_latest_change_entry_left_in_the_log() -> None:
     recv(raft, 3, AppendEntries(3, 2, 2, 2, [cmd(3)]))  # a new leader; 2 is committed
     assert raft.configuration == c1 and raft.configuration_index == 2
     assert raft.configuration_uncommitted_index == 0
+
+
+def test_follower_skips_entries_it_compacted_instead_of_conflicting() -> None:
+    raft = server(2, snapshot_threshold=3, snapshot_trailing=0)
+    recv(raft, 1, AppendEntries(2, 1, 1, 4, [cmd(2)] * 3))
+    raft.step(Persisted(0, 4, 2))
+    raft.step(SnapshotTaken(0, 4, b"s"))
+    assert raft.log.offset == 4
+    # A stale or duplicated AppendEntries from before the compaction.
+    update = recv(raft, 1, AppendEntries(2, 0, 0, 4, [cmd(1)] + [cmd(2)] * 4))
+    assert raft.state == State.FOLLOWER and raft.log.last_index == 5
+    update = raft.step(Persisted(0, 5, 2))
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 5))]
+
+
+def test_snapshot_mode_ends_even_when_the_answer_is_no_news() -> None:
+    raft = compacted_leader()
+    p = raft.progress[2]
+    p.mode, p.snapshot_index = ProgressMode.SNAPSHOT, 6
+    assert p.match_index == 6
+    recv(raft, 2, AppendEntriesResult(2, 0, 6))
+    assert p.mode == ProgressMode.PROBE and p.next_index == 7
