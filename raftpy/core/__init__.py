@@ -16,7 +16,8 @@ requests).
 
 Snapshots and compaction (snapshot.py, spec §2.11, §2.13): after an apply
 pass that reaches ``snapshot_threshold`` the core asks for a snapshot
-(``Update.take_snapshot``) and keeps serving; ``SnapshotTaken`` compacts the
+(``Update.take_snapshot``) and keeps serving; a ``TakeSnapshot`` event asks
+for one at once, whatever the threshold; ``SnapshotTaken`` compacts the
 ``Log`` keeping ``snapshot_trailing`` entries.  A follower whose next entry
 is compacted gets ``InstallSnapshot`` (``ProgressMode.SNAPSHOT``, abandoned
 after ``install_snapshot_timeout_ms``); it installs it through

@@ -16,8 +16,8 @@ from raftpy.core.configuration import Role
 from raftpy.core.messages import Message
 
 __all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "Propose", "Barrier",
-           "Transfer", "Close", "SnapshotTaken", "SnapshotInstalled", "Add", "Assign",
-           "Remove", "Event"]
+           "Transfer", "Close", "TakeSnapshot", "SnapshotTaken", "SnapshotInstalled", "Add",
+           "Assign", "Remove", "Event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,21 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class TakeSnapshot:
+    """Ask for a snapshot now, whatever ``snapshot_threshold`` (raftpy's addition:
+    libraft snapshots only at the threshold).  For a shell or operator that
+    wants one at a moment of its choosing, e.g. before a planned restart.
+
+    The core answers as for a threshold snapshot: ``Update.take_snapshot`` at
+    ``last_applied``, then ``SnapshotTaken``.  Nothing happens (a trace line
+    says why) while a snapshot is being taken or installed, when the server is
+    UNAVAILABLE, or when nothing was applied since the last snapshot.
+    """
+
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotTaken:
     """The shell took the snapshot asked for in ``Update.take_snapshot`` (spec §2.11).
 
@@ -159,4 +174,4 @@ class Remove:
 
 
 Event = (Start | Tick | Receive | Persisted | PersistFailed | Propose | Barrier | Transfer
-         | Close | SnapshotTaken | SnapshotInstalled | Add | Assign | Remove)
+         | Close | TakeSnapshot | SnapshotTaken | SnapshotInstalled | Add | Assign | Remove)

@@ -45,6 +45,7 @@ from raftpy.core.events import (
     SnapshotInstalled,
     SnapshotTaken,
     Start,
+    TakeSnapshot,
     Tick,
     Transfer,
 )
@@ -132,7 +133,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             Propose: self._on_propose, Barrier: self._on_barrier,
             Transfer: self._on_transfer, Start: self._on_start, Close: self._on_close,
             PersistFailed: self._on_persist_failed,
-            SnapshotTaken: self._on_snapshot_taken,
+            TakeSnapshot: self._on_take_snapshot, SnapshotTaken: self._on_snapshot_taken,
             SnapshotInstalled: self._on_snapshot_installed,
             Add: self._on_add, Assign: self._on_assign, Remove: self._on_remove,
         }
@@ -260,6 +261,10 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         if (transfer is not None and self.state == State.FOLLOWER
                 and self.current_leader_id == transfer.target_id):
             self._complete_transfer()
+
+    def _on_take_snapshot(self, event: TakeSnapshot) -> None:
+        if not self.maybe_take_snapshot(on_demand=True):
+            self._trace("no snapshot: one in progress, unavailable, or nothing new applied")
 
     def _on_snapshot_taken(self, event: SnapshotTaken) -> None:
         self.on_snapshot_taken(event.index, event.data)

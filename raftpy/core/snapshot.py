@@ -4,10 +4,13 @@ May import: the standard library and ``raftpy.core`` modules below ``raft.py``.
 Rules (spec §2.11, §2.5 "send snapshot", §2.13; dissertation §5.1-5.3):
 
 * After every apply pass (leader or follower) a snapshot is asked for once
-  ``last_applied - snapshot_index >= snapshot_threshold``; one at a time, and
-  never while one is being installed.  The core keeps serving meanwhile; when
-  the shell reports it taken, the log keeps ``snapshot_trailing`` entries
-  before the snapshot (and never drops an entry the leader has not stored).
+  ``last_applied - snapshot_index >= snapshot_threshold``, or at once on a
+  ``TakeSnapshot`` event if ``last_applied > snapshot_index`` (raftpy's
+  addition; libraft has no such call); one at a time, and never while one is
+  being installed (a refused ``TakeSnapshot`` is traced and dropped).  The
+  core keeps serving meanwhile; when the shell reports it taken, the log
+  keeps ``snapshot_trailing`` entries before the snapshot (and never drops an
+  entry the leader has not stored).
 * The snapshot carries the last *committed* configuration (libraft 0.18).
 * A leader whose follower needs a compacted entry sends the latest snapshot
   in one InstallSnapshot, only if it heard from that follower since the last
@@ -38,12 +41,14 @@ class SnapshotMixin(RaftState):
 
     # -- taking ----------------------------------------------------------------
 
-    def maybe_take_snapshot(self) -> bool:
-        """Ask the shell for a snapshot at last_applied if the threshold is reached."""
+    def maybe_take_snapshot(self, on_demand: bool = False) -> bool:
+        """Ask the shell for a snapshot at last_applied if the threshold is reached
+        (or, ``on_demand``, if anything was applied since the last snapshot)."""
         index = self.last_applied
         if (self._taking is not None or self._installing is not None
                 or self.state == State.UNAVAILABLE or index <= self.log.snapshot_index
-                or index - self.log.snapshot_index < self.config.snapshot_threshold):
+                or (not on_demand
+                    and index - self.log.snapshot_index < self.config.snapshot_threshold)):
             return False
         term = self.log.term_of(index)
         assert term is not None

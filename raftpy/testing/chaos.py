@@ -197,10 +197,10 @@ def _check_liveness(cluster: Cluster, counter: int) -> None:
         raise LivenessError(f"no entry committed {LIVENESS_MS} ms after healing "
                             f"(t={cluster.now})")
     index = req.index
-    leader = cluster.servers[req.server_id].raft
-    assert leader is not None
+    raft = cluster.servers[req.server_id].raft
+    assert raft is not None
     # Every server the leader replicates to (spares and removed servers are not).
-    members = [cluster.servers[s.id] for s in leader.configuration.servers
+    members = [cluster.servers[s.id] for s in raft.configuration.servers
                if s.role != Role.SPARE]
     if not cluster.run_until(lambda: all(
             s.raft is not None and s.raft.last_applied >= index

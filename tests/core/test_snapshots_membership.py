@@ -18,6 +18,7 @@ from raftpy.core.events import (
     SnapshotInstalled,
     SnapshotTaken,
     Start,
+    TakeSnapshot,
     Tick,
 )
 from raftpy.core.membership import bootstrap, recover_entry
@@ -87,6 +88,22 @@ def test_a_snapshot_the_state_machine_could_not_take_is_asked_again() -> None:
     assert raft.snapshot is None and raft.log.snapshot_index == 0
     last = commit_entries(raft, 1)
     assert raft._taking is not None and raft._taking.index == last
+
+
+def test_take_snapshot_asks_at_last_applied_whatever_the_threshold() -> None:
+    raft = leader(snapshot_threshold=1024, snapshot_trailing=1)
+    last = commit_entries(raft, 3)
+    assert raft._taking is None
+    update = raft.step(TakeSnapshot(0))
+    assert update.take_snapshot == Snapshot(last, 2, 1, conf(3))
+    # One at a time: a second request while the first is written is dropped.
+    assert raft.step(TakeSnapshot(0)).take_snapshot is None
+    raft.step(SnapshotTaken(0, last, b"state"))
+    assert raft.log.snapshot_index == last and raft.log.offset == last - 1
+    # Nothing applied since: nothing to snapshot.
+    assert raft.step(TakeSnapshot(0)).take_snapshot is None
+    last = commit_entries(raft, 1)
+    assert raft.step(TakeSnapshot(0)).take_snapshot == Snapshot(last, 2, 1, conf(3))
 
 
 def test_restart_from_a_snapshot_and_trailing_entries() -> None:
