@@ -16,7 +16,15 @@ raftpy/core/update.py):
   state machine), without holding back log writes; the disk then keeps only
   ``snapshot_trailing`` entries before it.  A snapshot to install is a disk
   write queued behind the others (a crash before it completes loses it);
-  then the state machine is restored from it.
+  then the state machine is restored from it.  ``take_snapshot`` asks a
+  server for one at once (``TakeSnapshot``), whatever the threshold.
+* a slow state machine: a server with ``apply_latency_ms`` spends that
+  much simulated time per command it applies.  The shell applies every
+  Update before stepping the core again (update.py), so the server's loop is
+  busy: results are reported at once, but every event that reaches the server
+  until ``busy_until`` (messages, timers, disk completions, client requests)
+  waits, in order, and its applies lag the cluster's commits.  Manual mode
+  ignores it.
 * servers can be added (empty state) and given to the leader with
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
   stopped server (raft_recover).
@@ -45,7 +53,7 @@ import heapq
 import random
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from raftpy.core.config import Config
@@ -64,6 +72,7 @@ from raftpy.core.events import (
     SnapshotInstalled,
     SnapshotTaken,
     Start,
+    TakeSnapshot,
     Tick,
     Transfer,
 )
@@ -79,7 +88,7 @@ from raftpy.testing.checkers import SafetyChecker
 __all__ = ["Network", "Disk", "StateMachine", "DigestMachine", "ClientRequest",
            "SimServer", "Cluster", "FixedTimeouts"]
 
-_TIMER, _DISK, _SNAP, _NET = 0, 1, 2, 3
+_WAITED, _TIMER, _DISK, _SNAP, _NET = -1, 0, 1, 2, 3  # _WAITED: events held by a busy loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +107,8 @@ class Disk:
 
     ``failure`` is the odds that an append fails (an I/O error): it changes
     nothing on disk and poisons every write queued behind it, each of which
-    is reported failed too (``PersistFailed``), as a real writer would.
+    is reported failed too (``PersistFailed``), as a real writer would; so is
+    an append issued before a busy loop let the core hear of the failure.
     """
 
     min_latency_ms: int = 10
@@ -165,7 +175,8 @@ class SimServer:
 
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
-                 "timer_seq", "machine", "results", "state", "taking")
+                 "timer_seq", "machine", "results", "state", "taking", "apply_latency_ms",
+                 "busy_until", "waiting", "poisoned")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -188,6 +199,10 @@ class SimServer:
         self.machine = machine
         self.results: dict[int, Any] = {}                 # index -> apply result
         self.state = State.UNAVAILABLE                    # as of the last Update
+        self.apply_latency_ms = 0                         # per command applied (slow machine)
+        self.busy_until = 0                               # the loop is applying until then
+        self.waiting = 0                                  # events held meanwhile, in order
+        self.poisoned = False                             # a write failed; none followed since
 
 
 class Cluster:
@@ -269,12 +284,14 @@ class Cluster:
         server.raft = None
         server.writes.clear()
         server.taking.clear()
+        server.poisoned = False
         server.disk_free = self.now
         server.incarnation += 1
         server.deadline = None
         server.timer_seq += 1
         server.machine = type(server.machine)()
         server.results.clear()
+        server.busy_until = server.waiting = 0
 
     def close(self, server_id: int) -> None:
         """Shut a server down cleanly (Close): it stays UNAVAILABLE until restarted."""
@@ -302,9 +319,15 @@ class Cluster:
 
     # -- feeding servers ----------------------------------------------------------
 
-    def feed(self, server: SimServer, event: Event) -> Update:
+    def feed(self, server: SimServer, event: Event, waited: bool = False) -> Update | None:
+        """Step the server's core with event; None if its loop is busy applying
+        (the event then waits until ``busy_until``, behind those already waiting)."""
         raft = server.raft
         assert raft is not None
+        if server.busy_until > self.now or (server.waiting and not waited):
+            server.waiting += 1
+            self._push(max(server.busy_until, self.now), _WAITED, server.id, (raft, event))
+            return None
         update = raft.step(event)
         self._handle(server, raft, update)
         return update
@@ -362,9 +385,13 @@ class Cluster:
             self.checker.on_apply(server.id, first, entries)
         machine = server.machine
         results = server.results
+        commands = 0
         for k, entry in enumerate(entries):
             if entry.type == EntryType.COMMAND:
                 results[first + k] = machine.apply(first + k, entry.payload)
+                commands += 1
+        if server.apply_latency_ms and commands and not self.manual:
+            server.busy_until = self.now + server.apply_latency_ms * commands
 
     def _resolve(self, server: SimServer, u: Update) -> None:
         for req, first in u.accepted:
@@ -406,7 +433,14 @@ class Cluster:
                 and self.rng.random() < self.disk.failure):
             self._fail_writes(server)
             return
-        _done, truncate, first, entries, install = server.writes.pop(0)
+        _done, truncate, first, entries, install = server.writes[0]
+        end = truncate - 1 if truncate else server.offset + len(server.durable)
+        if entries and install is None and first != end + 1 and server.poisoned:
+            # Issued after a failed write that a busy loop had not yet seen:
+            # the writer stays poisoned until a write follows the log again.
+            self._fail_writes(server)
+            return
+        server.writes.pop(0)
         if install is not None:
             self._install(server, install)
             return
@@ -415,6 +449,7 @@ class Cluster:
             del durable[truncate - 1 - server.offset:]
         if entries:
             assert first == server.offset + len(durable) + 1, (first, len(durable))
+            server.poisoned = False
             durable.extend(entries)
             self.feed(server, Persisted(self.now, first + len(entries) - 1, entries[-1].term))
 
@@ -482,6 +517,7 @@ class Cluster:
         """The first queued write fails, and with it all log writes behind it; a
         snapshot install queued among them still happens."""
         failed, server.writes = server.writes, []
+        server.poisoned = True
         server.incarnation += 1  # their completion events are void
         server.disk_free = self.now
         if not self.manual:
@@ -534,6 +570,13 @@ class Cluster:
                 self.now = when
                 if not self._deliver(data[0], server_id, data[1]):
                     continue
+            elif kind == _WAITED:
+                raft, event = data
+                if raft is not server.raft or not server.alive:
+                    continue  # the server crashed meanwhile: its loop is gone
+                server.waiting -= 1
+                self.now = when
+                self.feed(server, replace(event, time_ms=when), waited=True)
             elif kind == _TIMER:
                 if data != server.timer_seq or not server.alive:
                     continue
@@ -635,6 +678,10 @@ class Cluster:
         req = ClientRequest(server_id, ())
         self.feed(self.servers[server_id], Barrier(self.now, req))
         return req
+
+    def take_snapshot(self, server_id: int) -> None:
+        """Ask server_id for a snapshot now (``TakeSnapshot``), whatever the threshold."""
+        self.feed(self.servers[server_id], TakeSnapshot(self.now))
 
     def transfer(self, server_id: int, target_id: int = 0) -> ClientRequest:
         req = ClientRequest(server_id, ())

@@ -150,3 +150,39 @@ def test_servers_join_and_leave_through_the_leader() -> None:
     assert cluster.run_until(lambda: cluster.leader() is not None
                              and cluster.leader().id != leader, 10_000)  # type: ignore[union-attr]
     assert cluster.raft(leader).state == State.FOLLOWER
+
+
+def test_a_slow_state_machine_holds_its_loop_and_lags_behind() -> None:
+    cluster = Cluster(3, seed=3, network=Network(1, 5), disk=Disk(1, 2))
+    leader = elect(cluster)
+    slow = next(i for i in cluster.servers if i != leader)
+    cluster.servers[slow].apply_latency_ms = 200
+    requests = [cluster.propose(leader, b"%08d" % k) for k in range(5)]
+    assert cluster.run_until(lambda: all(r.done for r in requests), 1_000)
+    top = requests[-1].index
+    # The quorum committed without waiting; the slow server is still busy applying.
+    assert cluster.run_until(lambda: cluster.raft(slow).last_applied >= top, 1_000)
+    server = cluster.servers[slow]
+    assert server.busy_until > cluster.now
+    # Its loop is held: a message that arrives now waits until busy_until.
+    commit = cluster.raft(slow).commit_index
+    more = cluster.propose(leader, b"00000099")
+    assert cluster.run_until(lambda: more.done, 1_000)
+    assert cluster.now < server.busy_until and cluster.raft(slow).commit_index == commit
+    cluster.run_for(2_000)
+    assert cluster.raft(slow).last_applied == more.index
+
+
+def test_take_snapshot_at_any_moment() -> None:
+    cluster = Cluster(3, seed=4, network=Network(1, 5), disk=Disk(1, 2))
+    leader = elect(cluster)
+    req = cluster.propose(leader, b"00000001", b"00000002")
+    assert cluster.run_until(lambda: req.done, 1_000)
+    applied = cluster.raft(leader).last_applied
+    cluster.take_snapshot(leader)  # far below the default threshold of 1024
+    assert cluster.run_until(lambda: cluster.raft(leader).snapshot is not None, 1_000)
+    snapshot = cluster.raft(leader).snapshot
+    assert snapshot is not None and snapshot.index == applied
+    assert cluster.servers[leader].snapshot == snapshot
+    checker = cluster.checker
+    assert checker is not None and applied in checker.snapshots
