@@ -8,7 +8,11 @@ threshold, trailing and install timeout, how slow the state machine is to
 snapshot, and a schedule of partitions (symmetric and one-way), heals,
 crashes, restarts, transfers, barriers, membership changes (a new server
 added and promoted to voter or standby, a server removed, a role changed)
-and client proposals.  ``random_run`` raises ``Violation`` when a
+and client proposals.  Some seeds also get slow state machines (servers
+that take 1-20 ms of simulated time per command applied, their loop busy
+meanwhile) and snapshots asked for at random moments on random servers
+(``TakeSnapshot``); these draw from a second random stream, so seeds
+without them run as they did before.  ``random_run`` raises ``Violation`` when a
 safety property breaks, and ``LivenessError`` when, after every fault is
 healed, no leader commits a new entry within ``LIVENESS_MS`` of simulated
 time or some server fails to apply it, or when a server's state machine
@@ -50,6 +54,8 @@ class RunReport:
     restores: int = 0
     changes: int = 0
     configurations: int = 0
+    slow_servers: int = 0          # servers given an apply latency
+    snapshot_requests: int = 0     # snapshots asked for at random moments
 
 
 def _setup(seed: int, servers: int, tracer: Tracer | None) -> tuple[Cluster, random.Random]:
@@ -144,14 +150,53 @@ def _client(cluster: Cluster, rng: random.Random, counter: int) -> int:
     return counter + n
 
 
+class _Extras:
+    """Slow state machines and snapshots at random moments, for some seeds.
+
+    Drawn from their own stream so that the main one (and every seed that
+    gets neither) is unchanged.  A slow run gives each server, including
+    those added later, an apply latency of 0, 1, 5 or 20 ms per command
+    (at least one server is slow); a snapshotting run asks a random live
+    server for a snapshot every 100-2000 ms."""
+
+    __slots__ = ("rng", "latencies", "seen", "next_snapshot", "slow", "requests")
+
+    def __init__(self, seed: int) -> None:
+        rng = self.rng = random.Random(seed ^ 0x510E)
+        self.latencies = (0, 1, 5, 20) if rng.random() < 0.3 else (0,)
+        self.seen: set[int] = set()
+        self.next_snapshot = rng.randint(200, 3000) if rng.random() < 0.4 else -1
+        self.slow = self.requests = 0
+
+    def __call__(self, cluster: Cluster) -> None:
+        rng = self.rng
+        if len(self.seen) < len(cluster.servers):
+            for server in cluster.servers.values():
+                if server.id not in self.seen:
+                    self.seen.add(server.id)
+                    latency = rng.choice(self.latencies)
+                    if len(self.latencies) > 1 and server.id == 1 and not latency:
+                        latency = 20  # a slow run has at least one slow machine
+                    server.apply_latency_ms = latency
+                    self.slow += latency > 0
+        if 0 <= self.next_snapshot <= cluster.now:
+            alive = [s.id for s in cluster.servers.values() if s.alive]
+            if alive:
+                cluster.take_snapshot(rng.choice(alive))
+                self.requests += 1
+            self.next_snapshot = cluster.now + rng.randint(100, 2000)
+
+
 def random_run(seed: int, servers: int = 3, steps: int = 5000,
                tracer: Tracer | None = None) -> RunReport:
     """One seeded run; raises Violation or LivenessError, else returns a report."""
     cluster, rng = _setup(seed, servers, tracer)
+    extras = _Extras(seed)
     counter = 0
     next_client = rng.randint(0, 300)
     next_fault = rng.randint(500, 3000)
     while cluster.steps < steps:
+        extras(cluster)
         if cluster.now >= next_client:
             counter = _client(cluster, rng, counter)
             next_client = cluster.now + rng.randint(5, 250)
@@ -165,7 +210,8 @@ def random_run(seed: int, servers: int = 3, steps: int = 5000,
     assert checker is not None
     return RunReport(seed, servers, cluster.steps, cluster.now, len(checker.committed),
                      len(checker.acked), len(checker.leaders), len(checker.snapshots),
-                     checker.restores, cluster.changes, checker.configurations)
+                     checker.restores, cluster.changes, checker.configurations,
+                     extras.slow, extras.requests)
 
 
 def _done(req: ClientRequest | None) -> Callable[[], bool]:

@@ -4,8 +4,10 @@ Runs alternate between 3- and 5-server clusters (odd seeds: 3).  Each run
 injects partitions (symmetric and one-way), crashes, restarts, message loss
 and duplication, transfers, barriers, snapshots (with slow state machines and
 small thresholds, so followers fall behind the leader's log and get
-InstallSnapshot) and membership changes (servers added, promoted, demoted,
-removed) under client load, checks the safety properties after every step
+InstallSnapshot; some seeds also ask for snapshots at random moments) and
+membership changes (servers added, promoted, demoted,
+removed) under client load, on some seeds with slow state machines (applies
+lag commits), checks the safety properties after every step
 (raftpy/testing/checkers.py) and, at the end, heals everything and requires
 a new entry to commit and reach every member, whose state machines must equal
 a replay of the committed prefix.
@@ -35,15 +37,17 @@ def _servers(seed: int) -> int:
     return 3 if seed % 2 else 5
 
 
-def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int, int]:
+def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int, int, int, int]:
     """Run one seed; returns (seed, steps, failure text or '', acked, leaders,
-    snapshots, restores, membership requests, configurations committed)."""
+    snapshots, restores, membership requests, configurations committed,
+    slow servers, snapshots asked for at random moments)."""
     try:
         report = random_run(seed, _servers(seed), STEPS)
     except AssertionError as exc:
-        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0, 0
+        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0, 0, 0, 0
     return (seed, report.steps, "", report.acked, report.leaders, report.snapshots,
-            report.restores, report.changes, report.configurations)
+            report.restores, report.changes, report.configurations, report.slow_servers,
+            report.snapshot_requests)
 
 
 def _explain(seed: int, failure: str) -> str:
@@ -87,13 +91,17 @@ def test_random_runs() -> None:
     acked, leaders = sum(r[3] for r in results), sum(r[4] for r in results)
     snapshots, restores = sum(r[5] for r in results), sum(r[6] for r in results)
     changes, configurations = sum(r[7] for r in results), sum(r[8] for r in results)
+    slow_runs = sum(1 for r in results if r[9])
+    asking_runs = sum(1 for r in results if r[10])
     print(f"{acked} acknowledged entries, {leaders} leader terms, {snapshots} snapshot "
           f"indexes, {restores} restores, {changes} membership requests, "
-          f"{configurations} configurations committed")
+          f"{configurations} configurations committed, {slow_runs} runs with slow "
+          f"state machines, {asking_runs} with snapshots at random moments")
     assert not failures or acked > 0
     assert failures or (acked > 50 * runs and leaders > 3 * runs)
     assert failures or (snapshots > 5 * runs and restores > runs / 2 and changes > runs
                         and configurations > runs / 2)
+    assert failures or runs < 20 or (slow_runs > runs / 10 and asking_runs > runs / 10)
     if failures:
         seed, text = failures[0]
         pytest.fail(f"{len(failures)} of {runs} runs failed, seeds "
