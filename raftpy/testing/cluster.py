@@ -564,7 +564,7 @@ class Cluster:
         queue = self._queue
         servers = self.servers
         while queue:
-            when, kind, _seq, server_id, data = heapq.heappop(queue)
+            when, kind, seq, server_id, data = heapq.heappop(queue)
             server = servers[server_id]
             if kind == _NET:
                 self.now = when
@@ -574,6 +574,9 @@ class Cluster:
                 raft, event = data
                 if raft is not server.raft or not server.alive:
                     continue  # the server crashed meanwhile: its loop is gone
+                if server.busy_until > when:  # busy again: wait on, keeping its place
+                    heapq.heappush(queue, (server.busy_until, kind, seq, server_id, data))
+                    continue
                 server.waiting -= 1
                 self.now = when
                 self.feed(server, replace(event, time_ms=when), waited=True)
