@@ -179,24 +179,35 @@ class ReplicationMixin(RaftState):
 
     # -- follower ------------------------------------------------------------
 
-    def recv_append_entries(self, from_id: int, from_address: str, m: AppendEntries) -> None:
-        if m.term < self.current_term:
-            self._trace("reject AppendEntries: stale term")
+    def accept_leader(self, from_id: int, from_address: str, term: int, rejected: int,
+                      what: str) -> bool:
+        """Term rules for a message only a leader sends (AppendEntries, InstallSnapshot):
+        a stale one is rejected (rejected is the index to report), a current or
+        newer one makes us its follower and restarts the election timer.  Returns
+        whether to go on handling the message (dissertation §3.3, spec 2.14)."""
+        if term < self.current_term:
+            self._trace(f"reject {what}: stale term")
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, m.prev_log_index, self.log.last_index))
-            return
-        if m.term > self.current_term:
-            self.bump_term(m.term)  # type: ignore[attr-defined]
+                self.current_term, rejected, self.log.last_index))
+            return False
+        if term > self.current_term:
+            self.bump_term(term)  # type: ignore[attr-defined]
         if self.state == State.CANDIDATE:
             self.to_follower()  # type: ignore[attr-defined]
         elif self.state != State.FOLLOWER:
-            self._trace(f"drop AppendEntries from {from_id}: state {self.state.name}")
-            return
+            self._trace(f"drop {what} from {from_id}: state {self.state.name}")
+            return False
         if self.current_leader_id != from_id:
             self.current_leader_id = from_id
             self.current_leader_address = from_address
             self._out.state_changed = True
         self.election_timer_start = self.now
+        return True
+
+    def recv_append_entries(self, from_id: int, from_address: str, m: AppendEntries) -> None:
+        if not self.accept_leader(from_id, from_address, m.term, m.prev_log_index,
+                                  "AppendEntries"):
+            return
         if self._installing is not None and m.entries:
             self._trace("drop AppendEntries: installing snapshot")
             return

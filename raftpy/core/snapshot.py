@@ -110,22 +110,9 @@ class SnapshotMixin(RaftState):
 
     def recv_install_snapshot(self, from_id: int, from_address: str,
                               m: InstallSnapshot) -> None:
-        if m.term < self.current_term:
-            self._trace("reject InstallSnapshot: stale term")
-            self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, m.last_index, self.log.last_index))
+        if not self.accept_leader(from_id, from_address, m.term,  # type: ignore[attr-defined]
+                                  m.last_index, "InstallSnapshot"):
             return
-        if m.term > self.current_term:
-            self.bump_term(m.term)  # type: ignore[attr-defined]
-        if self.state == State.CANDIDATE:
-            self.to_follower()  # type: ignore[attr-defined]
-        elif self.state != State.FOLLOWER:
-            return
-        if self.current_leader_id != from_id:
-            self.current_leader_id = from_id
-            self.current_leader_address = from_address
-            self._out.state_changed = True
-        self.election_timer_start = self.now
         if self._taking is not None or self._installing is not None:
             self._trace("ignore InstallSnapshot: snapshot in progress")
             return
