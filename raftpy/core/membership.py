@@ -23,6 +23,7 @@ modules below ``raft.py``.  Rules (spec §1.6, §1.7, §2.10; dissertation §4.1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from raftpy.core.configuration import Configuration, Role
@@ -73,22 +74,17 @@ class MembershipMixin(RaftState):
         return None
 
     def change_add(self, server_id: int, address: str, req: Any) -> None:
-        error = self._change_refusal()
-        if error is None:
-            try:
-                conf = self.configuration.add(server_id, address, Role.SPARE)
-            except RaftError as exc:
-                error = exc
-            else:
-                self.append_configuration(conf, req)
-                return
-        self._out.failed.append((req, error))
+        self._change(req, lambda conf: conf.add(server_id, address, Role.SPARE))
 
     def change_remove(self, server_id: int, req: Any) -> None:
+        self._change(req, lambda conf: conf.remove(server_id))
+
+    def _change(self, req: Any, edit: Callable[[Configuration], Configuration]) -> None:
+        """Append edit(current configuration), or fail req with why it can't be."""
         error = self._change_refusal()
         if error is None:
             try:
-                conf = self.configuration.remove(server_id)
+                conf = edit(self.configuration)
             except RaftError as exc:
                 error = exc
             else:

@@ -130,7 +130,6 @@ class _OpenSegment:
 
 @dataclass(eq=False)
 class _Prepared:
-    counter: int
     path: str
     ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
                                         .create_future())
@@ -596,17 +595,13 @@ class DiskStore:
         assert self.caps is not None
         return self.caps.block_size
 
-    def _fail_requests(self, reqs: Sequence[_Append], err: RaftError) -> None:
-        for req in reqs:
-            if not req.future.done():
-                req.future.set_exception(err)
-
     def _fail_queue(self, err: RaftError, first_failed: int) -> None:
         """A failed write fails everything queued behind it too (libraft 0.18),
         and the next append goes where the first failed one would have."""
-        failed = list(self._queue)
+        for req in self._queue:
+            if not req.future.done():
+                req.future.set_exception(err)
         self._queue.clear()
-        self._fail_requests(failed, err)
         self._next_index = first_failed
         if self._current is not None and self._current.failed:
             self._finalize(self._current)
@@ -631,7 +626,7 @@ class DiskStore:
 
     def _prepare_one(self) -> None:
         self._counter += 1
-        prep = _Prepared(self._counter, self._p(layout.open_name(self._counter)))
+        prep = _Prepared(self._p(layout.open_name(self._counter)))
         self._prepared.append(prep)
         job = self._run(self._prepare_sync, prep.path)
         job.add_done_callback(functools.partial(aio.copy_result, fut=prep.ready))
