@@ -57,6 +57,10 @@ class ConvertMixin(RaftState):
         self._trace(f"became follower term={self.current_term}")
 
     def to_candidate(self, disrupt_leader: bool) -> None:
+        if self.transfer is not None:
+            # A leader that stepped down keeps its transfer only to report who
+            # leads next, as a follower; it never carries into a campaign.
+            self._end_transfer(0)
         self._clear_state()
         self._set_state(State.CANDIDATE)
         self.disrupt_leader = disrupt_leader
@@ -75,6 +79,8 @@ class ConvertMixin(RaftState):
         self.election_start()  # type: ignore[attr-defined]
 
     def to_leader(self) -> None:
+        if self.transfer is not None:
+            self._end_transfer(self.id)  # the one-voter path: no campaign first
         self._clear_state()
         self._set_state(State.LEADER)
         self.current_leader_id = self.id
@@ -117,6 +123,5 @@ class ConvertMixin(RaftState):
         self._trace(f"became unavailable: {reason}")
         self._clear_state()
         if self.transfer is not None:
-            self._out.completed.append((self.transfer.req, 0))
-            self.transfer = None
+            self._end_transfer(0)
         self._set_state(State.UNAVAILABLE)

@@ -15,6 +15,19 @@ missed the CHANGE entries would otherwise refuse the only candidates that
 can win, and the cluster would never elect a leader again (found by the
 randomized simulation: a promotion committed without the promotee, then the
 demotion of another voter left uncommitted).  Votes stay exclusive per term.
+
+Deviation from libraft (0.15 and 0.18 electionVote): a server grants at most
+one vote per term, even to the target of its own pending transfer.  libraft
+also votes for the transferee after voting for someone else in that term, and
+a leader that steps down keeps its transfer pending, so a delayed disruptive
+RequestVote can win a term that another candidate already won (issue 8, A1:
+leader 1 transfers to 2, 2's RequestVote is delayed, 1 steps down by
+check-quorum and votes for 3, 3 wins term 3, then 2's RequestVote arrives and
+wins term 3 too; tests/interaction/transfer_vote_once.txt).  Dissertation
+§3.4: "each server will vote for at most one candidate in a given term".  The
+transferee still wins with the other voters' votes, and the old leader's
+vote when it has not voted in that term yet, which is the usual case (the
+TimeoutNow's RequestVote is the first message of the new term it sees).
 """
 
 from __future__ import annotations
@@ -109,9 +122,9 @@ class ElectionMixin(RaftState):
             return "installing snapshot"
         if m.term < self.current_term:
             return "stale term"
-        transfer = self.transfer
-        if (not m.pre_vote and self.voted_for not in (0, m.candidate_id)
-                and not (transfer is not None and transfer.target_id == m.candidate_id)):
+        if not m.pre_vote and self.voted_for not in (0, m.candidate_id):
+            # At most one vote per term, whatever a pending transfer (see the
+            # module docstring: libraft's transferee exception elects two leaders).
             return f"already voted for {self.voted_for}"
         # Dissertation §3.6.1: grant only to a log at least as up-to-date as ours.
         last_index = self.log.last_index

@@ -257,10 +257,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         if self.tracer is not None:
             self._trace(f"recv {event.from_id} {message}")
         self._receivers[type(message)](event.from_id, event.from_address, message)
-        transfer = self.transfer
-        if (transfer is not None and self.state == State.FOLLOWER
-                and self.current_leader_id == transfer.target_id):
-            self._complete_transfer()
+        if (self.transfer is not None and self.state == State.FOLLOWER
+                and self.current_leader_id):
+            self._complete_transfer()  # a leader is known: the target, or another
 
     def _on_take_snapshot(self, event: TakeSnapshot) -> None:
         if not self.maybe_take_snapshot(on_demand=True):
@@ -429,8 +428,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         return found
 
     def _complete_transfer(self) -> None:
-        transfer = self.transfer
-        assert transfer is not None
-        self.transfer = None
-        self._out.state_changed = True
-        self._out.completed.append((transfer.req, self.leader_id))
+        """The transfer ended (the target leads, or it timed out): report the leader."""
+        state = self.state
+        self._end_transfer(self.id if state == State.LEADER else
+                           self.current_leader_id if state == State.FOLLOWER else 0)

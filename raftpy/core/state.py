@@ -137,6 +137,15 @@ class RaftState:
         server = self.configuration.get(server_id)
         return server.address if server is not None else ""
 
+    def _end_transfer(self, leader_id: int) -> None:
+        """The pending transfer is over: its request completes with leader_id
+        (the leader then, 0 if unknown)."""
+        transfer = self.transfer
+        assert transfer is not None
+        self.transfer = None
+        self._out.state_changed = True  # leader_id reads differently now
+        self._out.completed.append((transfer.req, leader_id))
+
     def _set_hard_state(self, term: int, voted_for: int) -> None:
         if term != self.current_term:
             # What a leader vouched for holds for its term only.
