@@ -79,7 +79,7 @@ def bootstrap_entries(configuration: Configuration) -> list[Entry]:
 class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, MembershipMixin):
     """One Raft server's algorithm, driven by events; see the module docstring."""
 
-    __slots__ = ("_handlers", "_receivers")
+    __slots__ = ()
 
     def __init__(self, server_id: int, address: str, config: Config | None = None,
                  rng: random.Random | None = None, *, term: int = 0, voted_for: int = 0,
@@ -128,24 +128,6 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         self.voter_contacts = -1
         self.transfer = None
         self._out = Update()
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Receive: self._on_receive, Persisted: self._on_persisted, Tick: self._on_tick,
-            Propose: self._on_propose, Barrier: self._on_barrier,
-            Transfer: self._on_transfer, Start: self._on_start, Close: self._on_close,
-            PersistFailed: self._on_persist_failed,
-            TakeSnapshot: self._on_take_snapshot, SnapshotTaken: self._on_snapshot_taken,
-            SnapshotInstalled: self._on_snapshot_installed,
-            Add: self._on_add, Assign: self._on_assign, Remove: self._on_remove,
-        }
-        self._receivers: dict[type, Callable[[int, str, Any], None]] = {
-            AppendEntries: self.recv_append_entries,
-            AppendEntriesResult: self.recv_append_entries_result,
-            RequestVote: self.recv_request_vote,
-            RequestVoteResult: self.recv_request_vote_result,
-            TimeoutNow: self.recv_timeout_now,
-            InstallSnapshot: self.recv_install_snapshot,
-        }
-
     def _load_configuration(self) -> None:
         """Configuration from the loaded log (spec §2.1 step 3)."""
         snapshot = self.snapshot
@@ -178,15 +160,15 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
     def step(self, event: Event) -> Update:
         """Process one event and return what the shell must do."""
         self.now = event.time_ms
-        self._handlers[type(event)](event)
+        _HANDLERS[type(event)](self, event)
         return self._flush()
 
     def step_all(self, events: Iterable[Event]) -> Update:
         """Process a batch of events (in order) and return ONE accumulated Update."""
-        handlers = self._handlers
+        handlers = _HANDLERS
         for event in events:
             self.now = event.time_ms
-            handlers[type(event)](event)
+            handlers[type(event)](self, event)
         return self._flush()
 
     def _flush(self) -> Update:
@@ -256,7 +238,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         message = event.message
         if self.tracer is not None:
             self._trace(f"recv {event.from_id} {message}")
-        self._receivers[type(message)](event.from_id, event.from_address, message)
+        _RECEIVERS[type(message)](self, event.from_id, event.from_address, message)
         if (self.transfer is not None and self.state == State.FOLLOWER
                 and self.current_leader_id):
             self._complete_transfer()  # a leader is known: the target, or another
@@ -432,3 +414,24 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         state = self.state
         self._end_transfer(self.id if state == State.LEADER else
                            self.current_leader_id if state == State.FOLLOWER else 0)
+
+
+# Dispatch tables (house style 8), shared by every Raft: event type -> handler,
+# message type -> recv_<message>.
+_HANDLERS: dict[type, Callable[[Raft, Any], None]] = {
+    Receive: Raft._on_receive, Persisted: Raft._on_persisted, Tick: Raft._on_tick,
+    Propose: Raft._on_propose, Barrier: Raft._on_barrier,
+    Transfer: Raft._on_transfer, Start: Raft._on_start, Close: Raft._on_close,
+    PersistFailed: Raft._on_persist_failed,
+    TakeSnapshot: Raft._on_take_snapshot, SnapshotTaken: Raft._on_snapshot_taken,
+    SnapshotInstalled: Raft._on_snapshot_installed,
+    Add: Raft._on_add, Assign: Raft._on_assign, Remove: Raft._on_remove,
+}
+_RECEIVERS: dict[type, Callable[[Raft, int, str, Any], None]] = {
+    AppendEntries: Raft.recv_append_entries,
+    AppendEntriesResult: Raft.recv_append_entries_result,
+    RequestVote: Raft.recv_request_vote,
+    RequestVoteResult: Raft.recv_request_vote_result,
+    TimeoutNow: Raft.recv_timeout_now,
+    InstallSnapshot: Raft.recv_install_snapshot,
+}
