@@ -1,0 +1,889 @@
+"""An explicit-state model checker for the core: every ordering of the enabled
+actions, breadth first, with state hashing, up to a depth bound.
+
+May import: the standard library, ``raftpy.errors`` and ``raftpy.core``.
+
+The model is the real ``Raft`` of each server behind a minimal shell (the
+duties of update.py): term and vote are durable at once, log writes and
+snapshot installs complete in order when a ``persist`` action says so, a
+snapshot being taken becomes durable on a ``snapshot`` action, and every
+message sent waits in the network until an action delivers, duplicates or
+drops it.  Actions, all enabled whenever they make sense:
+
+* ``deliver``/``duplicate``/``drop`` any message in flight (a duplicate is
+  delivered and stays in flight);
+* ``tick`` a server: its clock jumps to its next deadline; a leader can also
+  jump straight to its election-timer deadline (check-quorum, a transfer's
+  timeout), skipping the heartbeats in between (its loop was stalled);
+* ``persist`` the oldest pending write of a server, ``snapshot`` (the one
+  being taken becomes durable);
+* ``restart`` a server: it crashes (pending writes and volatile state lost)
+  and starts again from its durable state;
+* client requests at the leader: ``propose``, ``transfer`` (to each other
+  voter, or 0), ``take`` (TakeSnapshot), and in the membership model
+  ``assign`` (the spare to voter or standby) and ``remove``.
+
+Each server has a clock of its own (the core only ever compares times it
+read itself), so timers fire in every order relative to each other and to
+deliveries: the asynchronous model in which Raft's safety must hold.
+Election timeouts are fixed per server (no randomness to enumerate).
+
+States are hashed on everything that decides the future: every field of each
+core (times taken relative to that server's clock, capped above the largest
+timeout, beyond which no comparison changes), its durable state, pending
+writes, the state machine, the messages in flight (a set: two identical
+copies behave as one plus a ``duplicate``) and the budgets used.  Bounds
+keep the space finite: the depth, the number of client requests, restarts,
+duplicates and drops, the term, and the messages in flight (a state with more
+is checked but not expanded).
+
+Safety properties, checked in every state reached (dissertation Figure 3.2;
+a core assertion failing counts too):
+
+* election safety: one leader per term, over the whole history;
+* log matching: in every log, in memory, on disk and in messages in flight,
+  two entries with one index and term are equal, as are their predecessors;
+* state machine safety: every server's committed prefix is one log;
+* leader completeness: a leader of a term above the one in which an entry
+  was first committed holds that entry;
+* durability: every committed entry is durable on a majority of the voters
+  of the latest committed configuration (in its log or under its snapshot);
+* a leader's match_index for a follower of its term names an entry that
+  follower holds durably.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration, Role, decode_configuration
+from raftpy.core.events import (
+    Assign,
+    Event,
+    Persisted,
+    Propose,
+    Receive,
+    Remove,
+    SnapshotInstalled,
+    SnapshotTaken,
+    Start,
+    TakeSnapshot,
+    Tick,
+    Transfer,
+)
+from raftpy.core.log import Log
+from raftpy.core.membership import bootstrap
+from raftpy.core.messages import AppendEntries, InstallSnapshot, Message
+from raftpy.core.progress import Progress
+from raftpy.core.raft import Raft
+from raftpy.core.snapshot_types import Snapshot
+from raftpy.core.state import PendingTransfer, RaftState
+from raftpy.core.trace import Tracer
+from raftpy.core.types import Entry, EntryType, State
+from raftpy.core.update import Update
+
+__all__ = ["Bounds", "Counterexample", "Report", "explore", "replay", "MODELS"]
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What one exploration covers.  ``voters < servers`` makes the others spares
+    (the membership model: the spare can be promoted, a server removed)."""
+
+    depth: int = 12
+    servers: int = 3
+    voters: int = 3
+    proposals: int = 1
+    transfers: int = 1
+    snapshots: int = 0          # TakeSnapshot requests
+    restarts: int = 1
+    duplicates: int = 1
+    drops: int = 1
+    changes: int = 0            # membership requests (assign, remove)
+    timeouts: int = 3           # ticks of followers and candidates (elections)
+    leader_ticks: int = 3       # ticks of leaders (heartbeats, check-quorum)
+    max_in_flight: int = 6
+    max_term: int = 4
+    pre_vote: bool = False
+    late_ticks: bool = True     # a leader may skip its heartbeats to its election deadline
+    fifo: bool = False          # messages on each link arrive in order (TCP), no duplicates
+    stabilize: bool = True      # offer the macro action: deliver and persist until quiet
+    max_states: int = 0         # stop after this many distinct states (0: no limit)
+    max_seconds: float = 0.0    # stop after this long (0: no limit)
+
+
+#: Named models for the test suite and the command line.
+MODELS: dict[str, Bounds] = {
+    "election": Bounds(depth=16, proposals=0, transfers=1, restarts=0, duplicates=0,
+                       drops=0, max_in_flight=8, max_term=3, timeouts=2, leader_ticks=3),
+    "replication": Bounds(depth=12, proposals=1, transfers=0, restarts=1, duplicates=1,
+                          drops=1),
+    "snapshot": Bounds(depth=12, proposals=1, transfers=0, snapshots=1, restarts=1,
+                       duplicates=0, drops=1),
+    "membership": Bounds(depth=12, voters=2, proposals=0, transfers=0, restarts=0,
+                         duplicates=0, drops=1, changes=1),
+}
+
+# Few heartbeats per election timeout: time is what multiplies states most, and
+# safety must not depend on the ratio.
+_CONFIG = Config(election_timeout_ms=200, heartbeat_timeout_ms=100,
+                 install_snapshot_timeout_ms=300, snapshot_threshold=1 << 30,
+                 snapshot_trailing=0, max_catch_up_rounds=2,
+                 max_catch_up_round_duration_ms=300)
+_CAP = 500  # above every timeout of _CONFIG: relative times beyond it compare alike
+_NEVER = -(1 << 62)
+
+
+class _Timeouts(random.Random):
+    """Election timeouts fixed per server (T + 100*(i-1)), and picklable."""
+
+    def __init__(self, server_id: int = 1) -> None:
+        super().__init__(server_id)
+        self.server_id = server_id
+
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        assert stop is not None
+        return min(start + 100 * (self.server_id - 1), stop - 1)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Timeouts, (self.server_id,))
+
+
+# -- the shell ------------------------------------------------------------------
+
+class _Server:
+    """One server: its core, clock, durable state, pending writes and machine."""
+
+    __slots__ = ("id", "raft", "clock", "deadline", "term", "vote", "log", "offset",
+                 "snapshot", "writes", "taking", "count", "digest", "key")
+
+    def __init__(self, server_id: int) -> None:
+        self.id = server_id
+        self.raft: Raft | None = None
+        self.clock = 0
+        self.deadline: int | None = None
+        self.term = 0
+        self.vote = 0
+        self.log: tuple[Entry, ...] = ()          # durable entries offset+1..
+        self.offset = 0
+        self.snapshot: Snapshot | None = None     # durable snapshot
+        # pending writes: (truncate_from, first, entries, snapshot to install)
+        self.writes: tuple[tuple[int, int, tuple[Entry, ...], Snapshot | None], ...] = ()
+        self.taking: Snapshot | None = None       # snapshot being taken (with data)
+        self.count = 0                            # the state machine: commands applied
+        self.digest = 0                           # and a digest over them
+        self.key: int | None = None               # cached fingerprint (a hash)
+
+
+def _machine_bytes(count: int, digest: int) -> bytes:
+    return count.to_bytes(8, "little") + digest.to_bytes(8, "little")
+
+
+class _World:
+    """A global state: servers, messages in flight, budgets used, history."""
+
+    __slots__ = ("servers", "net", "used", "leaders", "committed", "commit_terms", "voters",
+                 "depth", "path")
+
+    def __init__(self) -> None:
+        self.servers: list[_Server] = []
+        self.net: Any = frozenset()     # (from, to, message key): a set, or a tuple (fifo)
+        self.used: tuple[int, ...] = (0,) * len(_USED)
+        self.leaders: tuple[tuple[int, int], ...] = ()            # (term, leader id)
+        self.committed: tuple[Entry, ...] = ()                     # the committed log
+        self.commit_terms: tuple[int, ...] = ()                    # term each first committed in
+        self.voters: frozenset[int] = frozenset()                  # latest committed configuration
+        self.depth = 0
+        self.path: tuple[tuple[Any, ...], ...] = ()
+
+    def key(self) -> tuple[Any, ...]:
+        return (tuple(_server_key(s) for s in self.servers), self.net, self.used,
+                self.leaders, len(self.committed), self.commit_terms)
+
+
+_USED = {"propose": 0, "transfer": 1, "take": 2, "restart": 3, "duplicate": 4, "drop": 5,
+         "change": 6, "timeout": 7, "leader_tick": 8}
+
+
+class Violation(AssertionError):
+    """A safety property broke (or a core assertion failed) in a reachable state."""
+
+
+# -- fingerprints -----------------------------------------------------------------
+
+_SKIP = frozenset({"id", "address", "config", "rng", "tracer", "now", "_out", "_targets",
+                   "_promotion_req"})
+_TIMES = frozenset({"election_timer_start", "round_start"})
+_FIELDS = tuple(f for f in RaftState.__slots__ if f not in _SKIP)
+
+
+def _rel(t: int, now: int) -> int:
+    return min(now - t, _CAP) if t != _NEVER else _CAP
+
+
+def _canon(value: Any, now: int) -> Any:
+    """A hashable value standing for value, with times relative to now."""
+    convert = _CANON.get(type(value))
+    if convert is None:
+        if isinstance(value, (int, str, bytes, Configuration)) or value is None:
+            return value            # IntEnums, bools, and the immutable values
+        raise TypeError(f"no fingerprint for {type(value).__name__}")
+    return convert(value, now)
+
+
+def _canon_seq(value: Any, now: int) -> Any:
+    return tuple([_canon(v, now) for v in value])
+
+
+_CANON: dict[type, Callable[[Any, int], Any]] = {
+    int: lambda v, now: v,
+    Log: lambda v, now: (v.offset, v.snapshot_index, v.snapshot_term, tuple(v.entries)),
+    Progress: lambda v, now: (v.next_index, v.match_index, int(v.mode), v.snapshot_index,
+                              _rel(v.last_send, now), _rel(v.snapshot_last_send, now),
+                              v.recent_recv, v.features),
+    PendingTransfer: lambda v, now: (v.target_id, _rel(v.start_ms, now), v.timeout_now_sent),
+    Snapshot: lambda v, now: (v.index, v.term, v.configuration_index, v.configuration,
+                              bytes(v.data)),
+    dict: lambda v, now: tuple(sorted((k, _canon(x, now)) for k, x in v.items())),
+    set: lambda v, now: tuple(sorted(v)),
+    frozenset: lambda v, now: tuple(sorted(v)),
+    list: _canon_seq,
+    tuple: _canon_seq,
+    deque: _canon_seq,
+}
+
+
+def _raft_key(raft: Raft) -> tuple[Any, ...]:
+    now = raft.now
+    return tuple([getattr(raft, name) if fn is None else fn(getattr(raft, name), now)
+                  for name, fn in _KEY_PLAN])
+
+
+def _special(name: str) -> Callable[[Any, int], Any] | None:
+    """How _raft_key turns field name into a hashable value (None: as it is)."""
+    if name in _TIMES:
+        return _rel
+    if name == "pending":
+        return lambda v, now: tuple([index for index, _req in v])
+    if name in ("log", "progress", "transfer", "votes", "_pending_changes"):
+        return _canon
+    return None
+
+
+_KEY_PLAN = tuple((name, _special(name)) for name in _FIELDS)
+
+
+def _server_key(s: _Server) -> int:
+    """The hash of everything that decides the server's future (cached until touched)."""
+    if s.key is None:
+        raft = s.raft
+        assert raft is not None
+        s.key = hash((_raft_key(raft), s.term, s.vote, s.log, s.offset, s.snapshot,
+                      s.writes, s.taking, s.count, s.digest,
+                      None if s.deadline is None else s.deadline - s.clock))
+    return s.key
+
+
+def _net_add(net: Any, items: list[tuple[int, int, Any]], fifo: bool) -> Any:
+    """net plus items: a frozenset, or (fifo) a tuple ordered by link and, within
+    a link, by sending order (a stable sort keeps the latter)."""
+    if not fifo:
+        return net.union(items)
+    return tuple(sorted(net + tuple(items), key=lambda item: (item[0], item[1])))
+
+
+def _net_remove(net: Any, item: tuple[int, int, Any], fifo: bool) -> Any:
+    if not fifo:
+        return net - {item}
+    k = net.index(item)
+    return net[:k] + net[k + 1:]
+
+
+def _deliverable(net: Any, fifo: bool) -> list[tuple[int, int, Any]]:
+    """The messages an action may deliver: any (in a stable order), or each link's first."""
+    if not fifo:
+        return sorted(net, key=repr)
+    heads: list[tuple[int, int, Any]] = []
+    for item in net:
+        if not heads or heads[-1][:2] != item[:2]:
+            heads.append(item)
+    return heads
+
+
+def _message_key(m: Message) -> Any:
+    if isinstance(m, AppendEntries):
+        return (type(m), m.term, m.prev_log_index, m.prev_log_term, m.leader_commit,
+                tuple(m.entries), m.version)
+    if isinstance(m, InstallSnapshot):
+        return (type(m), m.term, m.last_index, m.last_term, m.conf_index, m.conf,
+                bytes(m.data), m.version)
+    return m  # frozen dataclasses of scalars: hashable as they are
+
+
+def _message_of(key: Any) -> Message:
+    if isinstance(key, tuple):
+        kind = key[0]
+        if kind is AppendEntries:
+            return AppendEntries(key[1], key[2], key[3], key[4], list(key[5]), key[6])
+        return InstallSnapshot(*key[1:])
+    return key  # type: ignore[no-any-return]
+
+
+# -- the model ----------------------------------------------------------------------
+
+class Model:
+    """Builds the initial world and applies actions to copies of worlds."""
+
+    def __init__(self, bounds: Bounds, tracer: Tracer | None = None) -> None:
+        self.bounds = bounds
+        self.config = replace(_CONFIG, pre_vote=bounds.pre_vote)
+        self.tracer = tracer
+        self.steps = 0
+        conf = Configuration()
+        for i in range(1, bounds.servers + 1):
+            conf = conf.add(i, str(i), Role.VOTER if i <= bounds.voters else Role.SPARE)
+        self.boot = bootstrap(0, conf)
+
+    def initial(self) -> _World:
+        world = _World()
+        world.net = () if self.bounds.fifo else frozenset()
+        world.voters = frozenset(decode_configuration(self.boot[0].payload).voter_ids)
+        world.committed = tuple(self.boot)
+        world.commit_terms = (0,)
+        for i in range(1, self.bounds.servers + 1):
+            s = _Server(i)
+            s.term, s.log = 1, tuple(self.boot)
+            world.servers.append(s)
+            self._start(world, s)
+        self.check(world)
+        return world
+
+    # -- copying: only the server an action touches is copied deeply ------------
+
+    def _fork(self, world: _World, touched: int) -> tuple[_World, _Server]:
+        new = _World()
+        new.servers = list(world.servers)
+        new.net, new.used = world.net, world.used  # immutable: shared
+        new.leaders, new.committed, new.commit_terms = (world.leaders, world.committed,
+                                                        world.commit_terms)
+        new.voters, new.depth, new.path = world.voters, world.depth, world.path
+        old = world.servers[touched - 1]
+        s = _Server(old.id)
+        for name in _Server.__slots__:
+            setattr(s, name, getattr(old, name))   # immutable values: shared
+        assert old.raft is not None
+        s.raft = _clone_raft(old.raft)
+        s.key = None
+        new.servers[touched - 1] = s
+        return new, s
+
+    # -- feeding the core and doing what its Update says --------------------------
+
+    def _feed(self, world: _World, s: _Server, event: Event) -> None:
+        raft = s.raft
+        assert raft is not None
+        if self.tracer is not None:
+            raft.tracer = self.tracer
+        try:
+            update = raft.step(event)
+        except AssertionError as exc:
+            raise Violation(f"server {s.id}: core assertion failed: {exc!r}") from exc
+        raft.tracer = None
+        self.steps += 1
+        if self.steps % 64 == 1:
+            check_clonable(raft)
+        self._handle(world, s, update)
+
+    def _handle(self, world: _World, s: _Server, u: Update) -> None:
+        if u.hard_state is not None:
+            s.term, s.vote = u.hard_state
+        if u.truncate_from or u.persist:
+            s.writes += ((u.truncate_from, u.persist_index, tuple(u.persist), None),)
+        if u.messages:
+            world.net = _net_add(world.net, [(s.id, to, _message_key(m))
+                                             for to, _a, m in u.messages], self.bounds.fifo)
+        for entry in u.apply:
+            if entry.type == EntryType.COMMAND:
+                s.count += 1
+                s.digest = (s.digest * 31 + sum(bytes(entry.payload))) & 0xFFFFFFFF
+        if u.install_snapshot is not None:
+            s.writes += ((0, 0, (), u.install_snapshot),)
+        if u.take_snapshot is not None:
+            t = u.take_snapshot
+            s.taking = Snapshot(t.index, t.term, t.configuration_index, t.configuration,
+                                _machine_bytes(s.count, s.digest))
+        s.deadline = u.deadline_ms
+
+    def _start(self, world: _World, s: _Server) -> None:
+        snapshot = s.snapshot
+        entries, start = s.log, s.offset + 1
+        if snapshot is not None and s.offset + len(s.log) < snapshot.index:
+            entries, start = (), snapshot.index + 1
+        s.raft = Raft(s.id, str(s.id), self.config, _Timeouts(s.id), term=s.term,
+                      voted_for=s.vote, entries=list(entries), start_index=start,
+                      snapshot=snapshot)
+        s.count, s.digest = ((0, 0) if snapshot is None else
+                             (int.from_bytes(bytes(snapshot.data[:8]), "little"),
+                              int.from_bytes(bytes(snapshot.data[8:16]), "little")))
+        self._feed(world, s, Start(s.clock))
+
+    # -- actions ----------------------------------------------------------------------
+
+    def actions(self, world: _World) -> Iterator[tuple[Any, ...]]:
+        b = self.bounds
+        used = world.used
+        if b.stabilize and (world.net or any(s.writes for s in world.servers)):
+            yield ("stabilize",)
+        for item in _deliverable(world.net, b.fifo):
+            yield ("deliver",) + item
+            if used[_USED["duplicate"]] < b.duplicates and not b.fifo:
+                yield ("duplicate",) + item
+            if used[_USED["drop"]] < b.drops:
+                yield ("drop",) + item
+        for s in world.servers:
+            raft = s.raft
+            assert raft is not None
+            leading = raft.state == State.LEADER
+            if s.deadline is not None and (
+                    used[_USED["leader_tick"]] < b.leader_ticks if leading
+                    else used[_USED["timeout"]] < b.timeouts):
+                yield ("tick", s.id, 0)
+                if (b.late_ticks and leading
+                        and self._late(raft) > max(s.deadline, s.clock)):
+                    yield ("tick", s.id, 1)
+            if s.writes:
+                yield ("persist", s.id)
+            if s.taking is not None:
+                yield ("snapshot", s.id)
+            if used[_USED["restart"]] < b.restarts:
+                yield ("restart", s.id)
+            if (used[_USED["take"]] < b.snapshots and raft.state != State.UNAVAILABLE
+                    and raft.last_applied > raft.log.snapshot_index and s.taking is None):
+                yield ("take", s.id)
+            if raft.state != State.LEADER or raft.transfer is not None:
+                continue
+            if used[_USED["propose"]] < b.proposals:
+                yield ("propose", s.id)
+            if used[_USED["transfer"]] < b.transfers:
+                for target in (0, *raft.configuration.voter_ids):
+                    if target != s.id:
+                        yield ("transfer", s.id, target)
+            if used[_USED["change"]] < b.changes:
+                for server in raft.configuration.servers:
+                    if server.role == Role.SPARE:
+                        yield ("assign", s.id, server.id, int(Role.VOTER))
+                        yield ("assign", s.id, server.id, int(Role.STANDBY))
+                    elif server.id != s.id:
+                        yield ("remove", s.id, server.id)
+
+    def _late(self, raft: Raft) -> int:
+        deadline = raft.election_timer_start + raft.config.election_timeout_ms
+        if raft.transfer is not None:
+            deadline = min(deadline, raft.transfer.start_ms + raft.config.election_timeout_ms)
+        return deadline
+
+    def apply(self, world: _World, action: tuple[Any, ...]) -> _World:
+        """A new world: world after action (world itself is not changed)."""
+        kind = action[0]
+        if kind in ("deliver", "duplicate", "drop"):
+            _kind, src, dst, mkey = action
+            new, s = self._fork(world, dst)
+            item = (src, dst, mkey)
+            if kind != "duplicate":
+                new.net = _net_remove(new.net, item, self.bounds.fifo)
+            if kind != "deliver":
+                new.used = _bump(new.used, kind)
+            if kind != "drop":
+                self._feed(new, s, Receive(s.clock, src, str(src), _message_of(mkey)))
+        elif kind == "stabilize":
+            new = self._stabilize(world)
+        else:
+            server_id = action[1]
+            new, s = self._fork(world, server_id)
+            getattr(self, "_do_" + kind)(new, s, action)
+        new.depth = world.depth + 1
+        new.path = world.path + (action,)
+        return new
+
+    def _stabilize(self, world: _World) -> _World:
+        """Deliver every message and complete every write, until nothing is left
+        (no time passes): what a quiet, fast cluster does between two faults."""
+        new = world
+        for s in world.servers:
+            new = self._fork(new, s.id)[0]
+        servers = new.servers
+        for _round in range(100):
+            busy = False
+            for s in servers:
+                while s.writes:
+                    self._do_persist(new, s, ("persist", s.id))
+                    busy = True
+            for item in _deliverable(new.net, self.bounds.fifo):
+                src, dst, mkey = item
+                new.net = _net_remove(new.net, item, self.bounds.fifo)
+                s = servers[dst - 1]
+                self._feed(new, s, Receive(s.clock, src, str(src), _message_of(mkey)))
+                busy = True
+            if not busy:
+                break
+        for s in servers:
+            s.key = None
+        return new
+
+    def _do_tick(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        raft = s.raft
+        assert raft is not None and s.deadline is not None
+        when = self._late(raft) if action[2] else s.deadline
+        world.used = _bump(world.used, "leader_tick" if raft.state == State.LEADER
+                           else "timeout")
+        s.clock = max(s.clock, when)
+        self._feed(world, s, Tick(s.clock))
+
+    def _do_persist(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        (truncate, first, entries, install), s.writes = s.writes[0], s.writes[1:]
+        if install is not None:
+            s.log, s.offset, s.snapshot = (), install.index, install
+            s.count = int.from_bytes(bytes(install.data[:8]), "little")
+            s.digest = int.from_bytes(bytes(install.data[8:16]), "little")
+            self._feed(world, s, SnapshotInstalled(s.clock, install.index))
+            return
+        log = s.log
+        if truncate:
+            log = log[:max(truncate - 1 - s.offset, 0)]
+        if entries:
+            assert first == s.offset + len(log) + 1, (first, s.offset, len(log))
+            log += entries
+        s.log = log
+        if entries:
+            self._feed(world, s, Persisted(s.clock, first + len(entries) - 1, entries[-1].term))
+
+    def _do_snapshot(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        snapshot, s.taking = s.taking, None
+        assert snapshot is not None
+        if s.snapshot is None or snapshot.index > s.snapshot.index:
+            s.snapshot = snapshot
+            keep_from = min(snapshot.index - self.config.snapshot_trailing,
+                            s.offset + len(s.log))
+            if keep_from > s.offset:
+                s.log = s.log[keep_from - s.offset:]
+                s.offset = keep_from
+        self._feed(world, s, SnapshotTaken(s.clock, snapshot.index, snapshot.data))
+
+    def _do_restart(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "restart")
+        s.writes, s.taking, s.deadline = (), None, None
+        self._start(world, s)
+
+    def _do_take(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "take")
+        self._feed(world, s, TakeSnapshot(s.clock))
+
+    def _do_propose(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "propose")
+        self._feed(world, s, Propose(s.clock, [b"cmd%05d" % world.used[0]]))
+
+    def _do_transfer(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "transfer")
+        self._feed(world, s, Transfer(s.clock, action[2]))
+
+    def _do_assign(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "change")
+        self._feed(world, s, Assign(s.clock, action[2], Role(action[3])))
+
+    def _do_remove(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "change")
+        self._feed(world, s, Remove(s.clock, action[2]))
+
+    # -- safety ------------------------------------------------------------------------
+
+    def check(self, world: _World) -> None:
+        """Raise Violation if a safety property fails in world (and update its history)."""
+        servers = world.servers
+        self._check_leaders(world)
+        self._check_log_matching(world)
+        self._check_committed(world)
+        committed = world.committed
+        for s in servers:
+            raft = s.raft
+            assert raft is not None
+            if raft.state == State.LEADER:
+                log = raft.log
+                for index in range(log.offset + 1, len(committed) + 1):
+                    if (world.commit_terms[index - 1] < raft.current_term
+                            and log.get(index) != committed[index - 1]):
+                        raise Violation(f"leader completeness: leader {s.id} of term "
+                                        f"{raft.current_term} lacks committed entry {index}")
+                self._check_matches(world, s, raft)
+        self._check_durable(world)
+
+    def _check_leaders(self, world: _World) -> None:
+        leaders = dict(world.leaders)
+        for s in world.servers:
+            raft = s.raft
+            assert raft is not None
+            if raft.state == State.LEADER:
+                have = leaders.setdefault(raft.current_term, s.id)
+                if have != s.id:
+                    raise Violation(f"election safety: {have} and {s.id} lead term "
+                                    f"{raft.current_term}")
+        if len(leaders) != len(world.leaders):
+            world.leaders = tuple(sorted(leaders.items()))
+
+    def _check_log_matching(self, world: _World) -> None:
+        seen: dict[tuple[int, int], tuple[bytes, int]] = {}
+
+        def visit(first: int, entries: Sequence[Entry], prev_term: int | None,
+                  where: str) -> None:
+            for k, e in enumerate(entries):
+                key = (first + k, e.term)
+                have = seen.get(key)
+                value = (bytes(e.payload), -1 if prev_term is None else prev_term)
+                if have is None:
+                    seen[key] = value
+                elif have[0] != value[0] or (have[1] != value[1] and -1 not in (have[1],
+                                                                                   value[1])):
+                    raise Violation(f"log matching: {where} entry {first + k} term {e.term} "
+                                    f"differs from another log's")
+                prev_term = e.term
+
+        for s in world.servers:
+            raft = s.raft
+            assert raft is not None
+            log = raft.log
+            visit(log.offset + 1, log.entries, log.term_of(log.offset), f"server {s.id}")
+            visit(s.offset + 1, s.log, None, f"server {s.id} (disk)")
+        for src, _dst, mkey in world.net:
+            if isinstance(mkey, tuple) and mkey[0] is AppendEntries:
+                visit(mkey[2] + 1, mkey[5], mkey[3], f"AppendEntries from {src}")
+
+    def _check_committed(self, world: _World) -> None:
+        committed = list(world.committed)
+        terms = list(world.commit_terms)
+        for s in world.servers:
+            raft = s.raft
+            assert raft is not None
+            log = raft.log
+            for index in range(log.offset + 1, raft.commit_index + 1):
+                entry = log.get(index)
+                assert entry is not None
+                if index <= len(committed):
+                    if committed[index - 1] != entry:
+                        raise Violation(f"state machine safety: server {s.id} commits "
+                                        f"{entry[:2]} at {index}, another "
+                                        f"{committed[index - 1][:2]}")
+                elif index == len(committed) + 1:
+                    committed.append(entry)
+                    terms.append(raft.current_term)
+                    if entry.type == EntryType.CHANGE:
+                        world.voters = frozenset(decode_configuration(entry.payload).voter_ids)
+        if len(committed) != len(world.committed):
+            world.committed, world.commit_terms = tuple(committed), tuple(terms)
+
+    def _check_durable(self, world: _World) -> None:
+        committed = world.committed
+        voters = [s for s in world.servers if s.id in world.voters]
+        need = len(voters) // 2 + 1
+        for index in range(2, len(committed) + 1):
+            entry = committed[index - 1]
+            have = 0
+            for s in voters:
+                snap = s.snapshot.index if s.snapshot is not None else 0
+                k = index - s.offset - 1
+                if index <= snap or (0 <= k < len(s.log) and s.log[k] == entry):
+                    have += 1
+            if have < need:
+                raise Violation(f"durability: committed entry {index} is durable on "
+                                f"{have} of {len(voters)} voters")
+
+    def _check_matches(self, world: _World, leader: _Server, raft: Raft) -> None:
+        for server_id, p in raft.progress.items():
+            if server_id == leader.id or not p.match_index:
+                continue
+            other = world.servers[server_id - 1]
+            if other.raft is None or other.raft.current_term != raft.current_term:
+                continue
+            index, term = p.match_index, raft.log.term_of(p.match_index)
+            snap = other.snapshot.index if other.snapshot is not None else 0
+            k = index - other.offset - 1
+            if term is None or index <= snap:
+                continue
+            if not (0 <= k < len(other.log) and other.log[k].term == term):
+                raise Violation(f"leader {leader.id} counts follower {server_id} at "
+                                f"{index} (term {term}) but it does not hold it durably")
+
+
+def _clone_raft(raft: Raft) -> Raft:
+    """A copy of raft that shares nothing mutable with it (much faster than pickle
+    or deepcopy: values, entries, configurations and snapshots are immutable and
+    shared; ``check_clonable`` verifies that every other field is)."""
+    new = Raft.__new__(Raft)
+    for name in _SHARED_SLOTS:
+        setattr(new, name, getattr(raft, name))
+    old_log = raft.log
+    log = Log.__new__(Log)
+    log.entries, log._sizes = old_log.entries[:], old_log._sizes[:]
+    log._base, log.offset = old_log._base, old_log.offset
+    log.snapshot_index, log.snapshot_term = old_log.snapshot_index, old_log.snapshot_term
+    new.log = log
+    progress: dict[int, Progress] = {}
+    for server_id, p in raft.progress.items():
+        q = Progress.__new__(Progress)
+        for attr in _PROGRESS_SLOTS:
+            setattr(q, attr, getattr(p, attr))
+        progress[server_id] = q
+    new.progress = progress
+    new._targets = [(i, address, progress[i]) for i, address, _p in raft._targets]
+    transfer = raft.transfer
+    if transfer is not None:
+        new.transfer = PendingTransfer(transfer.target_id, transfer.start_ms, transfer.req)
+        new.transfer.timeout_now_sent = transfer.timeout_now_sent
+    else:
+        new.transfer = None
+    new.votes = set(raft.votes)
+    new.pending = deque(raft.pending)
+    new._pending_changes = deque(raft._pending_changes)
+    new._out = Update()
+    return new
+
+
+_MUTABLE_SLOTS = frozenset({"log", "progress", "_targets", "transfer", "votes", "pending",
+                            "_pending_changes", "_out"})
+_SHARED_SLOTS = tuple(n for n in RaftState.__slots__ if n not in _MUTABLE_SLOTS)
+_PROGRESS_SLOTS = Progress.__slots__
+_IMMUTABLE = (int, str, bool, tuple, type(None), Config, Configuration, Snapshot,
+              random.Random)
+
+
+def check_clonable(raft: Raft) -> None:
+    """Every field _clone_raft shares must hold an immutable value (a new field of a
+    mutable type would be shared between worlds and break the exploration)."""
+    for name in _SHARED_SLOTS:
+        value = getattr(raft, name)
+        if not isinstance(value, _IMMUTABLE):
+            raise TypeError(f"Raft.{name} holds a {type(value).__name__}: teach "
+                            f"_clone_raft to copy it")
+
+
+def _bump(used: tuple[int, ...], what: str) -> tuple[int, ...]:
+    k = _USED[what]
+    return used[:k] + (used[k] + 1,) + used[k + 1:]
+
+
+# -- exploration -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Counterexample:
+    """The shortest path found from the initial state to a violation."""
+
+    depth: int
+    path: tuple[tuple[Any, ...], ...]
+    error: str
+
+
+@dataclass(slots=True)
+class Report:
+    bounds: Bounds
+    states: int = 0
+    transitions: int = 0
+    depth: int = 0                   # deepest level fully explored
+    per_depth: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = False           # every state within the bounds was explored
+    counterexample: Counterexample | None = None
+
+    def summary(self) -> str:
+        found = (f"VIOLATION at depth {self.counterexample.depth}: "
+                 f"{self.counterexample.error}" if self.counterexample else "no violation")
+        limit = "complete" if self.complete else "cut short"
+        return (f"{self.states:,} states, {self.transitions:,} transitions, depth "
+                f"{self.depth} ({limit}), {self.seconds:.1f} s: {found}")
+
+
+def explore(bounds: Bounds, progress: Callable[[Report], None] | None = None,
+            clock: Callable[[], float] | None = None) -> Report:
+    """Breadth-first search of every state within bounds; stops at the first violation.
+
+    ``clock`` (seconds, e.g. time.monotonic) measures the run and enforces
+    ``max_seconds``; this module reads no clock of its own (it stays
+    deterministic)."""
+    now = clock or (lambda: 0.0)
+    model = Model(bounds)
+    report = Report(bounds)
+    started = now()
+    root = model.initial()
+    seen = {hash(root.key())}
+    frontier = [root]
+    report.states = 1
+    report.per_depth.append(1)
+    for depth in range(bounds.depth):
+        nxt: list[_World] = []
+        for world in frontier:
+            for action in model.actions(world):
+                report.transitions += 1
+                try:
+                    new = model.apply(world, action)
+                    model.check(new)
+                except Violation as exc:
+                    report.counterexample = Counterexample(depth + 1,
+                                                           world.path + (action,), str(exc))
+                    report.seconds = now() - started
+                    return report
+                key = hash(new.key())
+                if key in seen:
+                    continue
+                seen.add(key)
+                report.states += 1
+                if len(new.net) <= bounds.max_in_flight and _within_terms(new, bounds):
+                    nxt.append(new)
+            if _out_of_budget(bounds, report, now() - started):
+                report.seconds = now() - started
+                return report
+        report.depth = depth + 1
+        report.per_depth.append(len(nxt))
+        report.seconds = now() - started
+        if progress is not None:
+            progress(report)
+        frontier = nxt
+        if not frontier:
+            break
+    report.complete = True
+    report.seconds = now() - started
+    return report
+
+
+def _within_terms(world: _World, bounds: Bounds) -> bool:
+    return all(s.raft is not None and s.raft.current_term <= bounds.max_term
+               for s in world.servers)
+
+
+def _out_of_budget(bounds: Bounds, report: Report, elapsed: float) -> bool:
+    return bool((bounds.max_states and report.states >= bounds.max_states) or
+                (bounds.max_seconds and elapsed >= bounds.max_seconds))
+
+
+def replay(bounds: Bounds, path: Sequence[tuple[Any, ...]], tracer: Tracer) -> str:
+    """Run path again with the core's trace lines on; returns the error, if any."""
+    model = Model(bounds, tracer)
+    world = model.initial()
+    for action in path:
+        tracer(0, 0, "action " + describe(action))
+        try:
+            world = model.apply(world, action)
+            model.check(world)
+        except Violation as exc:
+            return str(exc)
+    return ""
+
+
+def describe(action: tuple[Any, ...]) -> str:
+    kind = action[0]
+    if kind in ("deliver", "duplicate", "drop"):
+        return f"{kind} {action[1]}->{action[2]} {_message_of(action[3])}"
+    if kind == "tick":
+        return f"tick {action[1]}" + (" (late: to its election deadline)" if action[2] else "")
+    return " ".join(str(a) for a in action)
