@@ -887,3 +887,4 @@ def describe(action: tuple[Any, ...]) -> str:
     if kind == "tick":
         return f"tick {action[1]}" + (" (late: to its election deadline)" if action[2] else "")
     return " ".join(str(a) for a in action)
+

@@ -1,0 +1,87 @@
+"""Known-bad variants of core rules (mutants), to show what the checkers catch.
+
+A checker is only as good as the bugs it has caught: each mutant here puts a
+real bug back into the core (one textual change to one method) and the model
+checker and the chaos runs must find it.  ``MUTANTS`` maps a name to its
+edits; ``apply_mutant`` installs one through pytest's monkeypatch (undone
+after the test).
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+from raftpy.core import raft as raft_module
+from raftpy.core.election import ElectionMixin
+from raftpy.core.replication import ReplicationMixin
+
+
+@dataclass(frozen=True)
+class Edit:
+    cls: type
+    method: str
+    old: str
+    new: str
+
+
+MUTANTS: dict[str, tuple[Edit, ...]] = {
+    # Issue 8, A1: libraft's rule, a vote for our transfer's target even after
+    # voting for another candidate in that term.
+    "transferee-vote": (Edit(
+        ElectionMixin, "_vote_refusal",
+        "if not m.pre_vote and self.voted_for not in (0, m.candidate_id):",
+        "if (not m.pre_vote and self.voted_for not in (0, m.candidate_id)\n"
+        "                and not (self.transfer is not None\n"
+        "                         and self.transfer.target_id == m.candidate_id)):"),),
+    # A follower acknowledges entries before they are durable.
+    "ack-before-durable": (
+        Edit(ReplicationMixin, "_acknowledged",
+             "return min(self.last_stored, self._verified_index)",
+             "return self._verified_index"),
+        Edit(ReplicationMixin, "recv_append_entries",
+             "if self.last_stored >= verified:", "if True:")),
+    # Votes ignore how up to date the candidate's log is (dissertation 3.6.1).
+    "vote-any-log": (Edit(
+        ElectionMixin, "_vote_refusal",
+        "# Dissertation §3.6.1: grant only to a log at least as up-to-date as ours.",
+        "return ''"),),
+    # The leader counts its own entries toward the quorum before they are durable.
+    "leader-counts-unwritten": (Edit(
+        ReplicationMixin, "maybe_commit",
+        "matches = sorted([progress[v].match_index for v in self._voters], reverse=True)",
+        "matches = sorted([progress[v].match_index if v != self.id else self.log.last_index\n"
+        "                          for v in self._voters], reverse=True)"),),
+    # Entries of earlier terms committed by counting replicas (dissertation 3.6.2).
+    "commit-old-terms": (Edit(
+        ReplicationMixin, "maybe_commit",
+        "if index > self.commit_index and self.log.term_of(index) == self.current_term:",
+        "if index > self.commit_index:"),),
+}
+
+
+def _mutated(edit: Edit) -> object:
+    function = getattr(edit.cls, edit.method)
+    source = textwrap.dedent(inspect.getsource(function))
+    assert source.count(edit.old) == 1, f"{edit.method}: the text to mutate is not there once"
+    namespace: dict[str, object] = {}
+    module = inspect.getmodule(function)
+    assert module is not None
+    exec(compile(source.replace(edit.old, edit.new), f"<mutant {edit.method}>", "exec"),
+         vars(module), namespace)
+    return namespace[edit.method]
+
+
+def apply_mutant(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Install mutant name: patch each method, and the dispatch tables that hold it."""
+    for edit in MUTANTS[name]:
+        original = getattr(edit.cls, edit.method)
+        replacement = _mutated(edit)
+        monkeypatch.setattr(edit.cls, edit.method, replacement)
+        for table in (raft_module._HANDLERS, raft_module._RECEIVERS):
+            for key, value in table.items():
+                if value is original:
+                    monkeypatch.setitem(table, key, replacement)
