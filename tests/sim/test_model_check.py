@@ -16,12 +16,11 @@ import time
 from dataclasses import replace
 
 import pytest
+from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
 
 from raftpy.core.trace import ListTracer
 from raftpy.testing import modelcheck
 from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
-
-from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
 
 SECONDS = float(os.environ.get("RAFTPY_MC_SECONDS", "20"))
 
