@@ -58,7 +58,18 @@ def bootstrap(term: int, configuration: Configuration) -> list[Entry]:
 def recover_entry(configuration: Configuration) -> Entry:
     """The entry raft_recover force-appends after the last one: the new configuration,
     with term 1 whatever the current term (quirk 4).  Loaded at the next start it is
-    the (uncommitted) configuration in effect; a sole voter then commits it."""
+    the (uncommitted) configuration in effect; a sole voter then commits it.
+
+    The procedure (libraft raft.h; dissertation §4.4 gives no safe alternative):
+    when a majority is lost for good, stop every survivor, run recover on ONE
+    of them only (the one with the longest log: it holds every committed
+    entry), then replace the data directory of every other survivor with a
+    copy of that one's before starting any.  Running recover on each survivor
+    instead writes a term-1 entry at the same index on servers whose logs
+    differ before it: log matching (equal index and term, so equal logs)
+    then accepts the difference and state machines diverge.  Recover also
+    gives up the guarantee for entries that were committed by the lost
+    majority and not stored by the chosen survivor."""
     return Entry(1, EntryType.CHANGE, configuration.encode())
 
 
