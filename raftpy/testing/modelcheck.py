@@ -78,7 +78,14 @@ from raftpy.core.events import (
 )
 from raftpy.core.log import Log
 from raftpy.core.membership import bootstrap
-from raftpy.core.messages import AppendEntries, InstallSnapshot, Message
+from raftpy.core.messages import (
+    AppendEntries,
+    AppendEntriesResult,
+    InstallSnapshot,
+    Message,
+    RequestVoteResult,
+    TimeoutNow,
+)
 from raftpy.core.progress import Progress
 from raftpy.core.raft import Raft
 from raftpy.core.snapshot_types import Snapshot
@@ -506,9 +513,35 @@ class Model:
             server_id = action[1]
             new, s = self._fork(world, server_id)
             getattr(self, "_do_" + kind)(new, s, action)
+        new.net = self._without_dead(new)
         new.depth = world.depth + 1
         new.path = world.path + (action,)
         return new
+
+    def _without_dead(self, world: _World) -> Any:
+        """The network without messages whose delivery can change nothing, ever
+        (terms never go down, not even across restarts):
+
+        * a result (AppendEntriesResult, RequestVoteResult) or a TimeoutNow of a
+          term below its receiver's: dropped unread (recv_* return at once);
+        * a request (AppendEntries, RequestVote, InstallSnapshot) of a term below
+          its receiver's, whose sender is past the receiver's term too: the
+          receiver only answers with its term, and that answer is stale on
+          arrival."""
+        net = world.net
+        terms = {s.id: s.raft.current_term for s in world.servers if s.raft is not None}
+        dead = []
+        for item in net:
+            src, dst, mkey = item
+            term = (mkey[1] if isinstance(mkey, tuple) else mkey.term)
+            if term >= terms[dst]:
+                continue
+            if isinstance(mkey, (AppendEntriesResult, RequestVoteResult, TimeoutNow)) or (
+                    terms[src] > terms[dst]):
+                dead.append(item)
+        for item in dead:
+            net = _net_remove(net, item, self.bounds.fifo)
+        return net
 
     def _stabilize(self, world: _World) -> _World:
         """Deliver every message and complete every write, until nothing is left
