@@ -120,20 +120,33 @@ class Bounds:
     late_ticks: bool = True     # a leader may skip its heartbeats to its election deadline
     fifo: bool = False          # messages on each link arrive in order (TCP), no duplicates
     stabilize: bool = True      # offer the macro action: deliver and persist until quiet
+    # Steps run before the search starts (not counted in depth or budgets), to
+    # begin from an interesting state: "tick 1", "tick-late 1", "stabilize",
+    # "deliver SRC DST" (the first message on that link), "persist I",
+    # "propose I", "take I", "snapshot I", "restart I", "transfer I TARGET".
+    prefix: tuple[str, ...] = ()
     max_states: int = 0         # stop after this many distinct states (0: no limit)
     max_seconds: float = 0.0    # stop after this long (0: no limit)
 
 
 #: Named models for the test suite and the command line.
+_LEADER = ("tick 1", "stabilize")            # 1 leads term 2, its barrier committed
 MODELS: dict[str, Bounds] = {
+    # From the bootstrap state: elections, transfers, check-quorum (issue 8, A1).
     "election": Bounds(depth=16, proposals=0, transfers=1, restarts=0, duplicates=0,
                        drops=0, max_in_flight=8, max_term=3, timeouts=2, leader_ticks=3),
-    "replication": Bounds(depth=12, proposals=1, transfers=0, restarts=1, duplicates=1,
-                          drops=1),
-    "snapshot": Bounds(depth=12, proposals=1, transfers=0, snapshots=1, restarts=1,
-                       duplicates=0, drops=1),
-    "membership": Bounds(depth=12, voters=2, proposals=0, transfers=0, restarts=0,
-                         duplicates=0, drops=1, changes=1),
+    # A leader and its followers: a write, crashes, loss and duplication.
+    "replication": Bounds(depth=12, prefix=_LEADER, proposals=1, transfers=0, restarts=1,
+                          duplicates=1, drops=1, timeouts=1, leader_ticks=2),
+    # The leader has just snapshotted (trailing 0) past follower 3, which has
+    # not seen entry 3: compaction, InstallSnapshot, installs racing elections.
+    "snapshot": Bounds(depth=12, prefix=_LEADER + (
+        "propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1", "take 1",
+        "snapshot 1"), proposals=1, transfers=0, snapshots=1, restarts=1, duplicates=0,
+        drops=1, timeouts=1, leader_ticks=2),
+    # 2 voters and a spare: promotion (catch-up rounds), demotion, removal.
+    "membership": Bounds(depth=12, voters=2, prefix=_LEADER, proposals=1, transfers=0,
+                         restarts=0, duplicates=0, drops=1, changes=1),
 }
 
 # Few heartbeats per election timeout: time is what multiplies states most, and
@@ -368,7 +381,23 @@ class Model:
             world.servers.append(s)
             self._start(world, s)
         self.check(world)
+        for step in self.bounds.prefix:
+            world = self.apply(world, self._parse_step(world, step))
+            self.check(world)
+        world.used, world.depth, world.path = (0,) * len(_USED), 0, ()
         return world
+
+    def _parse_step(self, world: _World, step: str) -> tuple[Any, ...]:
+        words = step.split()
+        kind, args = words[0], [int(w) for w in words[1:]]
+        if kind == "deliver":
+            for item in _deliverable(world.net, self.bounds.fifo):
+                if item[:2] == (args[0], args[1]):
+                    return ("deliver",) + item
+            raise ValueError(f"prefix step {step!r}: no message on that link")
+        if kind in ("tick", "tick-late"):
+            return ("tick", args[0], int(kind == "tick-late"))
+        return (kind, *args)
 
     # -- copying: only the server an action touches is copied deeply ------------
 
@@ -718,20 +747,49 @@ class Model:
             world.committed, world.commit_terms = tuple(committed), tuple(terms)
 
     def _check_durable(self, world: _World) -> None:
+        """Every committed entry is durable on enough servers that every quorum of
+        every electorate that could choose a leader now or after a crash meets
+        them: for an electorate of n voters, on at least n - (n//2 + 1) + 1 of
+        its voters (a majority when n is odd, half when n is even; dissertation
+        §4.1: single-server changes keep old and new quorums overlapping, and a
+        leader counts with the newest configuration in its log)."""
         committed = world.committed
-        voters = [s for s in world.servers if s.id in world.voters]
-        need = len(voters) // 2 + 1
-        for index in range(2, len(committed) + 1):
-            entry = committed[index - 1]
-            have = 0
-            for s in voters:
-                snap = s.snapshot.index if s.snapshot is not None else 0
+        if len(committed) < 2:
+            return
+        holders_of: list[set[int]] = [set() for _ in committed]
+        for s in world.servers:
+            snap = s.snapshot.index if s.snapshot is not None else 0
+            for index in range(2, len(committed) + 1):
                 k = index - s.offset - 1
-                if index <= snap or (0 <= k < len(s.log) and s.log[k] == entry):
-                    have += 1
-            if have < need:
-                raise Violation(f"durability: committed entry {index} is durable on "
-                                f"{have} of {len(voters)} voters")
+                if index <= snap or (0 <= k < len(s.log) and s.log[k] == committed[index - 1]):
+                    holders_of[index - 1].add(s.id)
+        for voters in self._electorates(world):
+            need = len(voters) - (len(voters) // 2 + 1) + 1
+            for index in range(2, len(committed) + 1):
+                have = len(holders_of[index - 1] & voters)
+                if have < need:
+                    raise Violation(f"durability: committed entry {index} is durable on "
+                                    f"{have} of the voters {sorted(voters)}")
+
+    def _electorates(self, world: _World) -> set[frozenset[int]]:
+        """The voter sets a leader could be elected by: the latest committed
+        configuration, and each server's configuration in effect, the one it
+        rolls back to, and the one its durable log would load."""
+        found = {world.voters}
+        for s in world.servers:
+            raft = s.raft
+            assert raft is not None
+            found.add(frozenset(raft.configuration.voter_ids))
+            found.add(frozenset(raft.configuration_committed.voter_ids))
+            for entry in reversed(s.log):
+                if entry.type == EntryType.CHANGE:
+                    found.add(frozenset(decode_configuration(entry.payload).voter_ids))
+                    break
+            else:
+                if s.snapshot is not None:
+                    found.add(frozenset(s.snapshot.configuration.voter_ids))
+        found.discard(frozenset())
+        return found
 
     def _check_matches(self, world: _World, leader: _Server, raft: Raft) -> None:
         for server_id, p in raft.progress.items():
