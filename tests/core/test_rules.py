@@ -79,3 +79,17 @@ def test_core_benchmark_prints_json() -> None:
         row["name"] for row in rows}
     for row in rows:
         assert {"name", "value", "unit"} <= row.keys() and row["value"] > 0
+
+
+def test_mypy_strict_on_the_package() -> None:
+    """House style 13: type hints checked with mypy --strict (the whole package)."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "raftpy"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_clean() -> None:
+    """House style 13: ruff clean over the package, the tests and the benchmarks."""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "raftpy", "tests",
+                          "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
