@@ -22,7 +22,11 @@ on it belongs to the shell.  The order of the fields is the order of duty:
    error, ...
 6. ``install_snapshot`` (a follower): persist this snapshot in place of the
    whole log (after the writes above; later writes wait for it), restore the
-   state machine from it, report ``SnapshotInstalled``.  ``take_snapshot``:
+   state machine from it, report ``SnapshotInstalled``; report the completion
+   (``Persisted``/``PersistFailed``) of every write issued before the install
+   first, before ``SnapshotInstalled``: the core ignores them while
+   installing, but after the install a late ``Persisted`` of an old write
+   could name an index and term that a new, not yet durable entry has too.  ``take_snapshot``:
    snapshot the state machine now, after applying ``apply`` (its state is
    then the one at ``take_snapshot.index``), persist it with this metadata
    in the background, keep serving, report ``SnapshotTaken``; the shell may
