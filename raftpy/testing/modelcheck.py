@@ -16,7 +16,8 @@ drops it.  Actions, all enabled whenever they make sense:
   jump straight to its election-timer deadline (check-quorum, a transfer's
   timeout), skipping the heartbeats in between (its loop was stalled);
 * ``persist`` the oldest pending write of a server, ``snapshot`` (the one
-  being taken becomes durable);
+  being taken becomes durable), ``fail`` the oldest pending log write (and
+  the writes queued behind it: ``PersistFailed``);
 * ``restart`` a server: it crashes (pending writes and volatile state lost)
   and starts again from its durable state;
 * client requests at the leader: ``propose``, ``transfer`` (to each other
@@ -27,6 +28,12 @@ Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
 deliveries: the asynchronous model in which Raft's safety must hold.
 Election timeouts are fixed per server (no randomness to enumerate).
+A ``stabilize`` action delivers every message and completes every write
+until nothing is left (no time passes): one step for what a quiet cluster
+does between two faults, so that deep interleavings are reached at a small
+depth; the fine-grained actions remain available at every state.  With
+``fifo`` each link delivers in order and never duplicates (TCP, the stock
+transport): fewer orders, a deeper search in the same time.
 
 States are hashed on everything that decides the future: every field of each
 core (times taken relative to that server's clock, capped above the largest
@@ -66,6 +73,7 @@ from raftpy.core.events import (
     Assign,
     Event,
     Persisted,
+    PersistFailed,
     Propose,
     Receive,
     Remove,
@@ -112,6 +120,7 @@ class Bounds:
     duplicates: int = 1
     drops: int = 1
     changes: int = 0            # membership requests (assign, remove)
+    failures: int = 0           # log writes failing (an I/O error, PersistFailed)
     timeouts: int = 3           # ticks of followers and candidates (elections)
     leader_ticks: int = 3       # ticks of leaders (heartbeats, check-quorum)
     max_in_flight: int = 6
@@ -144,6 +153,10 @@ MODELS: dict[str, Bounds] = {
         "propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1", "take 1",
         "snapshot 1"), proposals=1, transfers=0, snapshots=1, restarts=1, duplicates=0,
         drops=1, timeouts=1, leader_ticks=2),
+    # Pre-vote elections, and log writes that fail (PersistFailed).
+    "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
+                      restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
+                      leader_ticks=2),
     # 2 voters and a spare: promotion (catch-up rounds), demotion, removal.
     "membership": Bounds(depth=12, voters=2, prefix=_LEADER, proposals=1, transfers=0,
                          restarts=0, duplicates=0, drops=1, changes=1),
@@ -227,7 +240,7 @@ class _World:
 
 
 _USED = {"propose": 0, "transfer": 1, "take": 2, "restart": 3, "duplicate": 4, "drop": 5,
-         "change": 6, "timeout": 7, "leader_tick": 8}
+         "change": 6, "timeout": 7, "leader_tick": 8, "fail": 9}
 
 
 class Violation(AssertionError):
@@ -494,6 +507,8 @@ class Model:
                     yield ("tick", s.id, 1)
             if s.writes:
                 yield ("persist", s.id)
+                if used[_USED["fail"]] < b.failures and s.writes[0][2]:
+                    yield ("fail", s.id)
             if s.taking is not None:
                 yield ("snapshot", s.id)
             if used[_USED["restart"]] < b.restarts:
@@ -605,6 +620,18 @@ class Model:
                            else "timeout")
         s.clock = max(s.clock, when)
         self._feed(world, s, Tick(s.clock))
+
+    def _do_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        """The oldest pending log write fails, and every write queued behind it
+        (a writer fails its queue, libraft 0.18); an install among them still
+        happens.  Nothing failed reaches the disk."""
+        world.used = _bump(world.used, "fail")
+        failed, s.writes = s.writes, ()
+        for _truncate, first, entries, install in failed:
+            if install is not None:
+                s.writes += ((0, 0, (), install),)
+            elif entries:
+                self._feed(world, s, PersistFailed(s.clock, first, OSError("I/O error")))
 
     def _do_persist(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         (truncate, first, entries, install), s.writes = s.writes[0], s.writes[1:]
