@@ -252,6 +252,7 @@ class Violation(AssertionError):
 _SKIP = frozenset({"id", "address", "config", "rng", "tracer", "now", "_out", "_targets",
                    "_promotion_req"})
 _TIMES = frozenset({"election_timer_start", "round_start"})
+_PROGRESS_TIMES = frozenset({"last_send", "snapshot_last_send"})
 _FIELDS = tuple(f for f in RaftState.__slots__ if f not in _SKIP)
 
 
@@ -276,9 +277,8 @@ def _canon_seq(value: Any, now: int) -> Any:
 _CANON: dict[type, Callable[[Any, int], Any]] = {
     int: lambda v, now: v,
     Log: lambda v, now: (v.offset, v.snapshot_index, v.snapshot_term, tuple(v.entries)),
-    Progress: lambda v, now: (v.next_index, v.match_index, int(v.mode), v.snapshot_index,
-                              _rel(v.last_send, now), _rel(v.snapshot_last_send, now),
-                              v.recent_recv, v.features),
+    Progress: lambda v, now: tuple([_rel(getattr(v, name), now) if name in _PROGRESS_TIMES
+                                    else getattr(v, name) for name in Progress.__slots__]),
     PendingTransfer: lambda v, now: (v.target_id, _rel(v.start_ms, now), v.timeout_now_sent),
     Snapshot: lambda v, now: (v.index, v.term, v.configuration_index, v.configuration,
                               bytes(v.data)),
