@@ -373,6 +373,22 @@ def test_check_quorum_steps_down_and_fails_requests() -> None:
     assert [(r, type(e)) for r, e in update.failed] == [("r", LeadershipLostError)]
 
 
+def test_voter_contacts_only_while_leader() -> None:
+    """raft_voter_contacts: the leader's count from its last check-quorum, -1 otherwise."""
+    raft = server(1)
+    assert raft.voter_contacts == -1
+    raft = leader()
+    assert raft.voter_contacts == 1  # libraft: 1 from the election until a check-quorum
+    start = raft.election_timer_start
+    raft.step(Tick(start + T))       # heard from both followers in the first window
+    assert raft.state == State.LEADER and raft.voter_contacts == 3
+    raft.step(Tick(start + 2 * T))   # heard from nobody since: steps down
+    assert raft.state == State.FOLLOWER and raft.voter_contacts == -1
+    raft = leader()
+    recv(raft, 3, AppendEntriesResult(9, 2, 2))  # deposed by a newer term
+    assert raft.state == State.FOLLOWER and raft.voter_contacts == -1
+
+
 def test_higher_term_result_deposes_the_leader() -> None:
     raft = leader()
     update = recv(raft, 3, AppendEntriesResult(9, 2, 2))
