@@ -46,6 +46,9 @@ class ConvertMixin(RaftState):
             self.abort_promotion(LeadershipLostError())  # type: ignore[attr-defined]
             self.progress = {}
             self._targets = []
+            # raft_voter_contacts reports -1 unless leader (libraft raft.c): the
+            # count of an old reign says nothing about the cluster now.
+            self.voter_contacts = -1
         self.votes = set()
         self.current_leader_id = 0
         self.current_leader_address = ""

@@ -15,9 +15,9 @@ from typing import Any
 from raftpy.core.configuration import Role
 from raftpy.core.messages import Message
 
-__all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "Propose", "Barrier",
-           "Transfer", "Close", "TakeSnapshot", "SnapshotTaken", "SnapshotInstalled", "Add",
-           "Assign", "Remove", "Event"]
+__all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "HardStateFailed",
+           "SendFailed", "Propose", "Barrier", "Transfer", "Close", "TakeSnapshot",
+           "SnapshotTaken", "SnapshotInstalled", "Add", "Assign", "Remove", "Event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,42 @@ class PersistFailed:
     time_ms: int
     index: int
     error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class HardStateFailed:
+    """Persisting ``Update.hard_state`` (term and vote) failed (libraft: a failed
+    set_term/set_vote, which is fatal, spec §2.16).
+
+    The shell reports it before it steps the core with anything else, and
+    carries out nothing of that Update that writes or sends: no log or
+    snapshot write, no message (a vote granted, a RequestVote of the new
+    term, an acknowledgement in it: each may depend on the write).  It still
+    applies the Update's committed entries and resolves its requests.  The
+    server becomes UNAVAILABLE; a restart loads what is on disk.
+    """
+
+    time_ms: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    """A message of ``Update.messages`` could not be handed to ``to_id``: the
+    connection is down or was refused (libraft's send callback with an error).
+
+    The shell reports each message it knows was not delivered; a message
+    written to a connection and lost later cannot be known and is not
+    reported.  A leader moves that follower back to PROBE (next_index =
+    match_index + 1; an InstallSnapshot is given up and sent again once the
+    follower answers), and picks another target for a transfer to "any voter"
+    until the follower is heard from again.  Other failures change nothing
+    (libraft ignores them too): a lost vote or reply is a lost message.
+    """
+
+    time_ms: int
+    to_id: int
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,5 +209,6 @@ class Remove:
     req: Any = None
 
 
-Event = (Start | Tick | Receive | Persisted | PersistFailed | Propose | Barrier | Transfer
-         | Close | TakeSnapshot | SnapshotTaken | SnapshotInstalled | Add | Assign | Remove)
+Event = (Start | Tick | Receive | Persisted | PersistFailed | HardStateFailed | SendFailed
+         | Propose | Barrier | Transfer | Close | TakeSnapshot | SnapshotTaken
+         | SnapshotInstalled | Add | Assign | Remove)

@@ -27,7 +27,7 @@ class Progress:
     """next_index/match_index and the send bookkeeping for one follower."""
 
     __slots__ = ("next_index", "match_index", "mode", "snapshot_index", "last_send",
-                 "snapshot_last_send", "recent_recv", "features")
+                 "snapshot_last_send", "recent_recv", "features", "unreachable")
 
     def __init__(self, next_index: int, match_index: int = 0) -> None:
         self.next_index = next_index
@@ -38,6 +38,7 @@ class Progress:
         self.snapshot_last_send = 0
         self.recent_recv = False          # heard from since the last check-quorum
         self.features = 0
+        self.unreachable = False          # a send failed since it was last heard from
 
     def to_probe(self, next_index: int) -> None:
         self.mode = ProgressMode.PROBE

@@ -37,11 +37,13 @@ from raftpy.core.events import (
     Barrier,
     Close,
     Event,
+    HardStateFailed,
     Persisted,
     PersistFailed,
     Propose,
     Receive,
     Remove,
+    SendFailed,
     SnapshotInstalled,
     SnapshotTaken,
     Start,
@@ -277,6 +279,15 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             self._send(self.current_leader_id, self.current_leader_address,
                        AppendEntriesResult(self.current_term, index, self.last_stored))
 
+    def _on_hard_state_failed(self, event: HardStateFailed) -> None:
+        """Term or vote could not be persisted: fatal, as in libraft (spec §2.16).
+        The shell sent nothing that depended on it (update.py)."""
+        self.to_unavailable(f"could not persist term/vote: {event.error}")
+
+    def _on_send_failed(self, event: SendFailed) -> None:
+        if self.state == State.LEADER:
+            self.on_send_failed(event.to_id, event.message)
+
     def _on_tick(self, event: Tick) -> None:
         state = self.state
         if state == State.UNAVAILABLE:
@@ -399,15 +410,22 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             self.send_timeout_now(target, self._address_of(target))
 
     def _pick_transfer_target(self) -> int:
-        """First voter that is up to date, else the last voter found (spec §1.7)."""
-        found = 0
+        """First voter that is up to date, else the last voter found (spec §1.7),
+        skipping voters a send failed to since we last heard from them (their
+        next_index says nothing: PIPELINE advances it on every send), unless
+        every other voter is such a one."""
+        found = unreachable = 0
         for server_id in self._voters:
             if server_id == self.id:
                 continue
+            p = self.progress[server_id]
+            if p.unreachable:
+                unreachable = server_id
+                continue
             found = server_id
-            if self.progress[server_id].next_index == self.log.last_index + 1:
+            if p.next_index == self.log.last_index + 1:
                 return server_id
-        return found
+        return found or unreachable
 
     def _complete_transfer(self) -> None:
         """The transfer ended (the target leads, or it timed out): report the leader."""
@@ -422,7 +440,8 @@ _HANDLERS: dict[type, Callable[[Raft, Any], None]] = {
     Receive: Raft._on_receive, Persisted: Raft._on_persisted, Tick: Raft._on_tick,
     Propose: Raft._on_propose, Barrier: Raft._on_barrier,
     Transfer: Raft._on_transfer, Start: Raft._on_start, Close: Raft._on_close,
-    PersistFailed: Raft._on_persist_failed,
+    PersistFailed: Raft._on_persist_failed, HardStateFailed: Raft._on_hard_state_failed,
+    SendFailed: Raft._on_send_failed,
     TakeSnapshot: Raft._on_take_snapshot, SnapshotTaken: Raft._on_snapshot_taken,
     SnapshotInstalled: Raft._on_snapshot_installed,
     Add: Raft._on_add, Assign: Raft._on_assign, Remove: Raft._on_remove,

@@ -25,7 +25,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from raftpy.core.configuration import decode_configuration
-from raftpy.core.messages import AppendEntries, AppendEntriesResult, TimeoutNow
+from raftpy.core.messages import (
+    AppendEntries,
+    AppendEntriesResult,
+    InstallSnapshot,
+    Message,
+    TimeoutNow,
+)
 from raftpy.core.progress import Progress, ProgressMode
 from raftpy.core.state import RaftState
 from raftpy.core.types import Entry, EntryType, State
@@ -113,6 +119,7 @@ class ReplicationMixin(RaftState):
         if p is None or from_id == self.id:
             return
         p.recent_recv = True
+        p.unreachable = False
         p.features = m.features
         if m.rejected:
             if self._maybe_decrement(p, m.rejected, m.last_log_index):
@@ -139,6 +146,29 @@ class ReplicationMixin(RaftState):
                 and not transfer.timeout_now_sent and self.state == State.LEADER
                 and p.match_index == self.log.last_index):
             self.send_timeout_now(from_id, from_address)
+
+    def on_send_failed(self, to_id: int, m: Message) -> None:
+        """An AppendEntries or InstallSnapshot of ours did not reach to_id (libraft
+        sendAppendEntriesCb, sendInstallSnapshotCb): probe from what it has.
+
+        Without this a silent follower in PIPELINE mode keeps a next_index past
+        everything sent, and one sent a snapshot waits out
+        install_snapshot_timeout_ms.  Deviation from libraft: a failure in
+        SNAPSHOT mode always probes from match_index + 1 (libraft's
+        progressToProbe assumes the snapshot arrived and probes from its index);
+        the snapshot goes out again once the follower is heard from
+        (recent_recv), and one it did install is acknowledged at the first probe.
+        Stale reports (an older term) are ignored; last_send is kept, so a dead
+        link is tried once per heartbeat, not in a loop."""
+        if m.term != self.current_term or not isinstance(m, (AppendEntries, InstallSnapshot)):
+            return
+        p = self.progress.get(to_id)
+        if p is None or to_id == self.id:
+            return
+        p.unreachable = True
+        if p.mode != _PROBE or p.next_index != p.match_index + 1:
+            self._trace(f"send to {to_id} failed: probe from {p.match_index + 1}")
+            p.to_probe(p.match_index + 1)
 
     def _maybe_decrement(self, p: Progress, rejected: int, last_log_index: int) -> bool:
         """libraft progressMaybeDecrement: False if the rejection is stale."""

@@ -68,7 +68,10 @@ class RaftState:
         # candidate
         "votes", "in_pre_vote", "disrupt_leader",
         # leader
-        "progress", "_targets", "pending", "voter_contacts",
+        "progress", "_targets", "pending",
+        # voters heard from at the last check-quorum, counting itself; -1
+        # unless leader (raft_voter_contacts)
+        "voter_contacts",
         # snapshots (spec §2.11, §2.13): the latest one, one being taken, one
         # being installed (a follower; then last_stored is 0) and the term then
         "snapshot", "_taking", "_installing", "_install_term",

@@ -5,11 +5,17 @@ builds one Update per ``step``/``step_all`` call and hands it over; from then
 on it belongs to the shell.  The order of the fields is the order of duty:
 
 1. ``hard_state`` (term, voted_for): persist before sending any message.
+   If that write fails, report ``HardStateFailed`` before any other event
+   and skip the writes and messages of this Update (items 2, 3 and 6); the
+   server is then UNAVAILABLE (libraft: a failed set_term/set_vote is fatal).
 2. ``truncate_from`` then ``persist``: delete log entries from that index,
    then append ``persist`` starting at ``persist_index``; report completion
    with ``Persisted(index, term)`` of the last entry written, or failure
    with ``PersistFailed(first index of the write, error)``.
 3. ``messages``: send; the leader sends while its own write is in flight.
+   A message that could not be handed to its peer (connection down or
+   refused) is reported with ``SendFailed(to_id, message)``, at once or
+   whenever the transport learns it; nothing awaits delivery.
 4. ``apply``: the committed entries from ``apply_index``, to apply in order
    (BARRIER and CHANGE entries are not given to the state machine).  The
    core counts them as applied once handed over (``last_applied``), so the

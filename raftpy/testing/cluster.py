@@ -5,11 +5,20 @@ Everything random comes from one ``random.Random(seed)``, so a seed replays a
 run exactly.  Rules the simulation keeps (they are the shell's duties, see
 raftpy/core/update.py):
 
-* term and vote are durable at once (before any message leaves);
-* log writes complete in order after a disk latency and only then are
-  reported with ``Persisted``; a crash loses every write not yet complete;
+* term and vote are durable at once (before any message leaves), unless
+  that write fails (``Disk.hard_state_failure``): then the core hears
+  ``HardStateFailed`` at once and nothing of that Update is written or sent;
+* log writes complete in order after a disk latency (each server may have
+  its own ``Disk``: a slow disk on one server) and only then are reported
+  with ``Persisted``; a crash loses every write not yet complete, or, with
+  ``Disk.torn``, keeps an entry-aligned prefix of them (what a real disk may
+  leave: never less than was acknowledged, maybe more, loaded at restart);
 * messages are delayed by a network latency, and may be lost, duplicated,
-  reordered, or cut by partitions (symmetric or one-way) at send or delivery;
+  held for long (``Network.hold``), reordered, or cut by partitions
+  (symmetric or one-way) at send or delivery; a message sent to a crashed
+  server or over a cut link is, with ``Network.refused``/``cut_failure``
+  odds, reported back to its sender with ``SendFailed`` (a connection
+  refused or down) instead of vanishing;
 * the checkers of checkers.py run on every Update;
 * a snapshot asked for (``Update.take_snapshot``) is captured from the state
   machine at once and becomes durable after ``snapshot_latency_ms`` (a slow
@@ -27,7 +36,14 @@ raftpy/core/update.py):
   ignores it.
 * servers can be added (empty state) and given to the leader with
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
-  stopped server (raft_recover).
+  stopped server (raft_recover); ``lose`` stops a server for good and
+  ``recover_from`` runs the documented disaster recovery (raft_recover on
+  one survivor, its data directory copied to the others);
+* beyond checkers.py the cluster checks what only it can see: a leader won
+  its term with durable votes of a quorum of its configuration, an index a
+  leader commits is durable on a quorum of its voters, and a leader cut
+  off from a majority of its voters (``partition``/``cut``) commits nothing
+  it appended after the cut.
 
 Two ways to drive it: ``run``/``step`` pop the earliest pending event (a
 timer, a disk completion or a message delivery; ties: timer, disk, network,
@@ -64,11 +80,13 @@ from raftpy.core.events import (
     Barrier,
     Close,
     Event,
+    HardStateFailed,
     Persisted,
     PersistFailed,
     Propose,
     Receive,
     Remove,
+    SendFailed,
     SnapshotInstalled,
     SnapshotTaken,
     Start,
@@ -83,22 +101,35 @@ from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
-from raftpy.testing.checkers import SafetyChecker
+from raftpy.testing.checkers import SafetyChecker, Violation
 
 __all__ = ["Network", "Disk", "StateMachine", "DigestMachine", "ClientRequest",
            "SimServer", "Cluster", "FixedTimeouts"]
 
-_WAITED, _TIMER, _DISK, _SNAP, _NET = -1, 0, 1, 2, 3  # _WAITED: events held by a busy loop
+# Event kinds, in tie order.  _WAITED: events held by a busy loop; _FAILED: a
+# SendFailed on its way back to the sender.
+_WAITED, _TIMER, _DISK, _SNAP, _NET, _FAILED = -1, 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
 class Network:
-    """Message delivery: latency drawn uniformly in [min, max], loss and duplication odds."""
+    """Message delivery: latency drawn uniformly in [min, max], loss and duplication odds.
+
+    ``hold`` is the odds that a message is held ``hold_ms`` (drawn uniformly)
+    instead, a link stalled for long.  A message to a crashed server is
+    reported back to its sender (``SendFailed``, after a latency: a connect
+    attempt) with the odds ``refused``, one over a cut link with the odds
+    ``cut_failure``; otherwise it vanishes silently.
+    """
 
     min_latency_ms: int = 15
     max_latency_ms: int = 15
     loss: float = 0.0
     duplicate: float = 0.0
+    hold: float = 0.0
+    hold_ms: tuple[int, int] = (0, 0)
+    refused: float = 0.0
+    cut_failure: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +140,17 @@ class Disk:
     nothing on disk and poisons every write queued behind it, each of which
     is reported failed too (``PersistFailed``), as a real writer would; so is
     an append issued before a busy loop let the core hear of the failure.
+    ``hard_state_failure`` is the odds that persisting term and vote fails.
+    ``torn``: a crash keeps a random entry-aligned prefix of the writes in
+    flight (each snapshot being taken survives or not), instead of none.
     """
 
     min_latency_ms: int = 10
     max_latency_ms: int = 10
     failure: float = 0.0
     snapshot_latency_ms: tuple[int, int] = (10, 10)
+    hard_state_failure: float = 0.0
+    torn: bool = False
 
 
 class StateMachine(Protocol):
@@ -176,7 +212,7 @@ class SimServer:
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
                  "timer_seq", "machine", "results", "state", "taking", "apply_latency_ms",
-                 "busy_until", "waiting", "poisoned")
+                 "busy_until", "waiting", "poisoned", "disk", "commit_seen")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -203,17 +239,25 @@ class SimServer:
         self.busy_until = 0                               # the loop is applying until then
         self.waiting = 0                                  # events held meanwhile, in order
         self.poisoned = False                             # a write failed; none followed since
+        self.disk: Disk | None = None                     # its own disk (None: the cluster's)
+        self.commit_seen = 0                              # as leader, checked up to here
 
 
 class Cluster:
-    """N servers with ids 1..N (addresses "1".."N"), bootstrapped as voters."""
+    """N servers with ids 1..N (addresses "1".."N"), bootstrapped as voters, or
+    all started from one hand-made ``snapshot`` (its configuration, its term,
+    an empty log after it) as if they had compacted a common history.
+
+    ``on_send(from_id, to_id, message)``, if set, sees every message as it is
+    sent, before the network decides its fate (a test may cut the link then).
+    """
 
     def __init__(self, n: int, seed: int = 0, *, config: Config | None = None,
                  network: Network | None = None, disk: Disk | None = None,
                  voters: int | None = None, manual: bool = False,
                  tracer: Tracer | None = None, check: bool = True,
                  machine: Callable[[], StateMachine] = DigestMachine,
-                 fixed_timeouts: bool = False) -> None:
+                 fixed_timeouts: bool = False, snapshot: Snapshot | None = None) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.config = config or Config()
@@ -229,6 +273,11 @@ class Cluster:
         self._queue: list[tuple[int, int, int, int, Any]] = []  # (time, kind, seq, id, data)
         self.inflight: list[tuple[int, int, Message]] = []  # manual mode: (from, to, msg)
         self.blocked: set[tuple[int, int]] = set()          # (from, to) pairs cut
+        self.lost: set[int] = set()                         # stopped for good
+        # leader id -> (term, last index when a cut left it without a majority)
+        self.minority: dict[int, tuple[int, int]] = {}
+        self.on_send: Callable[[int, int, Message], None] | None = None
+        self.fail_hard_state: set[int] = set()              # their next term/vote write fails
         self.checker: SafetyChecker | None = SafetyChecker() if check else None
         self.machine_factory = machine
         self.servers = {i: SimServer(i, machine()) for i in range(1, n + 1)}
@@ -238,12 +287,20 @@ class Cluster:
         for i, address in members:
             conf = conf.add(i, address, 1 if i <= voters else 0)  # type: ignore[arg-type]
         self.configuration = conf
-        boot = bootstrap(0, conf)
-        if self.checker is not None:
-            self.checker.on_bootstrap(boot[0])
-        for server in self.servers.values():
-            server.durable = list(boot)
-            server.term = 1
+        if snapshot is not None:
+            self.configuration = snapshot.configuration
+            if self.checker is not None:
+                self.checker.on_start_snapshot(snapshot)
+            for server in self.servers.values():
+                server.snapshot, server.offset, server.term = snapshot, snapshot.index, \
+                    snapshot.term
+        else:
+            boot = bootstrap(0, conf)
+            if self.checker is not None:
+                self.checker.on_bootstrap(boot[0])
+            for server in self.servers.values():
+                server.durable = list(boot)
+                server.term = 1
         for server in self.servers.values():
             self.start(server.id)
 
@@ -257,7 +314,8 @@ class Cluster:
     def start(self, server_id: int) -> None:
         """(Re)start a server from its durable state (spec §2.1)."""
         server = self.servers[server_id]
-        assert not server.alive
+        assert not server.alive and server_id not in self.lost
+        server.commit_seen = 0
         snapshot = server.snapshot
         if snapshot is not None and server.offset + len(server.durable) < snapshot.index:
             server.durable, server.offset = [], snapshot.index  # stale entries (spec §2.1)
@@ -282,6 +340,8 @@ class Cluster:
         server.alive = False
         server.state = State.UNAVAILABLE
         server.raft = None
+        if self._disk(server).torn:
+            self._tear(server)
         server.writes.clear()
         server.taking.clear()
         server.poisoned = False
@@ -293,6 +353,78 @@ class Cluster:
         server.results.clear()
         server.busy_until = server.waiting = 0
 
+    def _tear(self, server: SimServer) -> None:
+        """A crash with writes in flight: a prefix of them reached the disk, cut
+        at an entry boundary (a batch in libraft's segments is checksummed, so
+        a torn batch is dropped at load; entries before it stay).  Snapshots
+        being taken are separate files: each is there or not."""
+        rng = self.rng
+        writes = server.writes
+        if writes:
+            whole = rng.randint(0, len(writes))
+            for k, (_done, truncate, first, entries, install) in enumerate(writes[:whole + 1]):
+                end = server.offset + len(server.durable)
+                if install is not None:
+                    if k < whole:
+                        server.durable, server.offset = [], install.index
+                        server.snapshot = install
+                    continue
+                if entries and first != (truncate - 1 if truncate else end) + 1:
+                    break  # queued behind a failed write: never reaches the disk
+                keep = len(entries) if k < whole else rng.randint(0, len(entries))
+                if k == whole and not keep:
+                    break
+                if truncate:
+                    del server.durable[truncate - 1 - server.offset:]
+                server.durable.extend(entries[:keep])
+        for _done, snapshot, ok in server.taking:
+            if ok and rng.random() < 0.5:
+                self._keep_snapshot(server, snapshot)
+        if self.tracer is not None and (writes or server.taking):
+            self.tracer(server.id, self.now, f"crash with {len(writes)} writes in flight: "
+                        f"log on disk to {server.offset + len(server.durable)}")
+
+    def lose(self, server_id: int) -> None:
+        """Stop a server for good (its machine is gone); it never restarts."""
+        self.crash(server_id)
+        self.lost.add(server_id)
+
+    def copy_data(self, from_id: int, to_id: int) -> None:
+        """Copy a stopped server's durable state (its data directory) onto another."""
+        src, dst = self.servers[from_id], self.servers[to_id]
+        assert not src.alive and not dst.alive and not src.writes
+        dst.term, dst.voted_for = src.term, src.voted_for
+        dst.durable, dst.offset, dst.snapshot = list(src.durable), src.offset, src.snapshot
+
+    def recover_from(self, survivor_id: int, configuration: Configuration) -> None:
+        """Disaster recovery the documented way (libraft raft.h): every server of
+        configuration is stopped; raft_recover runs on survivor_id only, and its
+        data directory is then copied to the others.  Servers outside the
+        configuration are lost for good.  Messages still in flight are gone
+        (the cluster was down), and the checkers start a new history from the
+        survivor's log: what only lost servers held is lost, as the operator
+        accepted.  Start the servers afterwards."""
+        members = {s.id for s in configuration.servers}
+        for server in self.servers.values():
+            if server.id not in members:
+                self.lose(server.id)
+            assert not server.alive, f"server {server.id} must be stopped first"
+        self.lost -= members
+        self.recover(survivor_id, configuration)
+        for member in members - {survivor_id}:
+            self.copy_data(survivor_id, member)
+        self._queue = [item for item in self._queue if item[1] != _NET]
+        heapq.heapify(self._queue)
+        self.inflight = []
+        self.minority.clear()
+        survivor = self.servers[survivor_id]
+        if self.checker is not None:
+            self.checker.on_disaster_recovery(survivor.durable, survivor.offset,
+                                              frozenset(configuration.voter_ids))
+            if survivor.voted_for:
+                for member in members:
+                    self.checker.on_vote(member, survivor.term, survivor.voted_for)
+
     def close(self, server_id: int) -> None:
         """Shut a server down cleanly (Close): it stays UNAVAILABLE until restarted."""
         self.feed(self.servers[server_id], Close(self.now))
@@ -302,6 +434,7 @@ class Cluster:
     def cut(self, from_id: int, to_id: int) -> None:
         """Drop messages from from_id to to_id (one way)."""
         self.blocked.add((from_id, to_id))
+        self._watch_minority()
 
     def partition(self, *groups: Iterable[int]) -> None:
         """Cut every link between different groups (symmetric); servers not named are alone."""
@@ -313,9 +446,30 @@ class Cluster:
             for b in self.servers:
                 if a != b and side.get(a, -a) != side.get(b, -b):
                     self.blocked.add((a, b))
+        self._watch_minority()
 
     def heal(self) -> None:
         self.blocked.clear()
+        self.minority.clear()
+
+    def _cut_off(self, raft: Raft) -> bool:
+        """Whether the links cut leave raft without a majority of its voters."""
+        me = raft.id
+        blocked = self.blocked
+        reach = sum(1 for v in raft._voters
+                    if v == me or ((me, v) not in blocked and (v, me) not in blocked))
+        return reach < raft._quorum
+
+    def _watch_minority(self) -> None:
+        """A leader the cuts leave without a majority may commit what it had
+        appended (its acks may be in), never anything newer."""
+        if self.checker is None:
+            return
+        for server in self.servers.values():
+            raft = server.raft
+            if (server.alive and raft is not None and raft.state == State.LEADER
+                    and server.id not in self.minority and self._cut_off(raft)):
+                self.minority[server.id] = (raft.current_term, raft.log.last_index)
 
     # -- feeding servers ----------------------------------------------------------
 
@@ -334,9 +488,20 @@ class Cluster:
 
     def _handle(self, server: SimServer, raft: Raft, u: Update) -> None:
         checker = self.checker
+        failed = False
         if u.hard_state is not None:
-            server.term, server.voted_for = u.hard_state
-        if u.truncate_from or u.persist:
+            disk = self._disk(server)
+            if server.id in self.fail_hard_state or (
+                    disk.hard_state_failure and self.rng.random() < disk.hard_state_failure):
+                self.fail_hard_state.discard(server.id)
+                failed = True
+            else:
+                server.term, server.voted_for = u.hard_state
+                if checker is not None and server.voted_for:
+                    checker.on_vote(server.id, server.term, server.voted_for)
+        if failed:
+            pass  # nothing that depends on the term or vote leaves (update.py)
+        elif u.truncate_from or u.persist:
             if checker is not None:
                 if u.truncate_from:
                     checker.on_truncate(server.id, u.truncate_from, server.durable,
@@ -345,30 +510,66 @@ class Cluster:
                     prev = raft.log.term_of(u.persist_index - 1) or 0
                     checker.on_write(server.id, u.persist_index, u.persist, prev)
             self._write(server, u.truncate_from, u.persist_index, u.persist)
-        if u.messages:
+        if u.messages and not failed:
             for to_id, _address, message in u.messages:
                 self._send(server.id, to_id, message)
         if u.apply:
             self._apply(server, u.apply_index, u.apply)
-        if u.install_snapshot is not None:
+        if u.install_snapshot is not None and not failed:
             self._write(server, 0, 0, [], u.install_snapshot)
-        if u.take_snapshot is not None:
+        if u.take_snapshot is not None and not failed:
             self._take(server, u.take_snapshot)
         if u.completed or u.failed or u.accepted:
             self._resolve(server, u)
+        if u.state_changed and u.state != server.state:
+            server.state = u.state
+            if u.state == State.LEADER and checker is not None:
+                checker.on_leader(server.id, raft.current_term, raft.log, raft._voters)
+                server.commit_seen = raft.commit_index  # inherited: committed before
+                if self._cut_off(raft):
+                    self.minority[server.id] = (raft.current_term, raft.log.last_index)
         if checker is not None and u.state == State.LEADER:
             self._check_matches(server, raft, checker)
             if u.persist and any(e.type == EntryType.CHANGE for e in u.persist):
                 checker.on_change(server.id, raft.log, raft.commit_index)
-        if u.state_changed and u.state != server.state:
-            server.state = u.state
-            if u.state == State.LEADER and checker is not None:
-                checker.on_leader(server.id, raft.current_term, raft.log)
+            if u.commit_index > server.commit_seen:
+                server.commit_seen = u.commit_index
+                self._check_commit(server, raft, checker)
         if u.deadline_ms != server.deadline:
             server.deadline = u.deadline_ms
             server.timer_seq += 1
             if not self.manual and u.deadline_ms is not None:
                 self._push(u.deadline_ms, _TIMER, server.id, server.timer_seq)
+        if failed:
+            if self.tracer is not None:
+                self.tracer(server.id, self.now, "term/vote write failed")
+            # Reported before any other event reaches the core (update.py), so
+            # past a busy loop's queue: libraft's set_term fails synchronously.
+            self._handle(server, raft, raft.step(HardStateFailed(self.now, OSError("I/O error"))))
+
+    def _disk(self, server: SimServer) -> Disk:
+        return server.disk if server.disk is not None else self.disk
+
+    def _check_commit(self, server: SimServer, raft: Raft, checker: SafetyChecker) -> None:
+        """The index a leader just committed is durable on a quorum of its voters,
+        and is not newer than what a leader cut off from its majority had."""
+        index = raft.commit_index
+        term = raft.log.term_of(index)
+        holders = 0
+        for voter in raft._voters:
+            other = self.servers.get(voter)
+            if other is None:
+                continue
+            k = index - 1 - other.offset
+            if k < 0 or (k < len(other.durable) and other.durable[k].term == term):
+                holders += 1
+        checker.on_commit(server.id, index, holders, raft._voters)
+        watched = self.minority.get(server.id)
+        if watched is not None and watched[0] == raft.current_term and index > watched[1]:
+            if self._cut_off(raft):
+                raise Violation(f"minority leader {server.id} (term {watched[0]}) commits "
+                                f"{index}, appended after it was cut off at {watched[1]}")
+            del self.minority[server.id]  # a change made its side a majority (remove)
 
     def _check_matches(self, server: SimServer, raft: Raft, checker: SafetyChecker) -> None:
         term = raft.current_term
@@ -419,7 +620,7 @@ class Cluster:
 
     def _write(self, server: SimServer, truncate: int, first: int, entries: list[Entry],
                install: Snapshot | None = None) -> None:
-        disk = self.disk
+        disk = self._disk(server)
         latency = (disk.min_latency_ms if disk.min_latency_ms == disk.max_latency_ms
                    else self.rng.randint(disk.min_latency_ms, disk.max_latency_ms))
         done = max(self.now, server.disk_free) + latency
@@ -429,8 +630,8 @@ class Cluster:
             self._push(done, _DISK, server.id, server.incarnation)
 
     def _complete_write(self, server: SimServer) -> None:
-        if (server.writes[0][3] and self.disk.failure
-                and self.rng.random() < self.disk.failure):
+        failure = self._disk(server).failure
+        if server.writes[0][3] and failure and self.rng.random() < failure:
             self._fail_writes(server)
             return
         _done, truncate, first, entries, install = server.writes[0]
@@ -478,7 +679,7 @@ class Cluster:
                             request.configuration, take() if take is not None else b"")
         if self.checker is not None and take is not None:
             self.checker.on_snapshot(server.id, snapshot.index, snapshot.data)
-        lo, hi = self.disk.snapshot_latency_ms
+        lo, hi = self._disk(server).snapshot_latency_ms
         done = self.now + (lo if lo == hi else self.rng.randint(lo, hi))
         server.taking.append((done, snapshot, take is not None))
         if not self.manual:
@@ -489,6 +690,11 @@ class Cluster:
         if not ok:
             self.feed(server, SnapshotTaken(self.now, snapshot.index, None))
             return
+        self._keep_snapshot(server, snapshot)
+        self.feed(server, SnapshotTaken(self.now, snapshot.index, snapshot.data))
+
+    def _keep_snapshot(self, server: SimServer, snapshot: Snapshot) -> None:
+        """A snapshot taken is durable: the disk keeps only the trailing entries."""
         if server.snapshot is None or snapshot.index > server.snapshot.index:
             server.snapshot = snapshot
             # Keep the trailing entries (libraft's snapshot_put with trailing).
@@ -497,7 +703,6 @@ class Cluster:
             if keep_from > server.offset:
                 del server.durable[:keep_from - server.offset]
                 server.offset = keep_from
-        self.feed(server, SnapshotTaken(self.now, snapshot.index, snapshot.data))
 
     def complete_snapshots(self, server_id: int = 0) -> int:
         """Manual mode: the snapshots being taken become durable (0 = every server)."""
@@ -535,20 +740,51 @@ class Cluster:
                 self.feed(server, PersistFailed(self.now, first, OSError("I/O error")))
 
     def _send(self, from_id: int, to_id: int, message: Message) -> None:
+        if self.on_send is not None:
+            self.on_send(from_id, to_id, message)
+        net = self.network
+        rng = self.rng
         if (from_id, to_id) in self.blocked:
+            if net.cut_failure and rng.random() < net.cut_failure and not self.manual:
+                self._report_failure(from_id, to_id, message)
             return
         if self.manual:
             self.inflight.append((from_id, to_id, message))
             return
-        net = self.network
-        rng = self.rng
+        target = self.servers.get(to_id)
+        if net.refused and (target is None or not target.alive) and rng.random() < net.refused:
+            self._report_failure(from_id, to_id, message)
+            return
         if net.loss and rng.random() < net.loss:
             return
         lo, hi = net.min_latency_ms, net.max_latency_ms
+        if net.hold and rng.random() < net.hold:
+            lo, hi = net.hold_ms
         self._push(self.now + (lo if lo == hi else rng.randint(lo, hi)), _NET, to_id,
                    (from_id, message))
         if net.duplicate and rng.random() < net.duplicate:
             self._push(self.now + rng.randint(lo, hi), _NET, to_id, (from_id, message))
+
+    def _report_failure(self, from_id: int, to_id: int, message: Message) -> None:
+        """The sender's transport learns, one latency later, that the message did
+        not go out (a refused or broken connection)."""
+        lo, hi = self.network.min_latency_ms, self.network.max_latency_ms
+        self._push(self.now + (lo if lo == hi else self.rng.randint(lo, hi)), _FAILED,
+                   from_id, (self.servers[from_id].raft, to_id, message))
+
+    def fail_send(self, from_id: int = 0, to_id: int = 0) -> int:
+        """Manual mode: the queued messages matching from/to (0 = any) fail to go
+        out; each sender hears ``SendFailed``.  Returns how many."""
+        keep: list[tuple[int, int, Message]] = []
+        take: list[tuple[int, int, Message]] = []
+        for item in self.inflight:
+            (take if from_id in (0, item[0]) and to_id in (0, item[1]) else keep).append(item)
+        self.inflight = keep
+        for src, dst, message in take:
+            sender = self.servers[src]
+            if sender.alive:
+                self.feed(sender, SendFailed(self.now, dst, message))
+        return len(take)
 
     def _deliver(self, from_id: int, to_id: int, message: Message) -> bool:
         server = self.servers[to_id]
@@ -585,6 +821,12 @@ class Cluster:
                     continue
                 self.now = when
                 self.feed(server, Tick(when))
+            elif kind == _FAILED:
+                raft, to_id, message = data
+                if raft is not server.raft or not server.alive:
+                    continue  # the sender restarted: its transport is new
+                self.now = when
+                self.feed(server, SendFailed(when, to_id, message))
             else:
                 if data != server.incarnation or not server.alive:
                     continue

@@ -21,6 +21,8 @@ Commands::
     persist [ID]          complete pending disk writes (a snapshot install is one)
     snapshot [ID]         the snapshots being taken become durable
     fail-write ID         ID's pending writes fail (I/O error)
+    fail-send [from=A] [to=B]  queued messages fail to go out (SendFailed to the sender)
+    fail-term-vote ID     ID's next term/vote write fails (HardStateFailed)
     stabilize             deliver and persist until quiet (no time passes)
     propose ID DATA...    client request(s) to ID, one entry per DATA
     barrier ID | transfer ID [TARGET]
@@ -120,6 +122,7 @@ class Interpreter:
             "restart": self.cmd_restart, "status": self.cmd_status, "log": self.cmd_log,
             "pending": self.cmd_pending, "requests": self.cmd_requests,
             "duplicate": self.cmd_duplicate, "fail-write": self.cmd_fail_write,
+            "fail-send": self.cmd_fail_send, "fail-term-vote": self.cmd_fail_term_vote,
             "close": self.cmd_close, "snapshot": self.cmd_snapshot, "add": self.cmd_add,
             "assign": self.cmd_assign, "remove": self.cmd_remove, "recover": self.cmd_recover,
             "config": self.cmd_config, "run": self.cmd_run,
@@ -195,6 +198,13 @@ class Interpreter:
 
     def cmd_fail_write(self, args: list[str]) -> list[str]:
         self.c.fail_writes(int(args[0]))
+        return []
+
+    def cmd_fail_send(self, args: list[str]) -> list[str]:
+        return [f"{self.c.fail_send(*self._match(args))} messages failed"]
+
+    def cmd_fail_term_vote(self, args: list[str]) -> list[str]:
+        self.c.fail_hard_state.add(int(args[0]))
         return []
 
     def cmd_persist(self, args: list[str]) -> list[str]:

@@ -11,10 +11,12 @@ from raftpy.core.configuration import Configuration, Role
 from raftpy.core.events import (
     Barrier,
     Close,
+    HardStateFailed,
     Persisted,
     PersistFailed,
     Propose,
     Receive,
+    SendFailed,
     Start,
     Tick,
     Transfer,
@@ -373,6 +375,22 @@ def test_check_quorum_steps_down_and_fails_requests() -> None:
     assert [(r, type(e)) for r, e in update.failed] == [("r", LeadershipLostError)]
 
 
+def test_voter_contacts_only_while_leader() -> None:
+    """raft_voter_contacts: the leader's count from its last check-quorum, -1 otherwise."""
+    raft = server(1)
+    assert raft.voter_contacts == -1
+    raft = leader()
+    assert raft.voter_contacts == 1  # libraft: 1 from the election until a check-quorum
+    start = raft.election_timer_start
+    raft.step(Tick(start + T))       # heard from both followers in the first window
+    assert raft.state == State.LEADER and raft.voter_contacts == 3
+    raft.step(Tick(start + 2 * T))   # heard from nobody since: steps down
+    assert raft.state == State.FOLLOWER and raft.voter_contacts == -1
+    raft = leader()
+    recv(raft, 3, AppendEntriesResult(9, 2, 2))  # deposed by a newer term
+    assert raft.state == State.FOLLOWER and raft.voter_contacts == -1
+
+
 def test_higher_term_result_deposes_the_leader() -> None:
     raft = leader()
     update = recv(raft, 3, AppendEntriesResult(9, 2, 2))
@@ -467,6 +485,59 @@ def test_follower_write_failure_rejects_with_the_first_new_index() -> None:
     update = raft.step(PersistFailed(0, 2, OSError("EIO")))
     assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 2, 1))]
     assert raft.log.last_index == 1
+
+
+def test_send_failure_probes_from_match_and_does_not_resend_at_once() -> None:
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8]))
+    p = raft.progress[3]
+    assert p.mode == ProgressMode.PIPELINE and p.next_index == 4  # ran ahead
+    message = AppendEntries(2, 2, 2, 2, [cmd(2)])
+    update = raft.step(SendFailed(1, 3, message))
+    assert p.mode == ProgressMode.PROBE and p.next_index == 3 and p.unreachable
+    assert sent(update, AppendEntries) == []          # retried at the heartbeat, no loop
+    update = raft.step(Tick(p.last_send + 100))
+    assert [(to, m.prev_log_index) for to, m in sent(update, AppendEntries)
+            if to == 3] == [(3, 2)]
+    recv(raft, 3, AppendEntriesResult(2, 0, 3))
+    assert p.mode == ProgressMode.PIPELINE and not p.unreachable
+
+
+def test_stale_or_irrelevant_send_failures_change_nothing() -> None:
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8]))
+    p = raft.progress[3]
+    for message in (AppendEntries(1, 1, 1, 1), RequestVote(2, 1, 1, 1),
+                    TimeoutNow(2, 2, 2), AppendEntriesResult(2, 0, 2)):
+        raft.step(SendFailed(1, 3, message))
+    assert p.mode == ProgressMode.PIPELINE and p.next_index == 4 and not p.unreachable
+    follower = server(2)
+    follower.step(SendFailed(0, 1, AppendEntriesResult(1, 0, 1)))  # not a leader: ignored
+    assert follower.state == State.FOLLOWER
+
+
+def test_transfer_to_any_voter_skips_unreachable_ones_until_heard_from() -> None:
+    raft = leader()
+    raft.step(SendFailed(0, 2, AppendEntries(2, 2, 2, 2)))
+    update = raft.step(Transfer(0, 0, "t"))
+    assert sent(update, TimeoutNow)[0][0] == 3
+    raft = leader()
+    raft.step(SendFailed(0, 2, AppendEntries(2, 2, 2, 2)))
+    recv(raft, 2, AppendEntriesResult(2, 0, 2))           # heard from again
+    assert sent(raft.step(Transfer(0, 0, "t")), TimeoutNow)[0][0] == 2
+    raft = leader()                                        # every other voter unreachable:
+    for i in (2, 3):                                       # still one is tried
+        raft.step(SendFailed(0, i, AppendEntries(2, 2, 2, 2)))
+    assert raft.step(Transfer(0, 0, "t")).failed == [] and raft.transfer is not None
+
+
+def test_term_or_vote_write_failure_is_fatal() -> None:
+    raft = server(2)
+    update = recv(raft, 1, RequestVote(2, 1, 1, 1))
+    assert update.hard_state == (2, 1) and sent(update, RequestVoteResult)
+    update = raft.step(HardStateFailed(0, OSError("EIO")))
+    assert update.state == State.UNAVAILABLE and update.messages == []
+    assert recv(raft, 1, AppendEntries(2, 1, 1, 1)).messages == []
 
 
 def test_close_makes_the_server_unavailable_for_good() -> None:

@@ -203,3 +203,238 @@ def test_requests_a_busy_loop_holds_keep_their_order() -> None:
     assert cluster.run_until(lambda: all(r.done for r in requests), 10_000)
     indexes = [r.index for r in requests if r.error is None]
     assert len(indexes) > 100 and indexes == sorted(indexes)
+
+
+# -- what real I/O does: failed sends, failed term/vote writes, own disks, torn writes --
+
+
+def test_sends_to_a_crashed_server_are_reported_failed() -> None:
+    from raftpy.core.progress import ProgressMode
+    tracer = ListTracer()
+    cluster = Cluster(3, seed=5, network=Network(1, 10, refused=1.0), tracer=tracer)
+    leader = elect(cluster)
+    cluster.run_for(300)
+    dead = next(i for i in cluster.servers if i != leader)
+    cluster.crash(dead)
+    req = cluster.propose(leader, b"00000001")
+    cluster.run_for(300)
+    assert req.done and any(f"send to {dead} failed" in line for line in tracer.lines)
+    p = cluster.raft(leader).progress[dead]
+    assert p.mode == ProgressMode.PROBE and p.unreachable and p.next_index == p.match_index + 1
+    transfer = cluster.transfer(leader)  # any voter: not the dead one
+    transfer_target = cluster.raft(leader).transfer
+    assert transfer_target is not None and transfer_target.target_id != dead
+    assert cluster.run_until(lambda: transfer.done, 2_000)
+
+
+def test_sends_over_a_cut_link_may_be_reported_failed() -> None:
+    tracer = ListTracer()
+    cluster = Cluster(3, seed=6, network=Network(1, 10, cut_failure=1.0), tracer=tracer)
+    leader = elect(cluster)
+    other = next(i for i in cluster.servers if i != leader)
+    cluster.cut(leader, other)
+    cluster.propose(leader, b"00000001")
+    cluster.run_for(300)
+    assert any(f"{leader}: send to {other} failed" in line for line in tracer.lines)
+    quiet = Cluster(3, seed=6, network=Network(1, 10), tracer=ListTracer())
+    leader = elect(quiet)
+    quiet.cut(leader, other)
+    quiet.run_for(300)
+    assert not any("failed" in line for line in quiet.tracer.lines)  # type: ignore[union-attr]
+
+
+def test_a_failed_term_or_vote_write_sends_nothing_and_is_fatal() -> None:
+    tracer = ListTracer()
+    cluster = Cluster(3, seed=8, network=Network(1, 10), tracer=tracer)
+    cluster.fail_hard_state.add(2)
+    leader = elect(cluster)
+    assert leader != 2
+    assert cluster.raft(2).state == State.UNAVAILABLE
+    assert cluster.servers[2].term == 1 and cluster.servers[2].voted_for == 0  # disk unchanged
+    assert any("2: term/vote write failed" in line for line in tracer.lines)
+    odds = Cluster(3, seed=9, network=Network(1, 10), disk=Disk(1, 5, hard_state_failure=1.0))
+    odds.run_for(5_000)
+    assert odds.leader() is None  # every term/vote write fails: nobody can even campaign
+    assert all(s.raft is not None and s.raft.state == State.UNAVAILABLE
+               for s in odds.servers.values())
+
+
+def test_each_server_may_have_its_own_disk() -> None:
+    cluster = Cluster(3, seed=10, network=Network(1, 1), disk=Disk(1, 1))
+    leader = elect(cluster)
+    slow = next(i for i in cluster.servers if i != leader)
+    cluster.servers[slow].disk = Disk(400, 400)
+    cluster.run_for(300)
+    req = cluster.propose(leader, b"00000001")
+    assert cluster.run_until(lambda: req.done, 100)  # the quorum does not wait for it
+    assert cluster.raft(slow).last_stored < req.index
+    assert cluster.run_until(lambda: cluster.raft(slow).last_stored >= req.index, 500)
+
+
+def test_a_crash_may_keep_part_of_the_writes_in_flight() -> None:
+    """With a torn disk, a crash keeps an entry-aligned prefix of the unacknowledged
+    writes; what survives is loaded at the restart, and acknowledged entries stay."""
+    kept = set()
+    for seed in range(30):
+        cluster = Cluster(3, seed=seed, network=Network(1, 2), disk=Disk(50, 50, torn=True))
+        leader = elect(cluster)
+        cluster.run_for(500)
+        follower = next(i for i in cluster.servers if i != leader)
+        stored = cluster.raft(follower).last_stored
+        for k in range(6):
+            cluster.propose(leader, *[b"%08d" % (k * 3 + j) for j in range(3)])
+            cluster.run_for(10)
+        writes = len(cluster.servers[follower].writes)
+        assert writes > 1
+        acked = cluster.raft(follower).last_stored
+        cluster.crash(follower)
+        server = cluster.servers[follower]
+        on_disk = server.offset + len(server.durable)
+        assert stored <= acked <= on_disk
+        kept.add(on_disk - acked)
+        cluster.start(follower)
+        assert cluster.raft(follower).log.last_index == on_disk
+        assert cluster.run_until(lambda c=cluster, f=follower: c.raft(f).last_applied
+                                 >= c.raft(c.leader().id).commit_index, 5_000)  # type: ignore[union-attr]
+    assert 0 in kept and len(kept) > 3  # none, some, and more survive, whole and partial
+
+
+# -- the checkers: a starting snapshot, skipped applies, quorums ---------------------------
+
+
+def test_a_cluster_may_start_from_a_hand_made_snapshot() -> None:
+    from raftpy.core.configuration import Configuration
+    from raftpy.core.snapshot_types import Snapshot
+    from raftpy.testing.cluster import DigestMachine
+    machine = DigestMachine()
+    for k in range(100):
+        machine.apply(k + 1, b"%08d" % k)
+    conf = Configuration.of((1, "1"), (2, "2"), (3, "3"))
+    start = Snapshot(120, 4, 7, conf, machine.snapshot())
+    cluster = Cluster(3, seed=12, network=Network(1, 10), snapshot=start)
+    assert all(cluster.raft(i).last_applied == 120 for i in cluster.servers)
+    leader = elect(cluster)
+    assert cluster.raft(leader).current_term > 4
+    req = cluster.propose(leader, b"00000100")
+    assert cluster.run_until(lambda: req.done, 2_000) and req.error is None
+    assert req.index == 122 and req.result == 101  # after the barrier at 121
+    cluster.run_for(500)
+    checker = cluster.checker
+    assert checker is not None and checker.base == 120 and checker.last_committed == 122
+    machine.apply(122, b"00000100")
+    assert {s.machine.snapshot() for s in cluster.servers.values()} == {  # type: ignore[attr-defined]
+        machine.snapshot()}
+
+
+def test_checker_flags_an_apply_that_skips_an_index() -> None:
+    from raftpy.core.types import Entry, EntryType
+    entry = Entry(1, EntryType.COMMAND, b"a" * 8)
+    checker = SafetyChecker()
+    from raftpy.core.configuration import Configuration
+    checker.on_bootstrap(Entry(1, EntryType.CHANGE, Configuration.of((1, "1")).encode()))
+    checker.on_restart(1, 1)                       # bootstrapped: entry 1 applied
+    checker.on_apply(1, 2, [entry])
+    with pytest.raises(Violation, match="skips an index"):
+        checker.on_apply(1, 4, [entry])            # its own pointer is at 2
+    checker.on_restart(2, 1)
+    checker.on_apply(2, 2, [entry])
+    with pytest.raises(Violation, match="committed prefix ending at 2"):
+        checker.on_restart(3, 3)                   # restarts beyond anything committed
+    checker.applied[3] = 3                         # a pointer that jumped anyway
+    with pytest.raises(Violation, match="entries 3..3 skipped"):
+        checker.on_apply(3, 4, [entry])
+    assert checker.last_committed == 2             # nothing was stored misaligned
+
+
+def test_checker_flags_leaders_and_commits_without_a_quorum() -> None:
+    from raftpy.core.log import Log
+    checker = SafetyChecker()
+    checker.on_vote(1, 5, 1)
+    with pytest.raises(Violation, match="election without a quorum"):
+        checker.on_leader(1, 5, Log(), (1, 2, 3))
+    checker.on_vote(3, 6, 1)
+    checker.on_vote(1, 6, 1)
+    checker.on_leader(1, 6, Log(), (1, 2, 3))
+    checker.on_leader(4, 7, Log(), (4,))           # a sole voter needs no vote
+    checker.on_commit(1, 9, 2, (1, 2, 3))
+    with pytest.raises(Violation, match="commit durability"):
+        checker.on_commit(1, 10, 2, (1, 2, 3, 4, 5))
+
+
+def test_quorum_checks_catch_a_core_that_counts_one_voter_short(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core whose quorum is one short elects and commits in a minority: the
+    cluster's checks say so (this is what they are for)."""
+    from raftpy.core.state import RaftState
+    real = RaftState._set_configuration
+
+    def short(self: RaftState, conf: Any) -> None:
+        real(self, conf)
+        self._quorum = max(1, len(self._voters) // 2)
+
+    monkeypatch.setattr(RaftState, "_set_configuration", short)
+    with pytest.raises(Violation, match="without a quorum|commit durability|minority leader"):
+        for seed in range(20):
+            cluster = Cluster(5, seed=seed, network=Network(1, 10))
+            cluster.partition([1, 2], [3, 4, 5])
+            cluster.run_for(3_000)
+            for server in list(cluster.servers.values()):
+                if server.raft is not None and server.raft.state == State.LEADER:
+                    cluster.propose(server.id, b"00000001")
+            cluster.run_for(3_000)
+
+
+def test_a_minority_leader_that_commits_is_caught() -> None:
+    cluster = Cluster(5, seed=13, network=Network(1, 10))
+    leader = elect(cluster)
+    cluster.run_for(300)
+    others = [i for i in cluster.servers if i != leader]
+    cluster.partition([leader, others[0]], others[1:])
+    assert cluster.minority.get(leader) is not None
+    raft = cluster.raft(leader)
+    cluster.propose(leader, b"00000001")
+    raft.commit_index = raft.log.last_index  # a broken core's commit
+    with pytest.raises(Violation, match="commit durability|minority leader"):
+        cluster._check_commit(cluster.servers[leader], raft, cluster.checker)  # type: ignore[arg-type]
+
+
+def test_disaster_recovery_the_documented_way() -> None:
+    """A majority lost for good: nothing commits and nobody is elected; then
+    raft_recover on one survivor, its data copied to the other, and the two
+    form the cluster again with the survivor's log."""
+    from raftpy.core.configuration import Configuration
+    cluster = Cluster(5, seed=14, network=Network(1, 10), disk=Disk(1, 3))
+    leader = elect(cluster)
+    reqs = [cluster.propose(leader, b"%08d" % k) for k in range(5)]
+    assert cluster.run_until(lambda: all(r.done for r in reqs), 2_000)
+    survivors = [i for i in cluster.servers if i != leader][:2]
+    for i in cluster.servers:
+        if i not in survivors:
+            cluster.lose(i)
+    tops = {i: cluster.raft(i).commit_index for i in survivors}
+    last = max(cluster.raft(i).log.last_index for i in survivors)
+    for k in range(20):                       # clients keep asking; nobody can commit
+        for i in survivors:
+            cluster.propose(i, b"%08d" % (100 + k))
+        cluster.run_for(500)
+    for i in survivors:
+        assert cluster.raft(i).state != State.LEADER
+        assert cluster.raft(i).commit_index <= last
+    for i in survivors:
+        cluster.crash(i)
+    best = max(survivors, key=lambda i: (cluster.servers[i].durable[-1].term,
+                                         cluster.servers[i].offset
+                                         + len(cluster.servers[i].durable)))
+    conf = Configuration.of(*[(i, str(i)) for i in survivors])
+    cluster.recover_from(best, conf)
+    assert cluster.lost == set(cluster.servers) - set(survivors)
+    for i in survivors:
+        cluster.start(i)
+    new = elect(cluster)
+    assert new in survivors
+    req = cluster.propose(new, b"00000099")
+    assert cluster.run_until(lambda: req.done, 5_000) and req.error is None
+    assert all(cluster.raft(i).last_applied >= min(tops.values()) for i in survivors)
+    checker = cluster.checker
+    assert checker is not None and checker.recoveries == 1
+    assert checker.voters == frozenset(survivors)
