@@ -20,6 +20,10 @@ drops it.  Actions, all enabled whenever they make sense:
   the writes queued behind it: ``PersistFailed``);
 * ``restart`` a server: it crashes (pending writes and volatile state lost)
   and starts again from its durable state;
+* ``send_fail`` a message in flight: it is not delivered and its sender
+  hears ``SendFailed``; ``hard_state_fail`` a server: its next term/vote
+  write fails (``HardStateFailed``: nothing of that Update is written or
+  sent);
 * client requests at the leader: ``propose``, ``transfer`` (to each other
   voter, or 0), ``take`` (TakeSnapshot), and in the membership model
   ``assign`` (the spare to voter or standby) and ``remove``.
@@ -72,11 +76,13 @@ from raftpy.core.configuration import Configuration, Role, decode_configuration
 from raftpy.core.events import (
     Assign,
     Event,
+    HardStateFailed,
     Persisted,
     PersistFailed,
     Propose,
     Receive,
     Remove,
+    SendFailed,
     SnapshotInstalled,
     SnapshotTaken,
     Start,
@@ -121,6 +127,8 @@ class Bounds:
     drops: int = 1
     changes: int = 0            # membership requests (assign, remove)
     failures: int = 0           # log writes failing (an I/O error, PersistFailed)
+    send_failures: int = 0      # messages not handed to their peer (SendFailed)
+    hard_state_failures: int = 0  # term/vote writes failing (HardStateFailed)
     timeouts: int = 3           # ticks of followers and candidates (elections)
     leader_ticks: int = 3       # ticks of leaders (heartbeats, check-quorum)
     max_in_flight: int = 6
@@ -157,6 +165,10 @@ MODELS: dict[str, Bounds] = {
     "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
                       restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
                       leader_ticks=2),
+    # Sends that fail (the connection is down), term/vote writes that fail.
+    "faults": Bounds(depth=12, prefix=_LEADER, proposals=1, transfers=1, restarts=0,
+                     duplicates=0, drops=0, send_failures=2, hard_state_failures=1,
+                     timeouts=2, leader_ticks=2),
     # 2 voters and a spare: promotion (catch-up rounds), demotion, removal.
     "membership": Bounds(depth=12, voters=2, prefix=_LEADER, proposals=1, transfers=0,
                          restarts=0, duplicates=0, drops=1, changes=1),
@@ -193,7 +205,8 @@ class _Server:
     """One server: its core, clock, durable state, pending writes and machine."""
 
     __slots__ = ("id", "raft", "clock", "deadline", "term", "vote", "log", "offset",
-                 "snapshot", "writes", "taking", "count", "digest", "key")
+                 "snapshot", "writes", "taking", "count", "digest", "fail_hard_state",
+                 "key")
 
     def __init__(self, server_id: int) -> None:
         self.id = server_id
@@ -210,6 +223,7 @@ class _Server:
         self.taking: Snapshot | None = None       # snapshot being taken (with data)
         self.count = 0                            # the state machine: commands applied
         self.digest = 0                           # and a digest over them
+        self.fail_hard_state = False              # the next term/vote write fails
         self.key: int | None = None               # cached fingerprint (a hash)
 
 
@@ -240,7 +254,8 @@ class _World:
 
 
 _USED = {"propose": 0, "transfer": 1, "take": 2, "restart": 3, "duplicate": 4, "drop": 5,
-         "change": 6, "timeout": 7, "leader_tick": 8, "fail": 9}
+         "change": 6, "timeout": 7, "leader_tick": 8, "fail": 9, "send_fail": 10,
+         "hard_state_fail": 11}
 
 
 class Violation(AssertionError):
@@ -317,7 +332,7 @@ def _server_key(s: _Server) -> int:
         raft = s.raft
         assert raft is not None
         s.key = hash((_raft_key(raft), s.term, s.vote, s.log, s.offset, s.snapshot,
-                      s.writes, s.taking, s.count, s.digest,
+                      s.writes, s.taking, s.count, s.digest, s.fail_hard_state,
                       None if s.deadline is None else s.deadline - s.clock))
     return s.key
 
@@ -449,6 +464,14 @@ class Model:
         self._handle(world, s, update)
 
     def _handle(self, world: _World, s: _Server, u: Update) -> None:
+        if u.hard_state is not None and s.fail_hard_state:
+            # update.py duty 1: nothing of this Update is written or sent.
+            s.fail_hard_state = False
+            u.truncate_from, u.persist, u.messages = 0, [], []
+            u.install_snapshot = u.hard_state = None
+            self._handle(world, s, u)
+            self._feed(world, s, HardStateFailed(s.clock, OSError("I/O error")))
+            return
         if u.hard_state is not None:
             s.term, s.vote = u.hard_state
         if u.truncate_from or u.persist:
@@ -494,6 +517,8 @@ class Model:
                 yield ("duplicate",) + item
             if used[_USED["drop"]] < b.drops:
                 yield ("drop",) + item
+            if used[_USED["send_fail"]] < b.send_failures:
+                yield ("send_fail",) + item
         for s in world.servers:
             raft = s.raft
             assert raft is not None
@@ -513,6 +538,9 @@ class Model:
                 yield ("snapshot", s.id)
             if used[_USED["restart"]] < b.restarts:
                 yield ("restart", s.id)
+            if (used[_USED["hard_state_fail"]] < b.hard_state_failures
+                    and not s.fail_hard_state and raft.state != State.UNAVAILABLE):
+                yield ("hard_state_fail", s.id)
             if (used[_USED["take"]] < b.snapshots and raft.state != State.UNAVAILABLE
                     and raft.last_applied > raft.log.snapshot_index and s.taking is None):
                 yield ("take", s.id)
@@ -541,7 +569,13 @@ class Model:
     def apply(self, world: _World, action: tuple[Any, ...]) -> _World:
         """A new world: world after action (world itself is not changed)."""
         kind = action[0]
-        if kind in ("deliver", "duplicate", "drop"):
+        if kind == "send_fail":
+            _kind, src, dst, mkey = action
+            new, s = self._fork(world, src)
+            new.net = _net_remove(new.net, (src, dst, mkey), self.bounds.fifo)
+            new.used = _bump(new.used, kind)
+            self._feed(new, s, SendFailed(s.clock, dst, _message_of(mkey)))
+        elif kind in ("deliver", "duplicate", "drop"):
             _kind, src, dst, mkey = action
             new, s = self._fork(world, dst)
             item = (src, dst, mkey)
@@ -633,6 +667,11 @@ class Model:
             elif entries:
                 self._feed(world, s, PersistFailed(s.clock, first, OSError("I/O error")))
 
+    def _do_hard_state_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        """The server's next term/vote write will fail (HardStateFailed)."""
+        world.used = _bump(world.used, "hard_state_fail")
+        s.fail_hard_state = True
+
     def _do_persist(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         (truncate, first, entries, install), s.writes = s.writes[0], s.writes[1:]
         if install is not None:
@@ -665,7 +704,7 @@ class Model:
 
     def _do_restart(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "restart")
-        s.writes, s.taking, s.deadline = (), None, None
+        s.writes, s.taking, s.deadline, s.fail_hard_state = (), None, None, False
         self._start(world, s)
 
     def _do_take(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:

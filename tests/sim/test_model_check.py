@@ -25,7 +25,8 @@ from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
 
 SECONDS = float(os.environ.get("RAFTPY_MC_SECONDS", "600"))
 EXTRA = int(os.environ.get("RAFTPY_MC_DEPTH", "0"))
-DEPTHS = {"election": 8, "replication": 6, "snapshot": 5, "membership": 6, "prevote": 6}
+DEPTHS = {"election": 8, "replication": 6, "snapshot": 5, "membership": 6, "prevote": 6,
+          "faults": 5}
 
 
 def _run(bounds: Bounds) -> modelcheck.Report:
