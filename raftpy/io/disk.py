@@ -65,6 +65,7 @@ from raftpy.errors import (
     UnauthorizedError,
 )
 from raftpy.io import aio, layout, metadata
+from raftpy.io.fs import OS, Fs
 from raftpy.io.interfaces import SnapshotLike
 from raftpy.io.layout import SegmentFile
 
@@ -147,7 +148,7 @@ class DiskStore:
                  snapshot_compression: bool = True, auto_recovery: bool = True,
                  prepared_segments: int = 2, zero_fill_segments: bool = True,
                  write_max_bytes: int = 4 * 1024 * 1024, aio_depth: int = 8,
-                 use_aio: bool | None = None) -> None:
+                 use_aio: bool | None = None, fs: Fs = OS) -> None:
         if segment_size_bytes < 4096 or segment_size_bytes % 4096:
             raise InvalidError(f"segment size must be a positive multiple of 4096, "
                                f"not {segment_size_bytes}")
@@ -164,6 +165,7 @@ class DiskStore:
         self.write_max_bytes = write_max_bytes
         self._aio_depth = aio_depth
         self._use_aio = use_aio
+        self._fs = fs                 # every durability-relevant call goes through it
         self.caps: aio.FsCaps | None = None
         self._meta = metadata.FRESH
         self._meta_lock = asyncio.Lock()
@@ -202,14 +204,15 @@ class DiskStore:
         assert self.caps is not None
         use_aio = self.caps.async_io if self._use_aio is None else (
             self._use_aio and self.caps.async_io)
-        self._writer = aio.AioWriter(self._loop, depth=self._aio_depth, use_aio=use_aio)
+        self._writer = aio.AioWriter(self._loop, depth=self._aio_depth, use_aio=use_aio,
+                                     fs=self._fs)
 
     def _open_sync(self) -> None:
         self._lock()
         self.caps = aio.probe(self.path)
         listing = layout.list_dir(self.path)
         for name in listing.tmp_files + listing.orphans:   # spec §3.7 step 0
-            os.unlink(self._p(name))
+            self._fs.unlink(self._p(name))
         self._meta = self._read_metadata()
 
     def _lock(self) -> None:
@@ -256,7 +259,7 @@ class DiskStore:
         for prep in list(self._prepared):
             await asyncio.gather(prep.ready, return_exceptions=True)
             if os.path.exists(prep.path):
-                os.unlink(prep.path)
+                self._fs.unlink(prep.path)
         self._prepared.clear()
         if self._writer is not None:
             await self._writer.close()
@@ -309,14 +312,14 @@ class DiskStore:
         path = self._p(metadata.metadata_file_for(new.version))
         existed = os.path.exists(path)
         data = metadata.encode_metadata(new.version, new.term, new.voted_for)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.pwrite(fd, data, 0)
-            os.fdatasync(fd) if existed else os.fsync(fd)
+            self._fs.pwrite(fd, data, 0)
+            self._fs.fdatasync(fd) if existed else self._fs.fsync(fd)
         except OSError as err:
             raise _os_error(err, f"write {os.path.basename(path)}") from err
         finally:
-            os.close(fd)
+            self._fs.close(fd)
         if not existed:
             self._fsync_dir()
 
@@ -331,7 +334,7 @@ class DiskStore:
                 continue
             meta = metadata.decode_metadata(data, name)
             if meta is None:           # shorter than 32 bytes: a crash in the first write
-                os.unlink(self._p(name))
+                self._fs.unlink(self._p(name))
             found.append(meta)
         return metadata.choose_metadata(found[0], found[1])
 
@@ -395,7 +398,7 @@ class DiskStore:
         if head and head != bytes(8):
             return True
         if not head or not any(self._read(seg.name)):
-            os.unlink(self._p(seg.name))
+            self._fs.unlink(self._p(seg.name))
             return False
         return True
 
@@ -407,7 +410,7 @@ class DiskStore:
             if kept and not seg.is_open and not kept[-1].is_open and kept[-1].first == seg.first:
                 log.warning("finishing an interrupted truncation: %s supersedes %s",
                             kept[-1].name, seg.name)
-                os.unlink(self._p(seg.name))      # sorted by (first, last): seg is longer
+                self._fs.unlink(self._p(seg.name))      # sorted by (first, last): seg is longer
                 continue
             kept.append(seg)
         if len(kept) != len(segments):
@@ -444,19 +447,19 @@ class DiskStore:
             log.warning("open segment %s: torn tail at byte %d cut off (%s)",
                         seg.name, scan.end, scan.error)
         if not scan.entries:
-            os.unlink(self._p(seg.name))
+            self._fs.unlink(self._p(seg.name))
             return []
         # A zero or torn tail (also a file ending inside its last batch, which
         # libraft calls a short read: only a write that grew the file past its
         # preallocation can end so) is the crash's unfinished write: cut it off.
         last = next_index + len(scan.entries) - 1
-        fd = os.open(self._p(seg.name), os.O_WRONLY | os.O_CLOEXEC)
+        fd = self._fs.open(self._p(seg.name), os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.ftruncate(fd, scan.end)
-            os.fsync(fd)
+            self._fs.ftruncate(fd, scan.end)
+            self._fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.rename(self._p(seg.name), self._p(layout.closed_name(next_index, last)))
+            self._fs.close(fd)
+        self._fs.rename(self._p(seg.name), self._p(layout.closed_name(next_index, last)))
         self._fsync_dir()
         return scan.entries
 
@@ -471,7 +474,7 @@ class DiskStore:
             return
         stamp = time.clock_gettime_ns(time.CLOCK_REALTIME)
         for victim in segments[k:]:
-            os.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
+            self._fs.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
             log.warning("auto-recovery: moved %s aside as corrupt-%d-%s",
                         victim.name, stamp, victim.name)
         self._fsync_dir()
@@ -634,7 +637,7 @@ class DiskStore:
     def _prepare_sync(self, path: str) -> None:
         assert self.caps is not None
         aio.prepare_file(path, self.segment_size_bytes, self.caps,
-                         zero_fill=self.zero_fill_segments)
+                         zero_fill=self.zero_fill_segments, fs=self._fs)
 
     async def _take_prepared(self) -> _OpenSegment:
         if not self._prepared:          # also while closing, to write out what is queued
@@ -659,7 +662,7 @@ class DiskStore:
                 raise _os_error(err2, f"prepare {os.path.basename(prep.path)}") from err2
         self._fill_pool()
         assert self.caps is not None
-        fd = aio.open_for_writing(prep.path, self.caps)
+        fd = aio.open_for_writing(prep.path, self.caps, self._fs)
         seg = _OpenSegment(os.path.basename(prep.path), prep.path, fd)
         seg.finalized = asyncio.get_running_loop().create_future()
         self._buf[:8] = _FORMAT_WORD
@@ -686,14 +689,14 @@ class DiskStore:
     def _finalize_sync(self, path: str, fd: int, used: int, first: int, last: int) -> None:
         try:
             if last == 0:              # nothing durable was written: drop the file
-                os.unlink(path)
+                self._fs.unlink(path)
             else:
-                os.ftruncate(fd, used)
-                os.fsync(fd)
-                os.rename(path, self._p(layout.closed_name(first, last)))
+                self._fs.ftruncate(fd, used)
+                self._fs.fsync(fd)
+                self._fs.rename(path, self._p(layout.closed_name(first, last)))
             self._fsync_dir()
         finally:
-            os.close(fd)
+            self._fs.close(fd)
 
     async def _barrier(self) -> None:
         """Hold new appends, let earlier ones finish, and close every open segment."""
@@ -746,12 +749,12 @@ class DiskStore:
         split = doomed[0] if doomed and doomed[0].first < index else None
         for seg in reversed(doomed):
             if seg is not split:
-                os.unlink(self._p(seg.name))
+                self._fs.unlink(self._p(seg.name))
         if split is not None:
             self._fsync_dir()
             entries = _bindings.scan_segment(self._read(split.name)).entries[:index - split.first]
             self._write_closed_segment(split.first, index - 1, entries)
-            os.unlink(self._p(split.name))
+            self._fs.unlink(self._p(split.name))
         self._fsync_dir()
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
@@ -762,18 +765,18 @@ class DiskStore:
         """tmp-NAME, fsync, rename to NAME, fsync the directory."""
         tmp = self._p(f"tmp-{name}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            fd = self._fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                    view = view[self._fs.write(fd, view):]
+                self._fs.fsync(fd)
             finally:
-                os.close(fd)
-            os.rename(tmp, self._p(name))
+                self._fs.close(fd)
+            self._fs.rename(tmp, self._p(name))
         except OSError as err:
             if os.path.exists(tmp):
-                os.unlink(tmp)
+                self._fs.unlink(tmp)
             raise _os_error(err, f"write {name}") from err
         self._fsync_dir()
 
@@ -856,12 +859,12 @@ class DiskStore:
             self._write_atomically(name, layout.encode_snapshot_data(
                 snap.data, self.snapshot_compression))
         except RaftError:
-            os.unlink(self._p(name + ".meta"))
+            self._fs.unlink(self._p(name + ".meta"))
             raise
         listing = layout.list_dir(self.path)
         for old in listing.snapshots[:-2]:
-            os.unlink(self._p(old.meta_name))
-            os.unlink(self._p(old.name))
+            self._fs.unlink(self._p(old.meta_name))
+            self._fs.unlink(self._p(old.name))
         closed = [s for s in listing.segments if not s.is_open]
         if trailing == 0:
             # Newest first: a crash leaves a prefix of the old log, which load
@@ -875,7 +878,7 @@ class DiskStore:
                     break
                 doomed.append(seg)
         for seg in doomed:
-            os.unlink(self._p(seg.name))
+            self._fs.unlink(self._p(seg.name))
         self._fsync_dir()
 
     async def snapshot_get(self) -> Snapshot | None:
@@ -906,11 +909,7 @@ class DiskStore:
             raise _os_error(err, f"read {name}") from err
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._fs.fsync_dir(self.path)
 
     def _check_usable(self) -> None:
         if self._closed:

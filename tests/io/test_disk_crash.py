@@ -351,11 +351,26 @@ import asyncio, os, sys
 from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry, EntryType
 from raftpy.io.disk import DiskStore, Snapshot
+from raftpy.io.fs import Fs
 
 path, op, (index, crash_at, snap) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 
+
+class CrashingFs(Fs):                       # the process dies at the crash_at-th unlink
+    armed = False
+    calls = 0
+
+    def unlink(self, name):
+        if self.armed:
+            if self.calls == crash_at:
+                os._exit(9)
+            self.calls += 1
+        os.unlink(name)
+
+
 async def main():
-    store = DiskStore(path, segment_size_bytes=8192)
+    fs = CrashingFs()
+    store = DiskStore(path, segment_size_bytes=8192, fs=fs)
     await store.open()
     await store.load()
     for i in range(1, 301, 10):
@@ -364,15 +379,7 @@ async def main():
     if snap:
         await store.snapshot_put(1000, Snapshot(1, snap, Configuration.of((1, "a:1")), 1,
                                                 b"snapshot"))
-    real, calls = os.unlink, [0]
-
-    def unlink(name, *args, **kwargs):      # the process dies at the crash_at-th unlink
-        if calls[0] == crash_at:
-            os._exit(9)
-        calls[0] += 1
-        real(name, *args, **kwargs)
-
-    os.unlink = unlink
+    fs.armed = True
     if op == "truncate":
         await store.truncate(index)
     else:                                   # install a snapshot at index
