@@ -171,12 +171,12 @@ class Recorder(Fs):
             self._names.by_fd[fd] = ino
             return fd
 
-    def close(self, fd: int) -> None:  # type: ignore[override]
+    def close(self, fd: int) -> None:
         with self._lock:
             self._names.by_fd.pop(fd, None)
             os.close(fd)
 
-    def write(self, fd: int, data: Any) -> int:  # type: ignore[override]
+    def write(self, fd: int, data: Any) -> int:
         with self._lock:
             ino = self._names.by_fd.get(fd)
             offset = os.lseek(fd, 0, os.SEEK_CUR) if ino is not None else 0
@@ -185,7 +185,7 @@ class Recorder(Fs):
                 self._log("write", ino, offset, bytes(memoryview(data)[:n]), self._wid())
             return n
 
-    def pwrite(self, fd: int, data: Any, offset: int) -> int:  # type: ignore[override]
+    def pwrite(self, fd: int, data: Any, offset: int) -> int:
         with self._lock:
             n = os.pwrite(fd, data, offset)
             ino = self._names.by_fd.get(fd)
@@ -213,14 +213,14 @@ class Recorder(Fs):
     def fdatasync(self, fd: int) -> None:  # type: ignore[override]
         self._sync(fd, os.fdatasync)
 
-    def ftruncate(self, fd: int, length: int) -> None:  # type: ignore[override]
+    def ftruncate(self, fd: int, length: int) -> None:
         with self._lock:
             os.ftruncate(fd, length)
             ino = self._names.by_fd.get(fd)
             if ino is not None:
                 self._log("size", ino, length)
 
-    def posix_fallocate(self, fd: int, offset: int, length: int) -> None:  # type: ignore[override]
+    def posix_fallocate(self, fd: int, offset: int, length: int) -> None:
         with self._lock:
             os.posix_fallocate(fd, offset, length)
             ino = self._names.by_fd.get(fd)
