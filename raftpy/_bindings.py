@@ -35,7 +35,7 @@ from raftpy.errors import (
 
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
-    "decode_batches", "scan_segment", "SegmentScan", "ScanOutcome", "Status",
+    "decode_batches", "scan_segment", "find_batch", "SegmentScan", "ScanOutcome", "Status",
     "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
     "MAX_BATCH_ENTRIES",
 ]
@@ -295,8 +295,15 @@ class SegmentScan:
     next_valid: int
 
 
-def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
-    """Walk a segment file image (format word, then batches) and classify its end."""
+def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> SegmentScan:
+    """Walk a segment file image (format word, then batches) and classify its end.
+
+    Damage followed by nothing valid is a TORN_TAIL, damage followed by a
+    valid batch is CORRUPT.  With ``torn_reach`` > 0 (open segments, see
+    layout.torn_region) only a valid batch at or beyond the torn region of the
+    damage counts: inside it, valid batches are what a torn multi-block write
+    can leave (a later block persisted, an earlier one not), and a zero format
+    word with data only inside the first region is a torn first write."""
     entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
     end = int(res.end)
     at = int(res.error_offset)
@@ -305,16 +312,31 @@ def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
     err = _status_error(status, res, batches + 1)
     if status == Status.EMPTY:
         return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
+    view = memoryview(buf).cast("B")
+    if status == Status.BAD_FORMAT and torn_reach and res.detail == 0:
+        # Format word 0 but data after it: the segment's first write was torn.
+        beyond = view[torn_reach:]
+        if beyond.nbytes == 0 or bytes(beyond).count(0) == beyond.nbytes:
+            return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)
     if status in (Status.BAD_FORMAT, Status.TOO_SMALL):
         return SegmentScan(entries, 0, 0, ScanOutcome.CORRUPT, Status(status), err, 0, -1)
     nxt = -1
     if res.tail == lib.RP_TAIL_ZEROS:
         outcome = ScanOutcome.ZERO_TAIL
     else:
-        view = memoryview(buf).cast("B")
-        nxt = int(lib.rp_find_batch(ffi.from_buffer(view), len(view), at + 8, _FIND_LIMIT))
+        start = (at // 4096) * 4096 + torn_reach if torn_reach else at + 8
+        nxt = find_batch(view, start)
         outcome = ScanOutcome.CORRUPT if nxt >= 0 else ScanOutcome.TORN_TAIL
     return SegmentScan(entries, batches, end, outcome, Status(status), err, at, nxt)
+
+
+def find_batch(buf: bytes | bytearray | memoryview, start: int) -> int:
+    """Offset of the first whole valid batch at an 8-byte boundary at or after
+    start (within _FIND_LIMIT bytes), or -1."""
+    view = memoryview(buf).cast("B")
+    if start >= len(view):
+        return -1
+    return int(lib.rp_find_batch(ffi.from_buffer(view), len(view), start, _FIND_LIMIT))
 
 
 # --------------------------------------------------------------------- AIO

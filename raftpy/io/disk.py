@@ -163,6 +163,8 @@ class DiskStore:
         self.prepared_segments = prepared_segments
         self.zero_fill_segments = zero_fill_segments
         self.write_max_bytes = write_max_bytes
+        self._torn_reach = layout.torn_reach(write_max_bytes)
+        self._moved_aside = False
         self._aio_depth = aio_depth
         self._use_aio = use_aio
         self._fs = fs                 # every durability-relevant call goes through it
@@ -352,11 +354,14 @@ class DiskStore:
         return result
 
     def _load_with_recovery(self) -> LoadResult:
+        self._moved_aside = False
         try:
             with _bindings.gc_paused():
                 return self._load_sync()
         except CorruptError as err:
-            if not self.auto_recovery:
+            # libraft retries once after auto-recovery; when nothing was moved
+            # aside the retry would fail the same way, so it is not made.
+            if not (self.auto_recovery and self._moved_aside):
                 raise
             log.warning("load %s failed, retrying once after auto-recovery: %s",
                         self.path, err)
@@ -370,13 +375,23 @@ class DiskStore:
         # must not count as "open segments follow" when filtering (spec §3.7).
         segments = [s for s in self._drop_superseded(listing.segments)
                     if not s.is_open or self._has_data(s)]
-        segments, start_index = _segments_to_load(segments, snapshot)
+        segments, start_index, stale = _segments_to_load(segments, snapshot)
+        if stale:
+            # Closed segments the filter passes over end before the snapshot.
+            # libraft leaves them; we delete them, because one left behind
+            # becomes the segment a later open segment's first index is
+            # inferred from once the ones after it are gone (issue 8, A2).
+            assert snapshot is not None
+            log.warning("deleting %s: behind snapshot %d and not part of the log",
+                        ", ".join(s.name for s in stale), snapshot.index)
+            self._delete_log([(s.name, s.last) for s in stale], snapshot.index)
         entries: list[Entry] = []
+        loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
         for k, seg in enumerate(segments):
             try:
-                got = (self._load_open(seg, next_index) if seg.is_open
-                       else self._load_closed(seg, next_index))
+                got, name = (self._load_open(seg, next_index) if seg.is_open
+                             else (self._load_closed(seg, next_index), seg.name))
             except CorruptError as err:
                 self._quarantine(segments, k)
                 raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
@@ -385,19 +400,40 @@ class DiskStore:
                 raise err.wrap(f"load segment {seg.name}") from err
             entries.extend(got)
             next_index += len(got)
-        if snapshot is not None and next_index - 1 < snapshot.index:
-            raise CorruptError(f"last entry on disk has index {next_index - 1}, which is "
-                               f"behind last snapshot's index {snapshot.index}")
+            if name is not None:
+                loaded.append((name, next_index - 1))
+        if snapshot is not None and entries:
+            why = _disagrees(snapshot, start_index, entries)
+            if why:
+                # Every entry loaded is then either covered by the snapshot or
+                # not part of the log it belongs to: the log restarts after it.
+                log.warning("dropping entries %d..%d: %s", start_index, next_index - 1, why)
+                self._delete_log(loaded, snapshot.index)
+                start_index, entries = snapshot.index + 1, []
         return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
 
+    def _delete_log(self, segments: Sequence[tuple[str, int]], snapshot_index: int) -> None:
+        """Delete segments (name, last index; in log order) so that every state a
+        crash can leave on the way loads as before or after: newest first, and
+        each one holding entries past snapshot_index made durably gone before
+        the next (were an older one gone and a newer one left, the newer would
+        follow a gap, or an open one would be placed after the wrong segment).
+        The rest (all behind the snapshot, which load passes over in any
+        combination) go with one directory sync."""
+        for name, last in reversed(segments):
+            self._fs.unlink(self._p(name))
+            if last > snapshot_index:
+                self._fsync_dir()
+        self._fsync_dir()
+
     def _has_data(self, seg: SegmentFile) -> bool:
-        """False for an open segment never written (empty, or a zero format word),
-        which is deleted right away, as loading it would."""
-        with open(self._p(seg.name), "rb") as f:
-            head = f.read(8)
-        if head and head != bytes(8):
+        """False for an open segment never written: empty or all zeros, of any
+        length (a process killed while preparing it leaves a shorter file, one
+        zero byte when preallocation is emulated); it is deleted right away."""
+        data = self._read(seg.name)
+        if data[:8].count(0) != len(data[:8]):       # a non-zero format word
             return True
-        if not head or not any(self._read(seg.name)):
+        if data.count(0) == len(data):
             self._fs.unlink(self._p(seg.name))
             return False
         return True
@@ -430,25 +466,28 @@ class DiskStore:
             raise CorruptError(f"found {len(scan.entries)} entries (expected {expected})")
         return scan.entries
 
-    def _load_open(self, seg: SegmentFile, next_index: int) -> list[Entry]:
-        scan = _bindings.scan_segment(self._read(seg.name))
+    def _load_open(self, seg: SegmentFile, next_index: int) -> tuple[list[Entry], str | None]:
+        """Entries of an open segment placed at next_index, and the closed name it
+        is renamed to (None when it held nothing and was deleted)."""
+        scan = _bindings.scan_segment(self._read(seg.name), self._torn_reach)
         if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
             # The header checksum matched, so this batch was written like this:
             # malformed, not torn (libraft's load fails too).
             assert scan.error is not None
             raise scan.error
-        if scan.outcome == ScanOutcome.CORRUPT or scan.status == Status.TOO_SMALL:
+        if scan.outcome == ScanOutcome.CORRUPT:
             assert scan.error is not None
             if scan.next_valid >= 0:
                 raise CorruptError(f"{scan.error}; a valid batch follows at byte "
-                                   f"{scan.next_valid}, so this is not a torn write")
+                                   f"{scan.next_valid}, beyond what the last write can "
+                                   f"have reached, so this is not a torn write")
             raise scan.error
         if scan.outcome == ScanOutcome.TORN_TAIL:
             log.warning("open segment %s: torn tail at byte %d cut off (%s)",
                         seg.name, scan.end, scan.error)
         if not scan.entries:
             self._fs.unlink(self._p(seg.name))
-            return []
+            return [], None
         # A zero or torn tail (also a file ending inside its last batch, which
         # libraft calls a short read: only a write that grew the file past its
         # preallocation can end so) is the crash's unfinished write: cut it off.
@@ -459,9 +498,10 @@ class DiskStore:
             self._fs.fsync(fd)
         finally:
             self._fs.close(fd)
-        self._fs.rename(self._p(seg.name), self._p(layout.closed_name(next_index, last)))
+        name = layout.closed_name(next_index, last)
+        self._fs.rename(self._p(seg.name), self._p(name))
         self._fsync_dir()
-        return scan.entries
+        return scan.entries, name
 
     def _quarantine(self, segments: Sequence[SegmentFile], k: int) -> None:
         """Auto-recovery (spec §3.7 step 5): move the damaged segment aside, with
@@ -473,6 +513,7 @@ class DiskStore:
         if not seg.is_open and later_closed:
             return
         stamp = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        self._moved_aside = True
         for victim in segments[k:]:
             self._fs.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
             log.warning("auto-recovery: moved %s aside as corrupt-%d-%s",
@@ -922,17 +963,18 @@ class DiskStore:
         return self._loop.run_in_executor(self._threads, fn, *args)
 
 
-def _segments_to_load(segments: Sequence[SegmentFile],
-                      snapshot: Snapshot | None) -> tuple[list[SegmentFile], int]:
-    """Which segments to load and the start index (spec §3.7 step 2)."""
+def _segments_to_load(segments: Sequence[SegmentFile], snapshot: Snapshot | None,
+                      ) -> tuple[list[SegmentFile], int, list[SegmentFile]]:
+    """Which segments to load, the start index, and the closed segments passed
+    over (spec §3.7 step 2: libraft's uvFilterSegments)."""
     if snapshot is None:
-        return list(segments), 1
+        return list(segments), 1, []
     closed = [s for s in segments if not s.is_open]
     opened = [s for s in segments if s.is_open]
     if not closed:
-        return opened, snapshot.index + 1
+        return opened, snapshot.index + 1, []
     if closed[-1].last < snapshot.index and not opened:
-        return [], snapshot.index + 1
+        return [], snapshot.index + 1, closed
     run = [closed[-1]]
     for seg in reversed(closed[:-1]):
         if seg.last + 1 != run[0].first:
@@ -941,7 +983,28 @@ def _segments_to_load(segments: Sequence[SegmentFile],
     if run[0].first > snapshot.index + 1:
         raise CorruptError(f"closed segment {run[0].name} is past last snapshot "
                            f"snapshot-{snapshot.term}-{snapshot.index}")
-    return run + opened, run[0].first
+    return run + opened, run[0].first, closed[:len(closed) - len(run)]
+
+
+def _disagrees(snapshot: Snapshot, start: int, entries: Sequence[Entry]) -> str:
+    """Why loaded entries cannot stand beside the snapshot ("" if they can).
+
+    - The log ends before the snapshot index (libraft's load fails: "last entry
+      on disk ... is behind last snapshot"): a snapshot can be taken at an
+      index the store has not made durable (a leader applies what followers
+      committed), and every entry loaded is covered by it.
+    - The entry at the snapshot index has another term (issue 8, A4): a crash
+      inside an installation left part of the log the snapshot replaced; the
+      snapshot is committed state, and by log matching no entry of that log
+      at or after the index belongs to the log the snapshot comes from."""
+    last = start + len(entries) - 1
+    if last < snapshot.index:
+        return (f"the log ends at {last}, behind snapshot {snapshot.index}, which "
+                f"covers it")
+    if start <= snapshot.index and entries[snapshot.index - start].term != snapshot.term:
+        return (f"entry {snapshot.index} has term {entries[snapshot.index - start].term}, "
+                f"the snapshot at that index term {snapshot.term}")
+    return ""
 
 
 def _as_corrupt(err: RaftError) -> RaftError:

@@ -1,0 +1,183 @@
+"""Load rules for what a crash or an interrupted operation leaves (issue 8: A2, A3,
+A4, A7), on directories built byte by byte.
+
+Each case is a directory a power loss can leave (the power-loss checker,
+tests/io/test_power_loss.py, found each of them); the load must succeed with
+every acknowledged entry at its index, with auto-recovery off and on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import struct
+
+import pytest
+
+from raftpy import _bindings
+from raftpy.core.configuration import Configuration
+from raftpy.core.types import Entry, EntryType
+from raftpy.errors import CorruptError
+from raftpy.io import layout
+from raftpy.io.disk import DiskStore, LoadResult
+
+CONF = Configuration.of((1, "127.0.0.1:9001"))
+FORMAT = struct.pack("<Q", 1)
+BLOCK = 4096
+
+
+def entry(index: int, term: int = 1, words: int = 40) -> Entry:
+    return Entry(term, EntryType.COMMAND, struct.pack("<Q", index) * words)
+
+
+def batches(first: int, sizes: list[int], term: int = 1, words: int = 40) -> list[bytes]:
+    out, i = [], first
+    for n in sizes:
+        out.append(bytes(_bindings.encode_batch([entry(j, term, words)
+                                                 for j in range(i, i + n)])))
+        i += n
+    return out
+
+
+def write(d: pathlib.Path, name: str, data: bytes) -> None:
+    (d / name).write_bytes(data)
+
+
+def closed(d: pathlib.Path, first: int, last: int, term: int = 1) -> None:
+    write(d, layout.closed_name(first, last),
+          FORMAT + b"".join(batches(first, [last - first + 1], term)))
+
+
+def snapshot(d: pathlib.Path, term: int, index: int) -> None:
+    name = layout.snapshot_name(term, index, 7)
+    write(d, name + ".meta", layout.encode_snapshot_meta(CONF, 1))
+    write(d, name, layout.encode_snapshot_data(b"snapshot data " * 4, False))
+
+
+def load(d: pathlib.Path, auto: bool) -> LoadResult:
+    async def go() -> LoadResult:
+        async with DiskStore(str(d), auto_recovery=auto, prepared_segments=1,
+                             zero_fill_segments=False, segment_size_bytes=8 * BLOCK) as store:
+            return await store.load()
+    return asyncio.run(go())
+
+
+def indexes(r: LoadResult) -> list[int]:
+    got = [struct.unpack_from("<Q", e.payload)[0] for e in r.entries]
+    assert got == list(range(r.start_index, r.start_index + len(got))), "misplaced entries"
+    return got
+
+
+@pytest.fixture(params=[False, True], ids=["auto-recovery off", "auto-recovery on"])
+def auto(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def test_torn_multi_batch_write_keeps_the_batches_before_the_damage(tmp_path, auto):
+    """A3: one write carried batches 1..17 (672 bytes each) over three blocks;
+    power loss kept its first and third block but not the second.  Batches
+    1-6 (wholly in the first block) stay; the valid batches in the third
+    block are the torn write's, not data (none of it was acknowledged)."""
+    image = bytearray(FORMAT + b"".join(batches(1, [1] * 17, words=80)))
+    image += bytes(3 * BLOCK - len(image))
+    assert len(image) == 3 * BLOCK
+    damaged = image[:BLOCK] + bytes(BLOCK) + image[2 * BLOCK:]
+    assert _bindings.scan_segment(damaged).next_valid > 2 * BLOCK   # valid batches follow
+    write(tmp_path, "open-1", bytes(damaged) + bytes(BLOCK))
+    r = load(tmp_path, auto)
+    assert indexes(r) == [1, 2, 3, 4, 5, 6]
+    assert not layout.list_dir(str(tmp_path)).corrupt_files
+
+
+def test_torn_first_write_loses_only_that_write(tmp_path, auto):
+    """A3: the first write of an open segment lost its first block (the format
+    word) but kept its second: nothing of it was acknowledged; the closed
+    segment before it loads."""
+    closed(tmp_path, 1, 3)
+    image = bytearray(FORMAT + b"".join(batches(4, [1] * 10, words=80)))
+    assert len(image) > BLOCK
+    image[:BLOCK] = bytes(BLOCK)
+    write(tmp_path, "open-1", bytes(image) + bytes(BLOCK))
+    r = load(tmp_path, auto)
+    assert indexes(r) == [1, 2, 3]
+    assert not (tmp_path / "open-1").exists()
+    assert not layout.list_dir(str(tmp_path)).corrupt_files
+
+
+def test_valid_batch_beyond_the_reach_of_one_write_is_corruption(tmp_path):
+    """What a torn write cannot explain stays an error: damage followed by a
+    valid batch more than one write (layout.torn_reach) away."""
+    reach = layout.torn_reach()
+    head = FORMAT + b"".join(batches(1, [1, 1]))
+    damaged = head + b"\xff" * 16
+    filler = bytes(reach + BLOCK - len(damaged))
+    tail = b"".join(batches(3, [1]))
+    write(tmp_path, "open-1", damaged + filler + tail + bytes(BLOCK))
+    with pytest.raises(CorruptError, match="beyond what the last write"):
+        load(tmp_path, False)
+
+
+def test_entries_that_contradict_the_snapshot_are_dropped(tmp_path, auto):
+    """A4: an installation of snapshot (term 3, index 5) cut short left the old
+    log 1..8 (term 1): its entry 5 has term 1.  The log restarts after the
+    snapshot, durably: an open segment appended later loads at 6."""
+    closed(tmp_path, 1, 8, term=1)
+    snapshot(tmp_path, 3, 5)
+    r = load(tmp_path, auto)
+    assert r.snapshot is not None and r.snapshot.index == 5
+    assert (r.start_index, r.entries) == (6, [])
+    assert not layout.list_dir(str(tmp_path)).segments
+    write(tmp_path, "open-1", FORMAT + b"".join(batches(6, [2], term=3)) + bytes(BLOCK))
+    assert indexes(load(tmp_path, auto)) == [6, 7]
+
+
+def test_entries_that_agree_with_the_snapshot_stay(tmp_path, auto):
+    closed(tmp_path, 1, 8, term=3)
+    snapshot(tmp_path, 3, 5)
+    assert indexes(load(tmp_path, auto)) == list(range(1, 9))
+
+
+def test_log_behind_the_snapshot_is_dropped_and_open_segments_follow_it(tmp_path, auto):
+    """A2: a snapshot at 30 taken while the store held 1..20 (a leader applies what
+    followers committed); the log is covered by the snapshot: libraft refuses
+    to load this ("behind last snapshot"), we start after the snapshot."""
+    closed(tmp_path, 1, 12)
+    write(tmp_path, "open-1", FORMAT + b"".join(batches(13, [8])) + bytes(BLOCK))
+    snapshot(tmp_path, 1, 30)
+    r = load(tmp_path, auto)
+    assert (r.start_index, r.entries) == (31, [])
+    assert not layout.list_dir(str(tmp_path)).segments
+
+
+def test_segments_passed_over_are_deleted_so_later_open_segments_land_right(tmp_path, auto):
+    """A2: closed 1-50 behind snapshot 100 and nothing else: libraft's filter
+    ignores it but leaves it; an open segment written after the load (entries
+    101..) would then be placed after it, at 51.  The load deletes it."""
+    closed(tmp_path, 1, 50)
+    snapshot(tmp_path, 1, 100)
+    r = load(tmp_path, auto)
+    assert (r.start_index, r.entries) == (101, [])
+    write(tmp_path, "open-1", FORMAT + b"".join(batches(101, [3])) + bytes(BLOCK))
+    assert indexes(load(tmp_path, auto)) == [101, 102, 103]
+
+
+def test_one_zero_byte_open_segment_is_never_written(tmp_path, auto):
+    """A7: killed while emulating preallocation (one zero byte per block)."""
+    closed(tmp_path, 1, 2)
+    write(tmp_path, "open-1", b"\0")
+    assert indexes(load(tmp_path, auto)) == [1, 2]
+    assert not (tmp_path / "open-1").exists()
+
+
+def test_no_retry_message_when_auto_recovery_moves_nothing(tmp_path, caplog):
+    """A7: corruption in a closed segment that is not the last: libraft moves
+    nothing aside, so there is nothing to retry (and nothing to say so)."""
+    closed(tmp_path, 1, 2)
+    closed(tmp_path, 3, 4)
+    data = bytearray((tmp_path / layout.closed_name(1, 2)).read_bytes())
+    data[40] ^= 1
+    write(tmp_path, layout.closed_name(1, 2), bytes(data))
+    with caplog.at_level(logging.WARNING), pytest.raises(CorruptError):
+        load(tmp_path, True)
+    assert "retrying" not in caplog.text
