@@ -182,8 +182,20 @@ class DiskStore:
         self._current: _OpenSegment | None = None
         self._prepared: deque[_Prepared] = deque()
         self._queue: deque[_Append] = deque()
-        self._held: deque[_Append] = deque()    # appends waiting behind a barrier
-        self._barriers = 0
+        # Barriers (truncate, installation, the start of a snapshot) take turns
+        # in call order; while one is active, later appends and barriers wait
+        # in _held, in call order (an asyncio future stands for a barrier).
+        self._held: deque[_Append | asyncio.Future[None]] = deque()
+        self._barrier_active = False
+        self._no_barrier = asyncio.Event()
+        self._no_barrier.set()
+        # Everything that lists the directory and deletes or rewrites segments
+        # (truncation, installation, snapshot retention) runs under this lock.
+        self._dir_lock = asyncio.Lock()
+        self._write_index = 1         # index the next append handed to the writer gets
+        self._floor = 0               # highest snapshot index called: truncate never goes below
+        self._done_floor = 0          # the same, of snapshots written (barriers run in order)
+        self._broken: RaftError | None = None    # a failed finalize: no more appends
         self._writing = False
         self._idle = asyncio.Event()
         self._finalizing: asyncio.Future[None] | None = None
@@ -249,10 +261,13 @@ class DiskStore:
         if self._closed or self._loop is None:
             return
         self._closed = True
-        while self._queue or self._writing or self._held:
-            await self._wait_idle()
-            if self._held and not self._barriers:
-                self._release_held()
+        # Let every operation already called finish: barriers in progress or
+        # waiting their turn release the appends held behind them.
+        while self._barrier_active or self._queue or self._writing:
+            if self._barrier_active:
+                await self._no_barrier.wait()
+            else:
+                await self._wait_idle()
         if self._current is not None:
             self._finalize(self._current)
             self._current = None
@@ -349,7 +364,9 @@ class DiskStore:
             raise InvalidError("the store was already loaded")
         result = await self._run(self._load_with_recovery)
         self._loaded = True
-        self._next_index = result.start_index + len(result.entries)
+        self._next_index = self._write_index = result.start_index + len(result.entries)
+        self._floor = self._done_floor = (result.snapshot.index if result.snapshot is not None
+                                          else 0)
         self._fill_pool()
         return result
 
@@ -529,18 +546,22 @@ class DiskStore:
             raise InvalidError("load the store before appending")
         if not entries:
             raise InvalidError("nothing to append")
+        if self._broken is not None:
+            raise self._broken_error()
         batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
         assert self._loop is not None
         req = _Append(batch, len(entries), self._loop.create_future())
-        if self._barriers:
+        self._next_index += req.n
+        if self._barrier_active:
             self._held.append(req)
         else:
             self._enqueue(req)
         await req.future
 
     def _enqueue(self, req: _Append) -> None:
-        req.first_index = self._next_index
-        self._next_index += req.n
+        """Hand req to the writer: it gets the next index in write order."""
+        req.first_index = self._write_index
+        self._write_index += req.n
         self._queue.append(req)
         self._kick()
 
@@ -565,6 +586,9 @@ class DiskStore:
 
     async def _write_once(self) -> None:
         first = self._queue[0]
+        if self._broken is not None:
+            self._fail_queue(self._broken_error(), first.first_index)
+            return
         try:
             seg = await self._segment_for(len(first.batch))
         except RaftError as err:
@@ -646,7 +670,9 @@ class DiskStore:
             if not req.future.done():
                 req.future.set_exception(err)
         self._queue.clear()
-        self._next_index = first_failed
+        self._write_index = first_failed
+        if not self._barrier_active:
+            self._next_index = first_failed
         if self._current is not None and self._current.failed:
             self._finalize(self._current)
             self._current = None
@@ -713,7 +739,14 @@ class DiskStore:
     # --------------------------------------------------------- finalizing
 
     def _finalize(self, seg: _OpenSegment) -> None:
-        """Close seg in the background, after any earlier finalization (in order)."""
+        """Close seg in the background, after any earlier finalization (in order).
+
+        A finalization that fails (ftruncate, fsync or rename) leaves open-N on
+        disk; every later segment is then left open too (closing N+1 would put
+        a closed segment before open-N, and load would place open-N after it),
+        and the store is broken: later appends and barriers get the error.
+        Load places open segments by counter, after the closed ones, so
+        open-N, open-N+1 ... still load at the right indexes."""
         seg.closing = True
         prev = self._finalizing
         assert self._loop is not None and seg.finalized is not None
@@ -721,11 +754,32 @@ class DiskStore:
         async def run() -> None:
             if prev is not None:
                 await asyncio.gather(prev, return_exceptions=True)
-            await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
-                            seg.first_index, seg.last_index)
+                if self._broken is not None:
+                    await self._run(self._fs.close, seg.fd)
+                    raise self._broken_error()
+            try:
+                await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
+                                seg.first_index, seg.last_index)
+            except OSError as err:
+                raise _os_error(err, f"close segment {seg.name}") from err
+
         self._finalizing = asyncio.ensure_future(run())
+        self._finalizing.add_done_callback(self._finalized)
         done = seg.finalized
+        done.add_done_callback(_retrieved)     # its error is reported through _broken
         self._finalizing.add_done_callback(functools.partial(aio.copy_result, fut=done))
+
+    def _broken_error(self) -> RaftError:
+        """A fresh error for each caller (one instance raised in many tasks would
+        gather all their tracebacks)."""
+        assert self._broken is not None
+        return self._broken.wrap("the store stopped after an error")
+
+    def _finalized(self, job: asyncio.Future[None]) -> None:
+        exc = None if job.cancelled() else job.exception()
+        if exc is not None and self._broken is None:
+            self._broken = exc if isinstance(exc, RaftError) else IOError_(repr(exc))
+            log.error("%s: no more appends to this store", self._broken)
 
     def _finalize_sync(self, path: str, fd: int, used: int, first: int, last: int) -> None:
         try:
@@ -739,24 +793,49 @@ class DiskStore:
         finally:
             self._fs.close(fd)
 
-    async def _barrier(self) -> None:
-        """Hold new appends, let earlier ones finish, and close every open segment."""
-        self._barriers += 1
+    async def _take_turn(self) -> None:
+        """Wait until every barrier called before this one is done; appends and
+        barriers called from now on wait until _pass_turn."""
+        if not self._barrier_active:
+            self._barrier_active = True
+            self._no_barrier.clear()
+            return
+        assert self._loop is not None
+        turn: asyncio.Future[None] = self._loop.create_future()
+        self._held.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()         # it was ours: hand it on
+            raise
+
+    def _pass_turn(self) -> None:
+        """End the active barrier: hand what waited behind it to the writer, in
+        order, up to the next barrier, which becomes active."""
+        while self._held:
+            item = self._held.popleft()
+            if isinstance(item, _Append):
+                self._enqueue(item)
+            elif not item.done():
+                item.set_result(None)
+                return
+        self._barrier_active = False
+        self._no_barrier.set()
+        # Every operation called so far is with the writer now: resynchronise
+        # after a failed write or a refused barrier changed the write index.
+        self._next_index = self._write_index
+
+    async def _close_segments(self) -> None:
+        """(Holding the turn) let earlier appends finish and close every open segment."""
         await self._wait_idle()
         if self._current is not None:
             self._finalize(self._current)
             self._current = None
         if self._finalizing is not None:
-            await self._finalizing
-
-    def _end_barrier(self) -> None:
-        self._barriers -= 1
-        if not self._barriers:
-            self._release_held()
-
-    def _release_held(self) -> None:
-        while self._held:
-            self._enqueue(self._held.popleft())
+            await asyncio.gather(self._finalizing, return_exceptions=True)
+        if self._broken is not None:
+            raise self._broken_error()
 
     async def _wait_idle(self) -> None:
         while self._writing or self._queue:
@@ -766,37 +845,61 @@ class DiskStore:
     # ---------------------------------------------------------- truncation
 
     async def truncate(self, index: int) -> None:
-        """Delete entries from index on; later appends start at index (spec §3.8)."""
+        """Delete entries from index on; later appends start at index (spec §3.8).
+
+        A blocking barrier: appends called before are written first, appends
+        and barriers called after wait until it is done.  Entries at or below
+        the last snapshot's index are committed and never truncated."""
         self._check_usable()
         if not 0 < index < self._next_index:
             raise InvalidError(f"cannot truncate at {index}: entries end at "
                                f"{self._next_index - 1}")
-        await self._barrier()
+        if index <= self._floor:
+            raise InvalidError(f"cannot truncate at {index}: entries up to {self._floor} "
+                               f"are in a snapshot")
+        self._next_index = index
+        await self._take_turn()
         try:
-            await self._run(self._truncate_sync, index)
-            self._next_index = index
+            await self._close_segments()
+            # An earlier write may have failed (the write index went back), or a
+            # snapshot called before may have been written meanwhile.
+            if not index < self._write_index:
+                raise InvalidError(f"cannot truncate at {index}: entries end at "
+                                   f"{self._write_index - 1}")
+            if index <= self._done_floor:
+                raise InvalidError(f"cannot truncate at {index}: entries up to "
+                                   f"{self._done_floor} are in a snapshot")
+            async with self._dir_lock:
+                await self._run(self._truncate_sync, index)
+            self._write_index = index
         finally:
-            self._end_barrier()
+            self._pass_turn()
 
     def _truncate_sync(self, index: int) -> None:
         """Crash-safe order: every state a crash can leave loads as the log before
         or after the truncation (which is not acknowledged until this returns).
-        First the segments wholly past index go, newest first (a prefix remains);
-        then the segment holding index is rewritten as first..index-1 beside the
-        old one, which goes last.  Two closed segments with one first index are
-        a truncation cut short, which load completes (_drop_superseded)."""
-        closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
-        doomed = [s for s in closed if s.last >= index]
-        split = doomed[0] if doomed and doomed[0].first < index else None
-        for seg in reversed(doomed):
-            if seg is not split:
-                self._fs.unlink(self._p(seg.name))
-        if split is not None:
-            self._fsync_dir()
-            entries = _bindings.scan_segment(self._read(split.name)).entries[:index - split.first]
-            self._write_closed_segment(split.first, index - 1, entries)
-            self._fs.unlink(self._p(split.name))
-        self._fsync_dir()
+        First the segments wholly past index go, newest first, each durably
+        gone before the next (else a newer one could outlive an older one and
+        follow a gap); then the segment holding index is rewritten as
+        first..index-1 beside the old one, which goes last.  Two closed
+        segments with one first index are a truncation cut short, which load
+        completes (_drop_superseded)."""
+        try:
+            closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
+            doomed = [s for s in closed if s.last >= index]
+            split = doomed[0] if doomed and doomed[0].first < index else None
+            for seg in reversed(doomed):
+                if seg is not split:
+                    self._fs.unlink(self._p(seg.name))
+                    self._fsync_dir()
+            if split is not None:
+                entries = _bindings.scan_segment(self._read(split.name)).entries
+                self._write_closed_segment(split.first, index - 1,
+                                           entries[:index - split.first])
+                self._fs.unlink(self._p(split.name))
+                self._fsync_dir()
+        except OSError as err:
+            raise _os_error(err, f"truncate at {index}") from err
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
         data = _FORMAT_WORD + bytes(_bindings.encode_batch(entries))
@@ -833,7 +936,7 @@ class DiskStore:
         await self._run(self._write_closed_segment, 1, 1,
                         [Entry(1, EntryType.CHANGE, payload)])
         if self._loaded:
-            self._next_index = 2
+            self._next_index = self._write_index = 2
 
     async def recover(self, conf: Configuration) -> None:
         """Force conf as the configuration: a CHANGE entry after the last one.
@@ -860,38 +963,72 @@ class DiskStore:
     # ----------------------------------------------------------- snapshots
 
     async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None:
-        """Persist a snapshot; trailing > 0 keeps that many entries before it,
-        trailing == 0 installs it: the log is replaced (spec §3.9)."""
+        """Persist a snapshot taken of this log, keeping at least ``trailing``
+        entries before its index (0: none) (spec §3.9, libraft's non-blocking
+        barrier).
+
+        Appends called later go on meanwhile (into a fresh segment).  The
+        snapshot is written once every append called before it is written and
+        its segment closed: the snapshot's index may be ahead of what is
+        durable (a leader applies entries its followers made durable), and an
+        open segment with no closed segment before it would be placed right
+        after the snapshot on load."""
         self._check_usable()
-        if self._snapshot_busy:
-            raise BusyError("a snapshot is already being written")
-        self._snapshot_busy = True
+        if trailing < 0:
+            raise InvalidError(f"trailing must be 0 or more, not {trailing}")
+        self._start_snapshot(snapshot)
         try:
-            if trailing == 0:
-                await self._barrier()
-                try:
-                    await self._run(self._snapshot_put_sync, trailing, snapshot)
-                    self._next_index = snapshot.index + 1
-                finally:
-                    self._end_barrier()
-            else:
-                # Appends go on into a fresh segment; the snapshot waits until
-                # every segment open now is closed (libraft's non-blocking barrier).
-                seg = self._current
-                if seg is not None:
-                    seg.closing = True
-                    if not self._writing:
-                        self._finalize(seg)
-                        self._current = None
-                    assert seg.finalized is not None
-                    await asyncio.shield(seg.finalized)
-                elif self._finalizing is not None:
-                    await self._finalizing
+            await self._take_turn()
+            try:
+                last = self._queue[-1] if self._queue else None
+            finally:
+                self._pass_turn()
+            if last is not None:
+                await asyncio.wait([last.future])
+            seg = self._current
+            if seg is not None:
+                seg.closing = True
+                if not self._writing:
+                    self._finalize(seg)
+                    self._current = None
+                assert seg.finalized is not None
+                await asyncio.shield(seg.finalized)
+            elif self._finalizing is not None:
+                await self._finalizing
+            async with self._dir_lock:
                 await self._run(self._snapshot_put_sync, trailing, snapshot)
+                self._done_floor = max(self._done_floor, snapshot.index)
         finally:
             self._snapshot_busy = False
 
-    def _snapshot_put_sync(self, trailing: int, snap: SnapshotLike) -> None:
+    async def snapshot_install(self, snapshot: SnapshotLike) -> None:
+        """Install a snapshot received from the leader: the log is replaced and the
+        next append is at snapshot.index + 1 (spec §3.9, a blocking barrier)."""
+        self._check_usable()
+        self._start_snapshot(snapshot)
+        self._next_index = snapshot.index + 1
+        try:
+            await self._take_turn()
+            try:
+                await self._close_segments()
+                async with self._dir_lock:
+                    await self._run(self._snapshot_install_sync, snapshot)
+                    self._done_floor = max(self._done_floor, snapshot.index)
+                self._write_index = snapshot.index + 1
+            finally:
+                self._pass_turn()
+        finally:
+            self._snapshot_busy = False
+
+    def _start_snapshot(self, snapshot: SnapshotLike) -> None:
+        if self._snapshot_busy:
+            raise BusyError("a snapshot is already being written")
+        self._snapshot_busy = True
+        self._floor = max(self._floor, snapshot.index)
+
+    def _write_snapshot_files(self, snap: SnapshotLike) -> layout.Listing:
+        """Write .meta then data (each atomically), drop all but the two latest
+        snapshots; return the listing taken after."""
         stamp = time.monotonic_ns() // 1_000_000
         name = layout.snapshot_name(snap.term, snap.index, stamp)
         self._write_atomically(name + ".meta", layout.encode_snapshot_meta(
@@ -906,21 +1043,38 @@ class DiskStore:
         for old in listing.snapshots[:-2]:
             self._fs.unlink(self._p(old.meta_name))
             self._fs.unlink(self._p(old.name))
-        closed = [s for s in listing.segments if not s.is_open]
-        if trailing == 0:
-            # Newest first: a crash leaves a prefix of the old log, which load
-            # ignores or keeps below the snapshot, never a run past it.
-            doomed = closed[::-1]
-        else:
-            retain = snap.index - trailing + 1 if snap.index > trailing else 0
+        return listing
+
+    def _snapshot_put_sync(self, trailing: int, snap: SnapshotLike) -> None:
+        """Retention (spec §3.9): closed segments wholly before index - trailing + 1
+        go, oldest first, stopping at the first kept one, and never the newest
+        closed segment: it is what the next open segment's first index is
+        inferred from (issue 8, A2).  Any subset of them may outlive a crash:
+        they all end before the snapshot, where load passes over them."""
+        try:
+            listing = self._write_snapshot_files(snap)
+            closed = [s for s in listing.segments if not s.is_open]
+            retain = snap.index - trailing + 1
             doomed = []
-            for seg in closed:
+            for seg in closed[:-1]:
                 if seg.last >= retain:
                     break
                 doomed.append(seg)
-        for seg in doomed:
-            self._fs.unlink(self._p(seg.name))
-        self._fsync_dir()
+            for seg in doomed:
+                self._fs.unlink(self._p(seg.name))
+            self._fsync_dir()
+        except OSError as err:
+            raise _os_error(err, f"put snapshot {snap.index}") from err
+
+    def _snapshot_install_sync(self, snap: SnapshotLike) -> None:
+        """The snapshot first (durable), then every segment (all closed now, the
+        barrier closed them) in _delete_log's crash-safe order."""
+        try:
+            listing = self._write_snapshot_files(snap)
+            self._delete_log([(s.name, s.last) for s in listing.segments if not s.is_open],
+                             snap.index)
+        except OSError as err:
+            raise _os_error(err, f"install snapshot {snap.index}") from err
 
     async def snapshot_get(self) -> Snapshot | None:
         """The most recent snapshot, or None."""
@@ -1005,6 +1159,13 @@ def _disagrees(snapshot: Snapshot, start: int, entries: Sequence[Entry]) -> str:
         return (f"entry {snapshot.index} has term {entries[snapshot.index - start].term}, "
                 f"the snapshot at that index term {snapshot.term}")
     return ""
+
+
+def _retrieved(fut: asyncio.Future[None]) -> None:
+    """Mark an error as seen: a future nobody awaits would log "exception was
+    never retrieved" when collected, possibly in a worker thread."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _as_corrupt(err: RaftError) -> RaftError:

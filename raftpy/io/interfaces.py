@@ -11,10 +11,11 @@ libraft's ``raft_io`` (spec §1.10):
 - ``append`` calls complete in the order they were made and only once the
   entries are durable; ``truncate`` is ordered after earlier appends and
   before later ones;
-- ``snapshot_put(trailing, snapshot)``: trailing > 0 compacts (keeps at least
-  ``trailing`` entries before the snapshot), trailing == 0 installs (the log
-  is replaced and the next append is at snapshot.index + 1); at most one at a
-  time;
+- ``snapshot_put(trailing, snapshot)`` persists a snapshot taken of this log
+  and compacts it, keeping at least ``trailing`` entries before the snapshot
+  (0: none); appends go on meanwhile.  ``snapshot_install(snapshot)`` installs
+  one received from the leader: the log is replaced and the next append is at
+  snapshot.index + 1.  At most one of the two at a time;
 - every failure is a ``raftpy.errors.RaftError``.
 """
 
@@ -72,5 +73,6 @@ class Storage(Protocol):
     async def append(self, entries: Sequence[Entry]) -> None: ...
     async def truncate(self, index: int) -> None: ...
     async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None: ...
+    async def snapshot_install(self, snapshot: SnapshotLike) -> None: ...
     async def snapshot_get(self) -> SnapshotLike | None: ...
     async def close(self) -> None: ...

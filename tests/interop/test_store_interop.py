@@ -601,7 +601,7 @@ def test_installed_snapshot_loaded_by_libraft(raftcompat: Path, tmp_path: Path, 
             await writer.append_until(1000)
             await writer.new_term(7, 3)
             snap = Snapshot(6, installed, STORE_CONF2, 4623, snapshot_data(installed))
-            await store.snapshot_put(0, snap)
+            await store.snapshot_install(snap)
             assert store.next_index == installed + 1
             writer.next_index = installed + 1
             writer.model.entries += [(0, 0, b"")] * (installed - len(writer.model.entries))

@@ -135,7 +135,10 @@ class Driver:
         self.rec.mark(("snapshot", term, index, trailing, data))
 
         async def run() -> None:
-            await self.store.snapshot_put(trailing, snap)
+            if trailing:
+                await self.store.snapshot_put(trailing, snap)
+            else:
+                await self.store.snapshot_install(snap)
             self.rec.mark(("snapshot_ok", term, index))
         return self._spawn(run())
 

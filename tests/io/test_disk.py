@@ -276,7 +276,7 @@ def test_snapshot_install_replaces_the_log(data_dir, run_loop):
         store = await fresh(data_dir, segment_size_bytes=8192)
         for k in range(1, 401, 20):
             await store.append([entry(i, size=64) for i in range(k, k + 20)])
-        await store.snapshot_put(0, snapshot(5000, term=7))
+        await store.snapshot_install(snapshot(5000, term=7))
         assert store.next_index == 5001
         await store.append([entry(5001, term=7)])
         await store.close()

@@ -383,7 +383,7 @@ async def main():
     if op == "truncate":
         await store.truncate(index)
     else:                                   # install a snapshot at index
-        await store.snapshot_put(0, Snapshot(2, index, Configuration.of((1, "a:1")), 1,
+        await store.snapshot_install(Snapshot(2, index, Configuration.of((1, "a:1")), 1,
                                              b"installed"))
     os._exit(3)                             # fewer unlinks than crash_at
 
@@ -430,7 +430,7 @@ def test_crash_inside_truncate(disk_dir, index, crash_at, snap):
     (200, 1, False),
     (200, 3, False), (500, 0, False)])
 def test_crash_inside_snapshot_install(disk_dir, index, crash_at, auto_recovery):
-    """Entries 1..300 in 8 KiB segments, snapshot_put(trailing=0) at index (beyond
+    """Entries 1..300 in 8 KiB segments, snapshot_install at index (beyond
     the log, or inside it as for a follower with a conflicting tail), the process
     dies at the crash_at-th deletion.  The snapshot files were complete before
     any deletion: load must succeed with that snapshot and only original entries."""

@@ -55,12 +55,14 @@ def snapshot(d: pathlib.Path, term: int, index: int) -> None:
     write(d, name, layout.encode_snapshot_data(b"snapshot data " * 4, False))
 
 
+async def aload(d: pathlib.Path, auto: bool) -> LoadResult:
+    async with DiskStore(str(d), auto_recovery=auto, prepared_segments=1,
+                         zero_fill_segments=False, segment_size_bytes=8 * BLOCK) as store:
+        return await store.load()
+
+
 def load(d: pathlib.Path, auto: bool) -> LoadResult:
-    async def go() -> LoadResult:
-        async with DiskStore(str(d), auto_recovery=auto, prepared_segments=1,
-                             zero_fill_segments=False, segment_size_bytes=8 * BLOCK) as store:
-            return await store.load()
-    return asyncio.run(go())
+    return asyncio.run(aload(d, auto))
 
 
 def indexes(r: LoadResult) -> list[int]:
@@ -181,3 +183,120 @@ def test_no_retry_message_when_auto_recovery_moves_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING), pytest.raises(CorruptError):
         load(tmp_path, True)
     assert "retrying" not in caplog.text
+
+
+# ------------------------------------------- barriers and the snapshot (A2, A7)
+
+def e(i: int, term: int = 1, words: int = 30) -> Entry:
+    return Entry(term, EntryType.COMMAND, struct.pack("<Q", i) * words)
+
+
+def install(store: DiskStore, snap) -> asyncio.Future:
+    """snapshot_install (before issue 8 it was snapshot_put with trailing 0)."""
+    fn = getattr(store, "snapshot_install", None)
+    return fn(snap) if fn is not None else store.snapshot_put(0, snap)
+
+
+async def copy_and_load(src: pathlib.Path, dst: pathlib.Path) -> LoadResult:
+    """What a SIGKILL leaves: the files as they are (all acknowledged data durable)."""
+    import shutil
+    shutil.copytree(src, dst)
+    (dst / "raftpy.lock").unlink()
+    return await aload(dst, False)
+
+
+def test_snapshot_ahead_of_the_durable_log_keeps_open_segments_in_place(tmp_path):
+    """A2: a leader's snapshot at last_applied runs ahead of its last_stored: the
+    snapshot is called while the appends it covers are still in flight, with a
+    small trailing count.  Killed then, the directory must load every entry at
+    its index (before the fix the snapshot went to disk first, and the open
+    segment holding 1..N was placed after the snapshot's index)."""
+    data = tmp_path / "data"
+    data.mkdir()
+
+    async def go() -> None:
+        store = DiskStore(str(data), segment_size_bytes=4 * BLOCK, prepared_segments=1)
+        await store.open()
+        await store.load()
+        # Small entries: the whole log fits in the first open segment.
+        jobs = [asyncio.ensure_future(store.append([e(i, words=1)])) for i in range(1, 41)]
+        await asyncio.sleep(0)
+        jobs.append(asyncio.ensure_future(store.snapshot_put(
+            1, Snapshot(1, 40, CONF, 1, b"state at 40"))))
+        jobs += [asyncio.ensure_future(store.append([e(i, words=1)])) for i in range(41, 61)]
+        await asyncio.gather(*jobs)
+        r = await copy_and_load(data, tmp_path / "copy")
+        assert r.snapshot is not None and r.snapshot.index == 40
+        assert indexes(r)[-1] == 60
+        assert r.start_index <= 41
+        await store.close()
+
+    from raftpy.io.disk import Snapshot
+    asyncio.run(go())
+
+
+def test_truncate_racing_an_installation(tmp_path):
+    """A2: truncate(20) and an installation at 25 called together (a follower told
+    of a conflict, then sent a snapshot), appends 26..28 behind both: they run
+    in call order; before the fix both ran at once, the truncation leaked a
+    FileNotFoundError, and its rewritten segment survived the installation."""
+    from raftpy.io.disk import Snapshot
+
+    async def go() -> LoadResult:
+        # 4 KiB segments of 15 entries: 1..120 in eight segments.
+        store = DiskStore(str(tmp_path), segment_size_bytes=BLOCK, prepared_segments=1)
+        await store.open()
+        await store.load()
+        for i in range(1, 121, 5):
+            await store.append([e(j) for j in range(i, i + 5)])
+        jobs = [asyncio.ensure_future(store.truncate(20)),
+                asyncio.ensure_future(install(store, Snapshot(2, 25, CONF, 1, b"leader's"))),
+                asyncio.ensure_future(store.append([e(j, 2) for j in (26, 27, 28)]))]
+        await asyncio.gather(*jobs)
+        await store.close()
+        return await aload(tmp_path, False)
+
+    r = asyncio.run(go())
+    assert r.snapshot is not None and r.snapshot.index == 25
+    assert (r.start_index, indexes(r)) == (26, [26, 27, 28])
+    assert [s.name for s in layout.list_dir(str(tmp_path)).segments] == [
+        layout.closed_name(26, 28)]
+
+
+def test_a_failed_finalize_leaves_later_segments_open_and_stops_appends(tmp_path):
+    """A7: closing open-1 fails (rename: EIO); appends already in open-2 are
+    durable.  The store refuses later appends with the error, and open-2 is
+    not closed (closed 'N-M' before open-1 would make load place open-1 after
+    it): the directory loads every acknowledged entry at its index."""
+    import errno
+    import os
+
+    from raftpy.errors import IOError_
+    from raftpy.io.fs import Fs
+
+    class FailingRename(Fs):
+        failed = False
+
+        def rename(self, src: str, dst: str) -> None:
+            if not self.failed and os.path.basename(src) == "open-1":
+                self.failed = True
+                raise OSError(errno.EIO, "injected")
+            os.rename(src, dst)
+
+    async def go() -> list[int]:
+        store = DiskStore(str(tmp_path), segment_size_bytes=2 * BLOCK, prepared_segments=2,
+                          fs=FailingRename())
+        await store.open()
+        await store.load()
+        acked = []
+        with pytest.raises(IOError_, match="injected"):
+            for i in range(1, 200):
+                await store.append([e(i)])
+                acked.append(i)
+        await store.close()
+        return acked
+
+    acked = asyncio.run(go())
+    assert len(acked) > 10
+    r = load(tmp_path, False)
+    assert indexes(r)[:len(acked)] == acked
