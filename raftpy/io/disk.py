@@ -108,7 +108,7 @@ class _Append:
     batch: bytes | bytearray
     n: int
     future: asyncio.Future[None]
-    first_index: int = 0
+    first_index: int
 
 
 @dataclass(eq=False, slots=True)
@@ -539,18 +539,28 @@ class DiskStore:
 
     # ------------------------------------------------------------ appends
 
-    async def append(self, entries: Sequence[Entry]) -> None:
-        """Append entries after the last one; return once they are durable."""
+    async def append(self, first_index: int, entries: Sequence[Entry]) -> None:
+        """Append entries at first_index, which must be where the log ends (counting
+        every append, truncation and installation called before); return once
+        they are durable.
+
+        A mismatch is refused with an InvalidError naming both indexes, here or,
+        when an earlier write failed meanwhile (the log then ends where that
+        write began), when the append reaches the writer: entries never land at
+        another index than the caller's."""
         self._check_usable()
         if not self._loaded:
             raise InvalidError("load the store before appending")
         if not entries:
             raise InvalidError("nothing to append")
+        if first_index != self._next_index:
+            raise InvalidError(f"cannot append at {first_index}: the log's next index is "
+                               f"{self._next_index}")
         if self._broken is not None:
             raise self._broken_error()
         batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
         assert self._loop is not None
-        req = _Append(batch, len(entries), self._loop.create_future())
+        req = _Append(batch, len(entries), self._loop.create_future(), first_index)
         self._next_index += req.n
         if self._barrier_active:
             self._held.append(req)
@@ -559,8 +569,12 @@ class DiskStore:
         await req.future
 
     def _enqueue(self, req: _Append) -> None:
-        """Hand req to the writer: it gets the next index in write order."""
-        req.first_index = self._write_index
+        """Hand req to the writer, unless the log no longer ends where req begins."""
+        if req.first_index != self._write_index:
+            req.future.set_exception(InvalidError(
+                f"cannot append at {req.first_index}: the log's next index is "
+                f"{self._write_index} (an earlier write or truncation failed)"))
+            return
         self._write_index += req.n
         self._queue.append(req)
         self._kick()

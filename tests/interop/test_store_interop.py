@@ -316,7 +316,7 @@ def test_diskstore_continues_libraft_dir(raftcompat: Path,  # noqa: F811
             assert res.start_index + len(res.entries) - 1 == last
             await store.set_term(3)
             for k in range(0, len(more), 5):
-                await store.append([Entry(*e) for e in more[k:k + 5]])
+                await store.append(last + 1 + k, [Entry(*e) for e in more[k:k + 5]])
             index = last + 500
             await store.snapshot_put(100, Snapshot(3, index, LIBRAFT_CONF, 1,
                                                    snapshot_data(index)))
@@ -424,8 +424,8 @@ class Writer:
         self.emit(f"term {term} {vote}")
 
     async def _append(self, first: int, n: int) -> None:
-        await self.store.append([Entry(*store_entry(i, self.model.term))
-                                 for i in range(first, first + n)])
+        await self.store.append(first, [Entry(*store_entry(i, self.model.term))
+                                        for i in range(first, first + n)])
         self.emit(f"ack {first + n - 1}")
 
     async def append_until(self, last: int | None, window: int = 8) -> None:

@@ -121,7 +121,7 @@ class Child:
             for i, e in enumerate(batch, first):
                 self.log_terms[i] = e.term
             self.log_terms.pop(first - 2000, None)
-            job = asyncio.ensure_future(self.store.append(batch))
+            job = asyncio.ensure_future(self.store.append(first, batch))
             job.add_done_callback(self._acker(first + n - 1, n, self.gen))
             self.next_index += n
             self.inflight.add(job)

@@ -101,7 +101,7 @@ class Driver:
         self.rec.mark(("append", first, plain))
 
         async def run() -> None:
-            await self.store.append(entries)
+            await self.store.append(first, entries)
             self.rec.mark(("append_ok", first, n))
             self.acked_last = max(self.acked_last, first + n - 1)
         return self._spawn(run())

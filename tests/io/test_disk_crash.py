@@ -374,8 +374,8 @@ async def main():
     await store.open()
     await store.load()
     for i in range(1, 301, 10):
-        await store.append([Entry(1, EntryType.COMMAND, j.to_bytes(8, "little") * 12)
-                            for j in range(i, i + 10)])
+        await store.append(i, [Entry(1, EntryType.COMMAND, j.to_bytes(8, "little") * 12)
+                               for j in range(i, i + 10)])
     if snap:
         await store.snapshot_put(1000, Snapshot(1, snap, Configuration.of((1, "a:1")), 1,
                                                 b"snapshot"))

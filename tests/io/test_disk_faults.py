@@ -193,7 +193,7 @@ async def build_pristine(path: pathlib.Path) -> Pristine:
             n = 1 + i % 4
             batch = [Entry(2, EntryType.BARRIER if j % 11 == 0 else EntryType.COMMAND,
                            payload(j)) for j in range(i, i + n)]
-            await store.append(batch)
+            await store.append(i, batch)
             entries.update(zip(range(i, i + n), batch, strict=True))
             i += n
             k += 1
@@ -703,9 +703,9 @@ async def fill_until_error(store: DiskStore, acked: dict[int, bytes],
     errors: list[BaseException] = []
 
     async def one(n: int) -> None:
-        first = store.next_index     # the index append gives (no await in between)
+        first = store.next_index     # where the log ends (no await in between)
         batch = [Entry(2, EntryType.COMMAND, big_payload(i)) for i in range(first, first + n)]
-        await store.append(batch)
+        await store.append(first, batch)
         acked.update((i, big_payload(i)) for i in range(first, first + n))
 
     pending: set[asyncio.Future[None]] = set()
@@ -779,7 +779,7 @@ def test_full_disk(tmp_path, run_loop):
                 first = len(r.entries) + 1
                 batch = [Entry(2, EntryType.COMMAND, big_payload(i))
                          for i in range(first, first + 20)]
-                await store.append(batch)
+                await store.append(first, batch)
                 acked.update((i, big_payload(i)) for i in range(first, first + 20))
             await check_log(mnt, acked)
 
@@ -802,7 +802,7 @@ def test_full_disk_then_space_freed_same_store(tmp_path):
                 assert isinstance(errors[0], NoSpaceError)
                 filler.unlink()
                 first = store.next_index
-                await store.append([Entry(2, EntryType.COMMAND, big_payload(first))])
+                await store.append(first, [Entry(2, EntryType.COMMAND, big_payload(first))])
                 acked[first] = big_payload(first)
             finally:
                 await store.close()

@@ -219,11 +219,11 @@ def test_snapshot_ahead_of_the_durable_log_keeps_open_segments_in_place(tmp_path
         await store.open()
         await store.load()
         # Small entries: the whole log fits in the first open segment.
-        jobs = [asyncio.ensure_future(store.append([e(i, words=1)])) for i in range(1, 41)]
+        jobs = [asyncio.ensure_future(store.append(i, [e(i, words=1)])) for i in range(1, 41)]
         await asyncio.sleep(0)
         jobs.append(asyncio.ensure_future(store.snapshot_put(
             1, Snapshot(1, 40, CONF, 1, b"state at 40"))))
-        jobs += [asyncio.ensure_future(store.append([e(i, words=1)])) for i in range(41, 61)]
+        jobs += [asyncio.ensure_future(store.append(i, [e(i, words=1)])) for i in range(41, 61)]
         await asyncio.gather(*jobs)
         r = await copy_and_load(data, tmp_path / "copy")
         assert r.snapshot is not None and r.snapshot.index == 40
@@ -248,10 +248,10 @@ def test_truncate_racing_an_installation(tmp_path):
         await store.open()
         await store.load()
         for i in range(1, 121, 5):
-            await store.append([e(j) for j in range(i, i + 5)])
+            await store.append(i, [e(j) for j in range(i, i + 5)])
         jobs = [asyncio.ensure_future(store.truncate(20)),
                 asyncio.ensure_future(install(store, Snapshot(2, 25, CONF, 1, b"leader's"))),
-                asyncio.ensure_future(store.append([e(j, 2) for j in (26, 27, 28)]))]
+                asyncio.ensure_future(store.append(26, [e(j, 2) for j in (26, 27, 28)]))]
         await asyncio.gather(*jobs)
         await store.close()
         return await aload(tmp_path, False)
@@ -291,7 +291,7 @@ def test_a_failed_finalize_leaves_later_segments_open_and_stops_appends(tmp_path
         acked = []
         with pytest.raises(IOError_, match="injected"):
             for i in range(1, 200):
-                await store.append([e(i)])
+                await store.append(i, [e(i)])
                 acked.append(i)
         await store.close()
         return acked
@@ -300,3 +300,52 @@ def test_a_failed_finalize_leaves_later_segments_open_and_stops_appends(tmp_path
     assert len(acked) > 10
     r = load(tmp_path, False)
     assert indexes(r)[:len(acked)] == acked
+
+
+def test_an_append_after_a_failed_write_is_refused_not_misplaced(tmp_path):
+    """A5: the write of 10..12 fails (13..14, queued behind it, fail too); the
+    caller, not knowing yet, appends 15..16.  Before the fix the store had
+    rolled its index back to 10 and wrote them as 10..11."""
+    from raftpy.errors import InvalidError, IOError_, RaftError
+    from raftpy.io.fs import Fs
+
+    class FailTenth(Fs):
+        traces_writes = True
+        writes = 0
+
+        def write_started(self, fd: int, buf: object, offset: int) -> int:
+            self.writes += 1
+            if self.writes == 10:
+                raise IOError_("injected write error")
+            return 0
+
+    async def call_append(store: DiskStore, first: int, entries: list[Entry]) -> None:
+        try:
+            await store.append(first, entries)
+        except TypeError:                       # before issue 8: append(entries)
+            await store.append(entries)
+
+    async def go() -> str:
+        store = DiskStore(str(tmp_path), segment_size_bytes=4 * BLOCK, prepared_segments=1,
+                          fs=FailTenth())
+        await store.open()
+        await store.load()
+        for i in range(1, 10):
+            await call_append(store, i, [e(i)])
+        failing = [asyncio.ensure_future(call_append(store, 10, [e(i) for i in (10, 11, 12)])),
+                   asyncio.ensure_future(call_append(store, 13, [e(13), e(14)]))]
+        done = await asyncio.gather(*failing, return_exceptions=True)
+        assert all(isinstance(d, RaftError) for d in done), done
+        outcome = "written"
+        try:
+            await call_append(store, 15, [e(15), e(16)])
+        except InvalidError as err:
+            outcome = str(err)
+        await store.close()
+        return outcome
+
+    outcome = asyncio.run(go())
+    r = load(tmp_path, False)
+    indexes(r)        # every entry at the index it was meant for
+    assert outcome == "cannot append at 15: the log's next index is 10"
+    assert r.start_index + len(r.entries) - 1 == 9
