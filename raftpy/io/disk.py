@@ -916,7 +916,15 @@ class DiskStore:
             raise _os_error(err, f"truncate at {index}") from err
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
-        data = _FORMAT_WORD + bytes(_bindings.encode_batch(entries))
+        """Write entries first..last as a closed segment (atomically), in batches of
+        at most MAX_BATCH_ENTRIES: a batch with more is refused by every loader
+        (libraft: "entries count in preamble is too high").  libraft rewrites
+        the kept part of a truncated segment as one batch; any split loads the
+        same."""
+        assert len(entries) == last - first + 1
+        step = _bindings.MAX_BATCH_ENTRIES
+        data = _FORMAT_WORD + b"".join(bytes(_bindings.encode_batch(entries[k:k + step]))
+                                       for k in range(0, len(entries), step))
         self._write_atomically(layout.closed_name(first, last), data)
 
     def _write_atomically(self, name: str, data: bytes) -> None:

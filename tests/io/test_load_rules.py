@@ -349,3 +349,30 @@ def test_an_append_after_a_failed_write_is_refused_not_misplaced(tmp_path):
     indexes(r)        # every entry at the index it was meant for
     assert outcome == "cannot append at 15: the log's next index is 10"
     assert r.start_index + len(r.entries) - 1 == 9
+
+
+def test_truncate_keeps_more_entries_than_one_batch_may_hold(tmp_path):
+    """A6: the kept part of the truncated segment has 262,148 entries, more than
+    a batch may hold (262,144): it is rewritten as several batches.  Before the
+    fix the truncation failed with TooBigError (the core had truncated in
+    memory, the disk had not)."""
+    limit = _bindings.MAX_BATCH_ENTRIES
+    empty = Entry(1, EntryType.COMMAND, b"")
+
+    async def go() -> LoadResult:
+        async with DiskStore(str(tmp_path), segment_size_bytes=16 << 20) as store:
+            await store.load()
+            await store.append(1, [empty] * 200_000)
+            await store.append(200_001, [empty] * (limit + 6 - 200_000))
+            await store.close()
+        async with DiskStore(str(tmp_path), segment_size_bytes=16 << 20) as store:
+            await store.load()
+            await store.truncate(limit + 5)
+        async with DiskStore(str(tmp_path)) as store:
+            return await store.load()
+
+    r = asyncio.run(go())
+    assert (r.start_index, len(r.entries)) == (1, limit + 4)
+    (seg,) = layout.list_dir(str(tmp_path)).segments
+    assert (seg.first, seg.last) == (1, limit + 4)
+    assert _bindings.scan_segment((tmp_path / seg.name).read_bytes()).n_batches == 2
