@@ -1000,28 +1000,33 @@ class DiskStore:
             raise InvalidError(f"trailing must be 0 or more, not {trailing}")
         self._start_snapshot(snapshot)
         try:
-            await self._take_turn()
-            try:
-                last = self._queue[-1] if self._queue else None
-            finally:
-                self._pass_turn()
-            if last is not None:
-                await asyncio.wait([last.future])
-            seg = self._current
-            if seg is not None:
-                seg.closing = True
-                if not self._writing:
-                    self._finalize(seg)
-                    self._current = None
-                assert seg.finalized is not None
-                await asyncio.shield(seg.finalized)
-            elif self._finalizing is not None:
-                await self._finalizing
+            await self._close_earlier_appends()
             async with self._dir_lock:
                 await self._run(self._snapshot_put_sync, trailing, snapshot)
                 self._done_floor = max(self._done_floor, snapshot.index)
         finally:
             self._snapshot_busy = False
+
+    async def _close_earlier_appends(self) -> None:
+        """Wait until every append called so far is written (or failed) and the
+        segment holding it is closed; appends called meanwhile go on."""
+        await self._take_turn()          # in order with truncations and installations
+        try:
+            last = self._queue[-1] if self._queue else None
+        finally:
+            self._pass_turn()
+        if last is not None:
+            await asyncio.wait([last.future])
+        seg = self._current
+        if seg is not None:
+            seg.closing = True
+            if not self._writing:
+                self._finalize(seg)
+                self._current = None
+            assert seg.finalized is not None
+            await asyncio.shield(seg.finalized)
+        elif self._finalizing is not None:
+            await self._finalizing
 
     async def snapshot_install(self, snapshot: SnapshotLike) -> None:
         """Install a snapshot received from the leader: the log is replaced and the
