@@ -331,7 +331,10 @@ class DiskStore:
         data = metadata.encode_metadata(new.version, new.term, new.voted_for)
         fd = self._fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            self._fs.pwrite(fd, data, 0)
+            written = self._fs.pwrite(fd, data, 0)
+            if written != len(data):    # not durable as asked: never acknowledge it
+                raise NoSpaceError(f"write {os.path.basename(path)}: short write: "
+                                   f"{written} bytes instead of {len(data)}")
             self._fs.fdatasync(fd) if existed else self._fs.fsync(fd)
         except OSError as err:
             raise _os_error(err, f"write {os.path.basename(path)}") from err

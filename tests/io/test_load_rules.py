@@ -376,3 +376,32 @@ def test_truncate_keeps_more_entries_than_one_batch_may_hold(tmp_path):
     (seg,) = layout.list_dir(str(tmp_path)).segments
     assert (seg.first, seg.last) == (1, limit + 4)
     assert _bindings.scan_segment((tmp_path / seg.name).read_bytes()).n_batches == 2
+
+
+def test_a_short_metadata_write_is_an_error(tmp_path):
+    """A7: pwrite of the 32 metadata bytes returns less: set_term fails (it was
+    acknowledged before) and the store keeps the term it had."""
+    import os
+
+    from raftpy.errors import NoSpaceError
+    from raftpy.io.fs import Fs
+
+    class Short(Fs):
+        short = False
+
+        def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+            if self.short:
+                return os.pwrite(fd, bytes(data)[:16], offset)
+            return os.pwrite(fd, data, offset)
+
+    async def go() -> None:
+        fs = Short()
+        async with DiskStore(str(tmp_path), fs=fs) as store:
+            await store.load()
+            await store.set_term(3)
+            fs.short = True
+            with pytest.raises(NoSpaceError, match="short write: 16 bytes instead of 32"):
+                await store.set_term(4)
+            assert store.term == 3
+
+    asyncio.run(go())
