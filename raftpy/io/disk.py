@@ -7,27 +7,44 @@ byte for byte as libraft's uv backend does, so that either can open a
 directory the other wrote.
 
 May import: the standard library, raftpy._bindings, raftpy.core (values only),
-raftpy.errors, raftpy.io.aio/layout/metadata.
+raftpy.errors, raftpy.io.aio/fs/layout/metadata.
 
 Rules kept:
-- ``set_term``/``set_vote`` return only once the metadata file is durable.
-- ``append`` returns only once its entries are durable.  Appends are ordered;
-  while one write is in flight on the current segment, later appends queue
-  and go out together in the next write (each request still its own batch,
-  as libraft does).  One write in flight per segment means a crash can only
-  leave a torn tail, never a hole before durable data.
+- ``set_term``/``set_vote`` return only once the metadata file is durable (a
+  short write is an error, never acknowledged).
+- ``append(first_index, entries)`` returns only once its entries are durable,
+  and only at first_index: a caller whose idea of the log's end is wrong (an
+  earlier write failed, say) gets an InvalidError naming both indexes.
+  Appends are ordered; while one write is in flight, later appends queue and
+  go out together in the next write (each request still its own batch, as
+  libraft does), at most write_max_bytes per write.  One write in flight means
+  a crash can only tear the last write (layout.torn_reach).
 - Writes are block-granular: the partly filled last block is rewritten with
   more data by the next write, and its unused tail is zero.
 - Open segments are prepared (created, preallocated, and by default written
   once with zeros so that durable writes skip the unwritten-extent journal
   commit) in worker threads ahead of need.
-- ``truncate`` and snapshot installation are barriers: earlier appends finish
-  first, later ones wait until the barrier is done (spec §3.8, §3.9).
-- Load follows spec §3.7: torn or zero tails of open segments are cut off,
-  and anything else that is damaged is a CorruptError naming file and offset;
-  with auto-recovery the damaged segment (and those after it) is renamed
-  ``corrupt-<ns>-<name>`` only where libraft does so, and the load is retried
-  once.  Damaged data is never returned as entries.
+- Barriers take turns in call order: ``truncate`` and ``snapshot_install``
+  block later appends until done (spec §3.8, §3.9); ``snapshot_put`` only
+  waits for the appends called before it and closes their segment, later
+  appends go on.  Whatever lists the directory and deletes or rewrites
+  segments runs under one lock, and deletes in an order every crash state of
+  which loads as before or after (_delete_log, _truncate_sync).
+- An open segment's first index is inferred from the closed segment before it
+  (or the snapshot): retention never deletes the newest closed segment, a
+  snapshot never reaches the disk before the segment holding the entries it
+  covers is closed, and a failed finalize leaves every later segment open.
+- Load follows spec §3.7, plus what a power loss can leave: a torn tail of an
+  open segment (within the reach of its last write, valid batches after the
+  damage included) is cut off; entries that end behind the snapshot or
+  disagree with it at its index are dropped, durably, as are closed segments
+  the filter passes over; everything else that is damaged is a CorruptError
+  naming file and offset.  With auto-recovery the damaged segment (and those
+  after it) is renamed ``corrupt-<ns>-<name>`` only where libraft does so, and
+  the load is retried once if something was moved.  Damaged data is never
+  returned as entries.
+- Every durability-relevant call goes through ``fs`` (raftpy.io.fs), so that
+  tests can record them and rebuild the crash states (tests/io/test_power_loss.py).
 - A directory is used by one process at a time: ``open`` takes an exclusive
   lock on ``raftpy.lock`` inside it (libraft ignores the file).
 """
@@ -141,7 +158,8 @@ class DiskStore:
 
     Use: ``store = DiskStore(path)``; ``await store.open()``; ``result = await
     store.load()``; then ``append``/``truncate``/``set_term``/``set_vote``/
-    ``snapshot_put``/``snapshot_get``; finally ``await store.close()``.
+    ``snapshot_put``/``snapshot_install``/``snapshot_get``; finally ``await
+    store.close()``.
     """
 
     def __init__(self, path: str, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE,
