@@ -241,34 +241,29 @@ class AioWriter:
         self._running += 1
         try:
             view = memoryview(buf)
-            if not self._traced:
-                await self._write(fd, view, offset)
-                return
-            token = self._fs.write_started(fd, view, offset)
-            await self._write(fd, view, offset)
-            self._fs.write_durable(token)     # not reached when the write failed
+            token = self._fs.write_started(fd, view, offset) if self._traced else 0
+            if self._ctx is None:
+                await self._in_thread(fd, view, offset)
+            else:
+                fut = self._loop.create_future()
+                ident = self._next_id
+                self._next_id += 1
+                rv = self._ctx.submit(fd, view, offset, ident)
+                if rv == -errno.EAGAIN:
+                    await self._in_thread(fd, view, offset)
+                elif rv < 0:
+                    raise _bindings.error_from_errno(-rv, "io_submit")
+                else:
+                    self._inflight[ident] = (fut, fd, view, offset, len(view))
+                    await fut
+            if self._traced:
+                self._fs.write_durable(token)     # not reached when the write failed
         finally:
             self._running -= 1
             if self._waiters:
                 w = self._waiters.popleft()
                 if not w.done():
                     w.set_result(None)
-
-    async def _write(self, fd: int, view: memoryview, offset: int) -> None:
-        if self._ctx is None:
-            await self._in_thread(fd, view, offset)
-            return
-        fut = self._loop.create_future()
-        ident = self._next_id
-        self._next_id += 1
-        rv = self._ctx.submit(fd, view, offset, ident)
-        if rv == -errno.EAGAIN:
-            await self._in_thread(fd, view, offset)
-            return
-        if rv < 0:
-            raise _bindings.error_from_errno(-rv, "io_submit")
-        self._inflight[ident] = (fut, fd, view, offset, len(view))
-        await fut
 
     async def _in_thread(self, fd: int, view: memoryview, offset: int) -> None:
         self.fallbacks += 1
