@@ -121,6 +121,9 @@ def test_open_segments_are_preallocated_and_spares_removed_on_close(data_dir, ru
     async def go():
         store = await fresh(data_dir, segment_size_bytes=64 * 1024)
         await store.append(1, [entry(1)])
+        # Spares are prepared in worker threads: a listing taken meanwhile can
+        # see one created but not yet fallocated (size 0).  Wait for them.
+        await asyncio.gather(*(prep.ready for prep in store._prepared))
         opened = sorted(n for n in os.listdir(data_dir) if n.startswith("open-"))
         sizes = [os.path.getsize(os.path.join(data_dir, n)) for n in opened]
         await store.close()
