@@ -146,7 +146,7 @@ async def _store_run(path: str, size: int, inflight: int, seconds: float,
         nonlocal done
         while time.perf_counter() < deadline and done < 2_000_000:
             t = time.perf_counter()
-            await store.append([Entry(1, 1, payload)])
+            await store.append(store.next_index, [Entry(1, 1, payload)])
             lat.append(time.perf_counter() - t)
             done += 1
     start = time.perf_counter()
@@ -172,7 +172,7 @@ async def _fill(path: str, mib: int) -> None:
     await store.open()
     await store.load()
     batch = [Entry(1, 1, b"L" * 1024)] * 1024          # 1 MiB per append
-    await asyncio.gather(*(store.append(batch) for _ in range(mib)))
+    await asyncio.gather(*(store.append(1 + k * len(batch), batch) for k in range(mib)))
     await store.close()
 
 

@@ -197,20 +197,37 @@ int rp_scan_segment(const uint8_t *buf, size_t len, size_t off, struct rp_entrie
     return decode_from(buf, len, off, 0, out, res);
 }
 
-int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit)
+/* Cheap test of the first entry header before paying for a checksum: the
+ * type is 1..3, the three unused bytes are 0, the length a multiple of 8.
+ * Writers always produce this; random bytes rarely do. */
+static int plausible_entry(const uint8_t *e)
+{
+    return e[8] >= 1 && e[8] <= 3 && !e[9] && !e[10] && !e[11] && get_u32(e + 12) % 8 == 0;
+}
+
+int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit,
+                      uint64_t budget)
 {
     size_t stop = (limit < len - (from < len ? from : len)) ? from + limit : len;
     size_t pos = (from + 7) & ~(size_t)7;
+    uint64_t spent = 0;
     for (; pos + 16 <= stop; pos += 8) {
         uint64_t n = get_u64(buf + pos + 8);
         if (n == 0 || n > RP_MAX_BATCH_ENTRIES) continue;
         size_t hdr_len = 8 + 16 * (size_t)n;
         if (len - pos - 8 < hdr_len) continue;
         const uint8_t *hdr = buf + pos + 8;
+        if (!plausible_entry(hdr + 8)) continue;
+        /* Bytes checksummed (and length words summed) so far: a payload made of
+         * batch-like headers could otherwise cost 4 MiB per 8-byte step. */
+        spent += hdr_len;
+        if (spent > budget) return -2;
         if (rp_crc32(hdr, hdr_len, 0) != get_u32(buf + pos)) continue;
         uint64_t data_len = 0;
         for (uint64_t i = 0; i < n; i++) data_len += get_u32(hdr + 8 + 16 * i + 12);
         if (len - pos - 8 - hdr_len < data_len) continue;
+        spent += data_len;
+        if (spent > budget) return -2;
         if (rp_crc32(hdr + hdr_len, (size_t)data_len, 0) != get_u32(buf + pos + 4)) continue;
         return (int64_t)pos;
     }

@@ -102,9 +102,13 @@ int rp_scan_segment(const uint8_t *buf, size_t len, size_t off,
 
 /* Look for the next offset in [from, min(len, from+limit)), on an 8-byte
  * boundary, where a whole valid batch starts (count, both checksums).
- * Returns that offset or -1.  Used on the error path only, to tell a torn tail
- * (nothing valid after the damage) from corruption in the middle. */
-int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit);
+ * Returns that offset, -1 if there is none, or -2 if more than budget bytes
+ * would have had to be checksummed to tell (a payload full of batch-like
+ * headers makes each 8-byte step cost up to 4 MiB).  Used on the error path
+ * only, to tell a torn tail (nothing valid after the damage) from corruption
+ * in the middle. */
+int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit,
+                      uint64_t budget);
 
 /* ---- Linux AIO (io_setup/io_submit, completion on an eventfd) ---------- */
 

@@ -35,7 +35,7 @@ from raftpy.errors import (
 
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
-    "decode_batches", "scan_segment", "SegmentScan", "ScanOutcome", "Status",
+    "decode_batches", "scan_segment", "find_batch", "SegmentScan", "ScanOutcome", "Status",
     "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
     "MAX_BATCH_ENTRIES",
 ]
@@ -43,6 +43,10 @@ __all__ = [
 MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
 # How far past a bad batch we look for a valid one (corruption vs torn tail).
 _FIND_LIMIT = 8 << 20
+# How many bytes that search may checksum: a segment's worth several times
+# over, and bounded whatever a payload holds (each 8-byte step could
+# otherwise checksum a 4 MiB header).
+FIND_BUDGET = 64 << 20
 
 
 class Status(IntEnum):
@@ -116,6 +120,17 @@ def _encode_error(rv: int, n: int, lengths: Sequence[int], types: Iterable[int])
     return _errno_error(rv, "encode batch")
 
 
+def _range_error(terms: Iterable[int], types: Iterable[int]) -> RaftError:
+    """The first term outside 0..2^64-1 or type outside 1..3 (libraft's types)."""
+    for pos, t in enumerate(terms):
+        if not 0 <= t < 1 << 64:
+            return InvalidError(f"entry {pos + 1}: term {t} is outside 0..2^64-1")
+    for pos, ty in enumerate(types):
+        if not 1 <= ty <= 3:
+            return InvalidError(f"entry {pos + 1}: entry type {ty} is not valid")
+    return InvalidError("a term or type does not fit the batch format")
+
+
 def _encode(out: bytearray | memoryview, offset: int, n: int, terms: Sequence[int] | None,
             term: int, types: Sequence[int] | None, type_: int,
             payloads: Sequence[bytes | bytearray | memoryview]) -> int:
@@ -126,12 +141,18 @@ def _encode(out: bytearray | memoryview, offset: int, n: int, terms: Sequence[in
     dst = ffi.from_buffer("uint8_t[]", out, require_writable=True) + offset
     c_lengths = ffi.new("uint32_t[]", lengths) if n else ffi.NULL
     cap = len(out) - offset
-    if terms is None:
-        rv = lib.rp_encode_batch_uniform(dst, cap, n, term, type_, c_lengths, data, len(data))
-    else:
-        rv = lib.rp_encode_batch(dst, cap, n, ffi.new("uint64_t[]", list(terms)),
-                                 ffi.new("uint8_t[]", list(types or ())), c_lengths,
-                                 data, len(data))
+    try:
+        if terms is None:
+            rv = lib.rp_encode_batch_uniform(dst, cap, n, term, type_, c_lengths, data,
+                                             len(data))
+        else:
+            rv = lib.rp_encode_batch(dst, cap, n, ffi.new("uint64_t[]", list(terms)),
+                                     ffi.new("uint8_t[]", list(types or ())), c_lengths,
+                                     data, len(data))
+    except OverflowError as err:
+        # cffi refuses what does not fit a u64 term or a u8 type; say which.
+        raise _range_error(terms if terms is not None else (term,),
+                           types if types is not None else (type_,)) from err
     if rv < 0:
         if rv == -_errno.ENOBUFS:
             raise InvalidError(f"buffer too small: batch needs {batch_size(n, len(data))} "
@@ -221,9 +242,8 @@ def _run(fn: Any, buf: bytes | bytearray | memoryview, off: int, extra: tuple[in
     c_buf = ffi.from_buffer(view)
     arrays = arrays or _Arrays(1024)
     entries: list[Entry] = []
-    batches = 0
     with gc_paused():
-        return _drive(fn, view, c_buf, off, extra, arrays, entries, batches)
+        return _drive(fn, view, c_buf, off, extra, arrays, entries)
 
 
 @contextlib.contextmanager
@@ -241,20 +261,24 @@ def gc_paused() -> Iterator[None]:
 
 
 def _drive(fn: Any, view: memoryview, c_buf: Any, off: int, extra: tuple[int, ...],
-           arrays: _Arrays, entries: list[Entry],
-           batches: int) -> tuple[list[Entry], int, Any, int]:
+           arrays: _Arrays, entries: list[Entry]) -> tuple[list[Entry], int, Any, int]:
+    """extra is () (scan) or (max_batches,) (decode): the C decoder counts
+    batches per call, so each call gets what remains of the limit."""
+    batches = 0
+    limit = extra[0] if extra else 0
     while True:
-        status = fn(c_buf, len(view), off, *extra, arrays.struct, arrays.res)
+        args = (limit - batches if limit else 0,) if extra else ()
+        status = fn(c_buf, len(view), off, *args, arrays.struct, arrays.res)
         res = arrays.res
         arrays.take(view, 0, res.n_entries, entries)
         batches += res.n_batches
         if status != Status.MORE:
             return entries, batches, res, status
+        if limit and batches >= limit:   # the arrays filled just at the limit
+            return entries, batches, res, Status.OK
         if res.n_entries == 0:       # one batch larger than the arrays: grow them
             arrays = _Arrays(max(res.detail, arrays.cap * 2))
         off = res.end
-
-
 
 
 def decode_batches(buf: bytes | bytearray | memoryview, offset: int = 0,
@@ -295,8 +319,15 @@ class SegmentScan:
     next_valid: int
 
 
-def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
-    """Walk a segment file image (format word, then batches) and classify its end."""
+def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> SegmentScan:
+    """Walk a segment file image (format word, then batches) and classify its end.
+
+    Damage followed by nothing valid is a TORN_TAIL, damage followed by a
+    valid batch is CORRUPT.  With ``torn_reach`` > 0 (open segments, see
+    layout.torn_region) only a valid batch at or beyond the torn region of the
+    damage counts: inside it, valid batches are what a torn multi-block write
+    can leave (a later block persisted, an earlier one not), and a zero format
+    word with data only inside the first region is a torn first write."""
     entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
     end = int(res.end)
     at = int(res.error_offset)
@@ -305,16 +336,40 @@ def scan_segment(buf: bytes | bytearray | memoryview) -> SegmentScan:
     err = _status_error(status, res, batches + 1)
     if status == Status.EMPTY:
         return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
+    view = memoryview(buf).cast("B")
+    if status == Status.BAD_FORMAT and torn_reach and res.detail == 0:
+        # Format word 0 but data after it: the segment's first write was torn.
+        beyond = view[torn_reach:]
+        if beyond.nbytes == 0 or bytes(beyond).count(0) == beyond.nbytes:
+            return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)
     if status in (Status.BAD_FORMAT, Status.TOO_SMALL):
         return SegmentScan(entries, 0, 0, ScanOutcome.CORRUPT, Status(status), err, 0, -1)
     nxt = -1
     if res.tail == lib.RP_TAIL_ZEROS:
         outcome = ScanOutcome.ZERO_TAIL
     else:
-        view = memoryview(buf).cast("B")
-        nxt = int(lib.rp_find_batch(ffi.from_buffer(view), len(view), at + 8, _FIND_LIMIT))
-        outcome = ScanOutcome.CORRUPT if nxt >= 0 else ScanOutcome.TORN_TAIL
+        start = (at // 4096) * 4096 + torn_reach if torn_reach else at + 8
+        nxt = find_batch(view, start)
+        if nxt == -2:          # cannot tell cheaply: not judged a torn write
+            err = CorruptError(f"{err}; what follows holds too many batch-like headers "
+                               f"to tell a torn write from damage")
+            nxt = -1
+            outcome = ScanOutcome.CORRUPT
+        else:
+            outcome = ScanOutcome.CORRUPT if nxt >= 0 else ScanOutcome.TORN_TAIL
     return SegmentScan(entries, batches, end, outcome, Status(status), err, at, nxt)
+
+
+def find_batch(buf: bytes | bytearray | memoryview, start: int,
+               budget: int = FIND_BUDGET) -> int:
+    """Offset of the first whole valid batch at an 8-byte boundary at or after
+    start (within _FIND_LIMIT bytes), -1 if there is none, -2 if telling would
+    checksum more than budget bytes."""
+    view = memoryview(buf).cast("B")
+    if start >= len(view):
+        return -1
+    return int(lib.rp_find_batch(ffi.from_buffer(view), len(view), start, _FIND_LIMIT,
+                                 budget))
 
 
 # --------------------------------------------------------------------- AIO

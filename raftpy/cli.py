@@ -310,14 +310,21 @@ def inspect_segment(directory: str, seg: layout.SegmentFile) -> SegmentReport:
     except OSError as err:
         return SegmentReport(seg.name, seg.is_open, 0, 0, 0, 0, 0, Ending.UNREADABLE, 0,
                              first, last, problems=(_unreadable(seg.name, err),))
-    scan = _bindings.scan_segment(data)
+    # Open segments: damage within the reach of the last write is a torn
+    # write (layout.torn_reach), as DiskStore's load judges it.  Closed
+    # segments were complete and synced before they were named: anything but
+    # a clean end is corruption, never a torn tail.
+    scan = _bindings.scan_segment(data, layout.torn_reach() if seg.is_open else 0)
     judge = _judge_open if seg.is_open else _judge_closed
     errors, note = judge(seg, len(data), scan)
     errors += _bad_changes(scan.entries)
     terms = list(map(itemgetter(0), scan.entries))
+    ending = _ENDINGS[scan.outcome]
+    if not seg.is_open and ending is not Ending.CLEAN:
+        ending = Ending.CORRUPT
     return SegmentReport(
         seg.name, seg.is_open, len(data), len(terms), scan.n_batches, min(terms, default=0),
-        max(terms, default=0), _ENDINGS[scan.outcome], scan.end, first, last, note=note,
+        max(terms, default=0), ending, scan.end, first, last, note=note,
         problems=tuple(Problem(seg.name, f"{seg.name}: {e}") for e in errors))
 
 
@@ -420,13 +427,21 @@ def _place(segments: Sequence[SegmentReport], start: int,
     """Walk the loaded segments in order: closed ones must start at the next index,
     open ones continue after the previous segment (they do not record their first index)."""
     next_index, out, problems = start, [], []
+    stopped = ""
     for seg in segments:
+        if stopped and seg.loaded:
+            seg = replace(seg, loaded=False, note=stopped)
         if seg.loaded and seg.is_open:
             seg = _place_open(seg, next_index)
         elif seg.loaded and seg.first != next_index:
             problems.append(_discontinuity(seg, next_index))
         if seg.loaded:
             next_index = seg.last + 1
+            if seg.problems and not seg.is_open:
+                # libraft's load stops at a damaged closed segment: the log
+                # holds its valid entries at most, and nothing after it.
+                next_index = seg.first + seg.entries
+                stopped = f"after the damaged {seg.name}: libraft's load stops there"
         out.append(seg)
     return out, next_index, problems
 
@@ -550,7 +565,11 @@ def _ending_text(seg: SegmentReport) -> str:
 def _segment_line(seg: SegmentReport) -> str:
     kind = "open" if seg.is_open else "closed"
     terms = _span(seg.term_min, seg.term_max) if seg.entries else "-"
-    index = _span(seg.first, seg.last) if seg.is_open else f"{seg.first}..{seg.last}"
+    if seg.is_open or seg.entries == seg.last - seg.first + 1:
+        index = _span(seg.first, seg.last) if seg.is_open else f"{seg.first}..{seg.last}"
+    else:       # a damaged closed segment: what is valid, against what its name says
+        valid = _span(seg.first, seg.first + seg.entries - 1) if seg.entries else "-"
+        index = f"{valid} (its name says {seg.first}..{seg.last})"
     return (f"  {seg.name}  {kind}  {_plural(seg.entries, 'entry', 'entries')}"
             f"  index {index}  terms {terms}  {seg.size} bytes  {_ending_text(seg)}")
 

@@ -18,7 +18,11 @@ Rules: a buffer handed to ``write`` must not change until the write returns
 exceeds ``depth`` (later ones wait their turn); every failure reaches the
 awaiting caller as a raftpy error.
 
-May import: raftpy._bindings, raftpy.errors, the standard library.
+Every call that decides what survives a crash (creating, writing, syncing
+segment files; the writer's durable writes) goes through an ``fs.Fs`` object,
+``fs.OS`` unless a test passes a recorder.
+
+May import: raftpy._bindings, raftpy.errors, raftpy.io.fs, the standard library.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from raftpy.errors import (
     RaftError,
     UnauthorizedError,
 )
+from raftpy.io.fs import OS, Fs
 
 __all__ = ["FsCaps", "probe", "aligned_buffer", "prepare_file", "open_for_writing", "AioWriter"]
 
@@ -145,56 +150,49 @@ def probe(path: str) -> FsCaps:
         os.close(fd)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def prepare_file(path: str, size: int, caps: FsCaps, zero_fill: bool = False) -> None:
+def prepare_file(path: str, size: int, caps: FsCaps, zero_fill: bool = False,
+                 fs: Fs = OS) -> None:
     """Create path (must not exist) with size bytes reserved, durably.
 
     With zero_fill the space is written once with zeros: later durable writes
     into it then skip the journal commit that converting an unwritten extent
     costs (DESIGN.md: about 2x the write rate); it costs one sequential pass.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         if zero_fill:
             if caps.fallocate:          # reserve first: a full disk fails here, whole
-                os.posix_fallocate(fd, 0, size)
+                fs.posix_fallocate(fd, 0, size)
             chunk = bytes(min(size, 1 << 20))
             off = 0
             while off < size:
-                written = os.pwrite(fd, chunk[:size - off], off)
+                written = fs.pwrite(fd, chunk[:size - off], off)
                 if written == 0:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 off += written
         elif caps.fallocate:
-            os.posix_fallocate(fd, 0, size)
+            fs.posix_fallocate(fd, 0, size)
         else:   # libraft's emulation: touch one byte per block
             for off in range(0, size, 4096):
-                os.pwrite(fd, b"\0", off)
+                fs.pwrite(fd, b"\0", off)
             if size % 4096 == 0 and size:
-                os.pwrite(fd, b"\0", size - 1)
-        os.fsync(fd)
+                fs.pwrite(fd, b"\0", size - 1)
+        fs.fsync(fd)
     except OSError as err:
-        os.close(fd)
-        os.unlink(path)
+        fs.close(fd)
+        fs.unlink(path)
         if err.errno == errno.ENOSPC:
             raise NoSpaceError(f"not enough space to allocate {size} bytes") from err
         raise IOError_(f"prepare {path}: {err.strerror}") from err
-    os.close(fd)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fs.close(fd)
+    fs.fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def open_for_writing(path: str, caps: FsCaps) -> int:
+def open_for_writing(path: str, caps: FsCaps, fs: Fs = OS) -> int:
     """Open an existing file for durable writes, with O_DIRECT if caps allow."""
     flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_DIRECT if caps.direct_io else 0)
     try:
-        return os.open(path, flags)
+        return fs.open(path, flags)
     except OSError as err:
         raise IOError_(f"open {path}: {err.strerror}") from err
 
@@ -211,10 +209,12 @@ class AioWriter:
     """Awaitable durable writes; one AIO context shared by any number of files."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, depth: int = 32,
-                 use_aio: bool = True, threads: int = 4) -> None:
+                 use_aio: bool = True, threads: int = 4, fs: Fs = OS) -> None:
         if depth < 1:
             raise InvalidError(f"depth must be at least 1, not {depth}")
         self._loop = loop or asyncio.get_running_loop()
+        self._fs = fs
+        self._traced = fs.traces_writes
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="raftpy-io")
         self._ctx: _bindings.AioContext | None = None
@@ -241,20 +241,23 @@ class AioWriter:
         self._running += 1
         try:
             view = memoryview(buf)
+            token = self._fs.write_started(fd, view, offset) if self._traced else 0
             if self._ctx is None:
                 await self._in_thread(fd, view, offset)
-                return
-            fut = self._loop.create_future()
-            ident = self._next_id
-            self._next_id += 1
-            rv = self._ctx.submit(fd, view, offset, ident)
-            if rv == -errno.EAGAIN:
-                await self._in_thread(fd, view, offset)
-                return
-            if rv < 0:
-                raise _bindings.error_from_errno(-rv, "io_submit")
-            self._inflight[ident] = (fut, fd, view, offset, len(view))
-            await fut
+            else:
+                fut = self._loop.create_future()
+                ident = self._next_id
+                self._next_id += 1
+                rv = self._ctx.submit(fd, view, offset, ident)
+                if rv == -errno.EAGAIN:
+                    await self._in_thread(fd, view, offset)
+                elif rv < 0:
+                    raise _bindings.error_from_errno(-rv, "io_submit")
+                else:
+                    self._inflight[ident] = (fut, fd, view, offset, len(view))
+                    await fut
+            if self._traced:
+                self._fs.write_durable(token)     # not reached when the write failed
         finally:
             self._running -= 1
             if self._waiters:

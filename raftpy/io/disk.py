@@ -7,27 +7,44 @@ byte for byte as libraft's uv backend does, so that either can open a
 directory the other wrote.
 
 May import: the standard library, raftpy._bindings, raftpy.core (values only),
-raftpy.errors, raftpy.io.aio/layout/metadata.
+raftpy.errors, raftpy.io.aio/fs/layout/metadata.
 
 Rules kept:
-- ``set_term``/``set_vote`` return only once the metadata file is durable.
-- ``append`` returns only once its entries are durable.  Appends are ordered;
-  while one write is in flight on the current segment, later appends queue
-  and go out together in the next write (each request still its own batch,
-  as libraft does).  One write in flight per segment means a crash can only
-  leave a torn tail, never a hole before durable data.
+- ``set_term``/``set_vote`` return only once the metadata file is durable (a
+  short write is an error, never acknowledged).
+- ``append(first_index, entries)`` returns only once its entries are durable,
+  and only at first_index: a caller whose idea of the log's end is wrong (an
+  earlier write failed, say) gets an InvalidError naming both indexes.
+  Appends are ordered; while one write is in flight, later appends queue and
+  go out together in the next write (each request still its own batch, as
+  libraft does), at most write_max_bytes per write.  One write in flight means
+  a crash can only tear the last write (layout.torn_reach).
 - Writes are block-granular: the partly filled last block is rewritten with
   more data by the next write, and its unused tail is zero.
 - Open segments are prepared (created, preallocated, and by default written
   once with zeros so that durable writes skip the unwritten-extent journal
   commit) in worker threads ahead of need.
-- ``truncate`` and snapshot installation are barriers: earlier appends finish
-  first, later ones wait until the barrier is done (spec §3.8, §3.9).
-- Load follows spec §3.7: torn or zero tails of open segments are cut off,
-  and anything else that is damaged is a CorruptError naming file and offset;
-  with auto-recovery the damaged segment (and those after it) is renamed
-  ``corrupt-<ns>-<name>`` only where libraft does so, and the load is retried
-  once.  Damaged data is never returned as entries.
+- Barriers take turns in call order: ``truncate`` and ``snapshot_install``
+  block later appends until done (spec §3.8, §3.9); ``snapshot_put`` only
+  waits for the appends called before it and closes their segment, later
+  appends go on.  Whatever lists the directory and deletes or rewrites
+  segments runs under one lock, and deletes in an order every crash state of
+  which loads as before or after (_delete_log, _truncate_sync).
+- An open segment's first index is inferred from the closed segment before it
+  (or the snapshot): retention never deletes the newest closed segment, a
+  snapshot never reaches the disk before the segment holding the entries it
+  covers is closed, and a failed finalize leaves every later segment open.
+- Load follows spec §3.7, plus what a power loss can leave: a torn tail of an
+  open segment (within the reach of its last write, valid batches after the
+  damage included) is cut off; entries that end behind the snapshot or
+  disagree with it at its index are dropped, durably, as are closed segments
+  the filter passes over; everything else that is damaged is a CorruptError
+  naming file and offset.  With auto-recovery the damaged segment (and those
+  after it) is renamed ``corrupt-<ns>-<name>`` only where libraft does so, and
+  the load is retried once if something was moved.  Damaged data is never
+  returned as entries.
+- Every durability-relevant call goes through ``fs`` (raftpy.io.fs), so that
+  tests can record them and rebuild the crash states (tests/io/test_power_loss.py).
 - A directory is used by one process at a time: ``open`` takes an exclusive
   lock on ``raftpy.lock`` inside it (libraft ignores the file).
 """
@@ -65,6 +82,7 @@ from raftpy.errors import (
     UnauthorizedError,
 )
 from raftpy.io import aio, layout, metadata
+from raftpy.io.fs import OS, Fs
 from raftpy.io.interfaces import SnapshotLike
 from raftpy.io.layout import SegmentFile
 
@@ -107,7 +125,7 @@ class _Append:
     batch: bytes | bytearray
     n: int
     future: asyncio.Future[None]
-    first_index: int = 0
+    first_index: int
 
 
 @dataclass(eq=False, slots=True)
@@ -140,14 +158,15 @@ class DiskStore:
 
     Use: ``store = DiskStore(path)``; ``await store.open()``; ``result = await
     store.load()``; then ``append``/``truncate``/``set_term``/``set_vote``/
-    ``snapshot_put``/``snapshot_get``; finally ``await store.close()``.
+    ``snapshot_put``/``snapshot_install``/``snapshot_get``; finally ``await
+    store.close()``.
     """
 
     def __init__(self, path: str, *, segment_size_bytes: int = DEFAULT_SEGMENT_SIZE,
                  snapshot_compression: bool = True, auto_recovery: bool = True,
                  prepared_segments: int = 2, zero_fill_segments: bool = True,
                  write_max_bytes: int = 4 * 1024 * 1024, aio_depth: int = 8,
-                 use_aio: bool | None = None) -> None:
+                 use_aio: bool | None = None, fs: Fs = OS) -> None:
         if segment_size_bytes < 4096 or segment_size_bytes % 4096:
             raise InvalidError(f"segment size must be a positive multiple of 4096, "
                                f"not {segment_size_bytes}")
@@ -162,8 +181,11 @@ class DiskStore:
         self.prepared_segments = prepared_segments
         self.zero_fill_segments = zero_fill_segments
         self.write_max_bytes = write_max_bytes
+        self._torn_reach = layout.torn_reach(write_max_bytes)
+        self._moved_aside = False
         self._aio_depth = aio_depth
         self._use_aio = use_aio
+        self._fs = fs                 # every durability-relevant call goes through it
         self.caps: aio.FsCaps | None = None
         self._meta = metadata.FRESH
         self._meta_lock = asyncio.Lock()
@@ -178,8 +200,20 @@ class DiskStore:
         self._current: _OpenSegment | None = None
         self._prepared: deque[_Prepared] = deque()
         self._queue: deque[_Append] = deque()
-        self._held: deque[_Append] = deque()    # appends waiting behind a barrier
-        self._barriers = 0
+        # Barriers (truncate, installation, the start of a snapshot) take turns
+        # in call order; while one is active, later appends and barriers wait
+        # in _held, in call order (an asyncio future stands for a barrier).
+        self._held: deque[_Append | asyncio.Future[None]] = deque()
+        self._barrier_active = False
+        self._no_barrier = asyncio.Event()
+        self._no_barrier.set()
+        # Everything that lists the directory and deletes or rewrites segments
+        # (truncation, installation, snapshot retention) runs under this lock.
+        self._dir_lock = asyncio.Lock()
+        self._write_index = 1         # index the next append handed to the writer gets
+        self._floor = 0               # highest snapshot index called: truncate never goes below
+        self._done_floor = 0          # the same, of snapshots written (barriers run in order)
+        self._broken: RaftError | None = None    # a failed finalize: no more appends
         self._writing = False
         self._idle = asyncio.Event()
         self._finalizing: asyncio.Future[None] | None = None
@@ -202,14 +236,15 @@ class DiskStore:
         assert self.caps is not None
         use_aio = self.caps.async_io if self._use_aio is None else (
             self._use_aio and self.caps.async_io)
-        self._writer = aio.AioWriter(self._loop, depth=self._aio_depth, use_aio=use_aio)
+        self._writer = aio.AioWriter(self._loop, depth=self._aio_depth, use_aio=use_aio,
+                                     fs=self._fs)
 
     def _open_sync(self) -> None:
         self._lock()
         self.caps = aio.probe(self.path)
         listing = layout.list_dir(self.path)
         for name in listing.tmp_files + listing.orphans:   # spec §3.7 step 0
-            os.unlink(self._p(name))
+            self._fs.unlink(self._p(name))
         self._meta = self._read_metadata()
 
     def _lock(self) -> None:
@@ -244,10 +279,13 @@ class DiskStore:
         if self._closed or self._loop is None:
             return
         self._closed = True
-        while self._queue or self._writing or self._held:
-            await self._wait_idle()
-            if self._held and not self._barriers:
-                self._release_held()
+        # Let every operation already called finish: barriers in progress or
+        # waiting their turn release the appends held behind them.
+        while self._barrier_active or self._queue or self._writing:
+            if self._barrier_active:
+                await self._no_barrier.wait()
+            else:
+                await self._wait_idle()
         if self._current is not None:
             self._finalize(self._current)
             self._current = None
@@ -256,7 +294,7 @@ class DiskStore:
         for prep in list(self._prepared):
             await asyncio.gather(prep.ready, return_exceptions=True)
             if os.path.exists(prep.path):
-                os.unlink(prep.path)
+                self._fs.unlink(prep.path)
         self._prepared.clear()
         if self._writer is not None:
             await self._writer.close()
@@ -309,14 +347,17 @@ class DiskStore:
         path = self._p(metadata.metadata_file_for(new.version))
         existed = os.path.exists(path)
         data = metadata.encode_metadata(new.version, new.term, new.voted_for)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.pwrite(fd, data, 0)
-            os.fdatasync(fd) if existed else os.fsync(fd)
+            written = self._fs.pwrite(fd, data, 0)
+            if written != len(data):    # not durable as asked: never acknowledge it
+                raise NoSpaceError(f"write {os.path.basename(path)}: short write: "
+                                   f"{written} bytes instead of {len(data)}")
+            self._fs.fdatasync(fd) if existed else self._fs.fsync(fd)
         except OSError as err:
             raise _os_error(err, f"write {os.path.basename(path)}") from err
         finally:
-            os.close(fd)
+            self._fs.close(fd)
         if not existed:
             self._fsync_dir()
 
@@ -331,7 +372,7 @@ class DiskStore:
                 continue
             meta = metadata.decode_metadata(data, name)
             if meta is None:           # shorter than 32 bytes: a crash in the first write
-                os.unlink(self._p(name))
+                self._fs.unlink(self._p(name))
             found.append(meta)
         return metadata.choose_metadata(found[0], found[1])
 
@@ -344,16 +385,21 @@ class DiskStore:
             raise InvalidError("the store was already loaded")
         result = await self._run(self._load_with_recovery)
         self._loaded = True
-        self._next_index = result.start_index + len(result.entries)
+        self._next_index = self._write_index = result.start_index + len(result.entries)
+        self._floor = self._done_floor = (result.snapshot.index if result.snapshot is not None
+                                          else 0)
         self._fill_pool()
         return result
 
     def _load_with_recovery(self) -> LoadResult:
+        self._moved_aside = False
         try:
             with _bindings.gc_paused():
                 return self._load_sync()
         except CorruptError as err:
-            if not self.auto_recovery:
+            # libraft retries once after auto-recovery; when nothing was moved
+            # aside the retry would fail the same way, so it is not made.
+            if not (self.auto_recovery and self._moved_aside):
                 raise
             log.warning("load %s failed, retrying once after auto-recovery: %s",
                         self.path, err)
@@ -367,13 +413,23 @@ class DiskStore:
         # must not count as "open segments follow" when filtering (spec §3.7).
         segments = [s for s in self._drop_superseded(listing.segments)
                     if not s.is_open or self._has_data(s)]
-        segments, start_index = _segments_to_load(segments, snapshot)
+        segments, start_index, stale = _segments_to_load(segments, snapshot)
+        if stale:
+            # Closed segments the filter passes over end before the snapshot.
+            # libraft leaves them; we delete them, because one left behind
+            # becomes the segment a later open segment's first index is
+            # inferred from once the ones after it are gone (issue 8, A2).
+            assert snapshot is not None
+            log.warning("deleting %s: behind snapshot %d and not part of the log",
+                        ", ".join(s.name for s in stale), snapshot.index)
+            self._delete_log([(s.name, s.last) for s in stale], snapshot.index)
         entries: list[Entry] = []
+        loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
         for k, seg in enumerate(segments):
             try:
-                got = (self._load_open(seg, next_index) if seg.is_open
-                       else self._load_closed(seg, next_index))
+                got, name = (self._load_open(seg, next_index) if seg.is_open
+                             else (self._load_closed(seg, next_index), seg.name))
             except CorruptError as err:
                 self._quarantine(segments, k)
                 raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
@@ -382,20 +438,41 @@ class DiskStore:
                 raise err.wrap(f"load segment {seg.name}") from err
             entries.extend(got)
             next_index += len(got)
-        if snapshot is not None and next_index - 1 < snapshot.index:
-            raise CorruptError(f"last entry on disk has index {next_index - 1}, which is "
-                               f"behind last snapshot's index {snapshot.index}")
+            if name is not None:
+                loaded.append((name, next_index - 1))
+        if snapshot is not None and entries:
+            why = _disagrees(snapshot, start_index, entries)
+            if why:
+                # Every entry loaded is then either covered by the snapshot or
+                # not part of the log it belongs to: the log restarts after it.
+                log.warning("dropping entries %d..%d: %s", start_index, next_index - 1, why)
+                self._delete_log(loaded, snapshot.index)
+                start_index, entries = snapshot.index + 1, []
         return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
 
+    def _delete_log(self, segments: Sequence[tuple[str, int]], snapshot_index: int) -> None:
+        """Delete segments (name, last index; in log order) so that every state a
+        crash can leave on the way loads as before or after: newest first, and
+        each one holding entries past snapshot_index made durably gone before
+        the next (were an older one gone and a newer one left, the newer would
+        follow a gap, or an open one would be placed after the wrong segment).
+        The rest (all behind the snapshot, which load passes over in any
+        combination) go with one directory sync."""
+        for name, last in reversed(segments):
+            self._fs.unlink(self._p(name))
+            if last > snapshot_index:
+                self._fsync_dir()
+        self._fsync_dir()
+
     def _has_data(self, seg: SegmentFile) -> bool:
-        """False for an open segment never written (empty, or a zero format word),
-        which is deleted right away, as loading it would."""
-        with open(self._p(seg.name), "rb") as f:
-            head = f.read(8)
-        if head and head != bytes(8):
+        """False for an open segment never written: empty or all zeros, of any
+        length (a process killed while preparing it leaves a shorter file, one
+        zero byte when preallocation is emulated); it is deleted right away."""
+        data = self._read(seg.name)
+        if data[:8].count(0) != len(data[:8]):       # a non-zero format word
             return True
-        if not head or not any(self._read(seg.name)):
-            os.unlink(self._p(seg.name))
+        if data.count(0) == len(data):
+            self._fs.unlink(self._p(seg.name))
             return False
         return True
 
@@ -407,7 +484,7 @@ class DiskStore:
             if kept and not seg.is_open and not kept[-1].is_open and kept[-1].first == seg.first:
                 log.warning("finishing an interrupted truncation: %s supersedes %s",
                             kept[-1].name, seg.name)
-                os.unlink(self._p(seg.name))      # sorted by (first, last): seg is longer
+                self._fs.unlink(self._p(seg.name))      # sorted by (first, last): seg is longer
                 continue
             kept.append(seg)
         if len(kept) != len(segments):
@@ -427,38 +504,42 @@ class DiskStore:
             raise CorruptError(f"found {len(scan.entries)} entries (expected {expected})")
         return scan.entries
 
-    def _load_open(self, seg: SegmentFile, next_index: int) -> list[Entry]:
-        scan = _bindings.scan_segment(self._read(seg.name))
+    def _load_open(self, seg: SegmentFile, next_index: int) -> tuple[list[Entry], str | None]:
+        """Entries of an open segment placed at next_index, and the closed name it
+        is renamed to (None when it held nothing and was deleted)."""
+        scan = _bindings.scan_segment(self._read(seg.name), self._torn_reach)
         if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
             # The header checksum matched, so this batch was written like this:
             # malformed, not torn (libraft's load fails too).
             assert scan.error is not None
             raise scan.error
-        if scan.outcome == ScanOutcome.CORRUPT or scan.status == Status.TOO_SMALL:
+        if scan.outcome == ScanOutcome.CORRUPT:
             assert scan.error is not None
             if scan.next_valid >= 0:
                 raise CorruptError(f"{scan.error}; a valid batch follows at byte "
-                                   f"{scan.next_valid}, so this is not a torn write")
+                                   f"{scan.next_valid}, beyond what the last write can "
+                                   f"have reached, so this is not a torn write")
             raise scan.error
         if scan.outcome == ScanOutcome.TORN_TAIL:
             log.warning("open segment %s: torn tail at byte %d cut off (%s)",
                         seg.name, scan.end, scan.error)
         if not scan.entries:
-            os.unlink(self._p(seg.name))
-            return []
+            self._fs.unlink(self._p(seg.name))
+            return [], None
         # A zero or torn tail (also a file ending inside its last batch, which
         # libraft calls a short read: only a write that grew the file past its
         # preallocation can end so) is the crash's unfinished write: cut it off.
         last = next_index + len(scan.entries) - 1
-        fd = os.open(self._p(seg.name), os.O_WRONLY | os.O_CLOEXEC)
+        fd = self._fs.open(self._p(seg.name), os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.ftruncate(fd, scan.end)
-            os.fsync(fd)
+            self._fs.ftruncate(fd, scan.end)
+            self._fs.fsync(fd)
         finally:
-            os.close(fd)
-        os.rename(self._p(seg.name), self._p(layout.closed_name(next_index, last)))
+            self._fs.close(fd)
+        name = layout.closed_name(next_index, last)
+        self._fs.rename(self._p(seg.name), self._p(name))
         self._fsync_dir()
-        return scan.entries
+        return scan.entries, name
 
     def _quarantine(self, segments: Sequence[SegmentFile], k: int) -> None:
         """Auto-recovery (spec §3.7 step 5): move the damaged segment aside, with
@@ -470,33 +551,52 @@ class DiskStore:
         if not seg.is_open and later_closed:
             return
         stamp = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        self._moved_aside = True
         for victim in segments[k:]:
-            os.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
+            self._fs.rename(self._p(victim.name), self._p(f"corrupt-{stamp}-{victim.name}"))
             log.warning("auto-recovery: moved %s aside as corrupt-%d-%s",
                         victim.name, stamp, victim.name)
         self._fsync_dir()
 
     # ------------------------------------------------------------ appends
 
-    async def append(self, entries: Sequence[Entry]) -> None:
-        """Append entries after the last one; return once they are durable."""
+    async def append(self, first_index: int, entries: Sequence[Entry]) -> None:
+        """Append entries at first_index, which must be where the log ends (counting
+        every append, truncation and installation called before); return once
+        they are durable.
+
+        A mismatch is refused with an InvalidError naming both indexes, here or,
+        when an earlier write failed meanwhile (the log then ends where that
+        write began), when the append reaches the writer: entries never land at
+        another index than the caller's."""
         self._check_usable()
         if not self._loaded:
             raise InvalidError("load the store before appending")
         if not entries:
             raise InvalidError("nothing to append")
+        if first_index != self._next_index:
+            raise InvalidError(f"cannot append at {first_index}: the log's next index is "
+                               f"{self._next_index}")
+        if self._broken is not None:
+            raise self._broken_error()
         batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
         assert self._loop is not None
-        req = _Append(batch, len(entries), self._loop.create_future())
-        if self._barriers:
+        req = _Append(batch, len(entries), self._loop.create_future(), first_index)
+        self._next_index += req.n
+        if self._barrier_active:
             self._held.append(req)
         else:
             self._enqueue(req)
         await req.future
 
     def _enqueue(self, req: _Append) -> None:
-        req.first_index = self._next_index
-        self._next_index += req.n
+        """Hand req to the writer, unless the log no longer ends where req begins."""
+        if req.first_index != self._write_index:
+            req.future.set_exception(InvalidError(
+                f"cannot append at {req.first_index}: the log's next index is "
+                f"{self._write_index} (an earlier write or truncation failed)"))
+            return
+        self._write_index += req.n
         self._queue.append(req)
         self._kick()
 
@@ -521,6 +621,9 @@ class DiskStore:
 
     async def _write_once(self) -> None:
         first = self._queue[0]
+        if self._broken is not None:
+            self._fail_queue(self._broken_error(), first.first_index)
+            return
         try:
             seg = await self._segment_for(len(first.batch))
         except RaftError as err:
@@ -602,7 +705,9 @@ class DiskStore:
             if not req.future.done():
                 req.future.set_exception(err)
         self._queue.clear()
-        self._next_index = first_failed
+        self._write_index = first_failed
+        if not self._barrier_active:
+            self._next_index = first_failed
         if self._current is not None and self._current.failed:
             self._finalize(self._current)
             self._current = None
@@ -634,7 +739,7 @@ class DiskStore:
     def _prepare_sync(self, path: str) -> None:
         assert self.caps is not None
         aio.prepare_file(path, self.segment_size_bytes, self.caps,
-                         zero_fill=self.zero_fill_segments)
+                         zero_fill=self.zero_fill_segments, fs=self._fs)
 
     async def _take_prepared(self) -> _OpenSegment:
         if not self._prepared:          # also while closing, to write out what is queued
@@ -659,7 +764,7 @@ class DiskStore:
                 raise _os_error(err2, f"prepare {os.path.basename(prep.path)}") from err2
         self._fill_pool()
         assert self.caps is not None
-        fd = aio.open_for_writing(prep.path, self.caps)
+        fd = aio.open_for_writing(prep.path, self.caps, self._fs)
         seg = _OpenSegment(os.path.basename(prep.path), prep.path, fd)
         seg.finalized = asyncio.get_running_loop().create_future()
         self._buf[:8] = _FORMAT_WORD
@@ -669,7 +774,14 @@ class DiskStore:
     # --------------------------------------------------------- finalizing
 
     def _finalize(self, seg: _OpenSegment) -> None:
-        """Close seg in the background, after any earlier finalization (in order)."""
+        """Close seg in the background, after any earlier finalization (in order).
+
+        A finalization that fails (ftruncate, fsync or rename) leaves open-N on
+        disk; every later segment is then left open too (closing N+1 would put
+        a closed segment before open-N, and load would place open-N after it),
+        and the store is broken: later appends and barriers get the error.
+        Load places open segments by counter, after the closed ones, so
+        open-N, open-N+1 ... still load at the right indexes."""
         seg.closing = True
         prev = self._finalizing
         assert self._loop is not None and seg.finalized is not None
@@ -677,42 +789,88 @@ class DiskStore:
         async def run() -> None:
             if prev is not None:
                 await asyncio.gather(prev, return_exceptions=True)
-            await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
-                            seg.first_index, seg.last_index)
+                if self._broken is not None:
+                    await self._run(self._fs.close, seg.fd)
+                    raise self._broken_error()
+            try:
+                await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
+                                seg.first_index, seg.last_index)
+            except OSError as err:
+                raise _os_error(err, f"close segment {seg.name}") from err
+
         self._finalizing = asyncio.ensure_future(run())
+        self._finalizing.add_done_callback(self._finalized)
         done = seg.finalized
+        done.add_done_callback(_retrieved)     # its error is reported through _broken
         self._finalizing.add_done_callback(functools.partial(aio.copy_result, fut=done))
+
+    def _broken_error(self) -> RaftError:
+        """A fresh error for each caller (one instance raised in many tasks would
+        gather all their tracebacks)."""
+        assert self._broken is not None
+        return self._broken.wrap("the store stopped after an error")
+
+    def _finalized(self, job: asyncio.Future[None]) -> None:
+        exc = None if job.cancelled() else job.exception()
+        if exc is not None and self._broken is None:
+            self._broken = exc if isinstance(exc, RaftError) else IOError_(repr(exc))
+            log.error("%s: no more appends to this store", self._broken)
 
     def _finalize_sync(self, path: str, fd: int, used: int, first: int, last: int) -> None:
         try:
             if last == 0:              # nothing durable was written: drop the file
-                os.unlink(path)
+                self._fs.unlink(path)
             else:
-                os.ftruncate(fd, used)
-                os.fsync(fd)
-                os.rename(path, self._p(layout.closed_name(first, last)))
+                self._fs.ftruncate(fd, used)
+                self._fs.fsync(fd)
+                self._fs.rename(path, self._p(layout.closed_name(first, last)))
             self._fsync_dir()
         finally:
-            os.close(fd)
+            self._fs.close(fd)
 
-    async def _barrier(self) -> None:
-        """Hold new appends, let earlier ones finish, and close every open segment."""
-        self._barriers += 1
+    async def _take_turn(self) -> None:
+        """Wait until every barrier called before this one is done; appends and
+        barriers called from now on wait until _pass_turn."""
+        if not self._barrier_active:
+            self._barrier_active = True
+            self._no_barrier.clear()
+            return
+        assert self._loop is not None
+        turn: asyncio.Future[None] = self._loop.create_future()
+        self._held.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()         # it was ours: hand it on
+            raise
+
+    def _pass_turn(self) -> None:
+        """End the active barrier: hand what waited behind it to the writer, in
+        order, up to the next barrier, which becomes active."""
+        while self._held:
+            item = self._held.popleft()
+            if isinstance(item, _Append):
+                self._enqueue(item)
+            elif not item.done():
+                item.set_result(None)
+                return
+        self._barrier_active = False
+        self._no_barrier.set()
+        # Every operation called so far is with the writer now: resynchronise
+        # after a failed write or a refused barrier changed the write index.
+        self._next_index = self._write_index
+
+    async def _close_segments(self) -> None:
+        """(Holding the turn) let earlier appends finish and close every open segment."""
         await self._wait_idle()
         if self._current is not None:
             self._finalize(self._current)
             self._current = None
         if self._finalizing is not None:
-            await self._finalizing
-
-    def _end_barrier(self) -> None:
-        self._barriers -= 1
-        if not self._barriers:
-            self._release_held()
-
-    def _release_held(self) -> None:
-        while self._held:
-            self._enqueue(self._held.popleft())
+            await asyncio.gather(self._finalizing, return_exceptions=True)
+        if self._broken is not None:
+            raise self._broken_error()
 
     async def _wait_idle(self) -> None:
         while self._writing or self._queue:
@@ -722,58 +880,90 @@ class DiskStore:
     # ---------------------------------------------------------- truncation
 
     async def truncate(self, index: int) -> None:
-        """Delete entries from index on; later appends start at index (spec §3.8)."""
+        """Delete entries from index on; later appends start at index (spec §3.8).
+
+        A blocking barrier: appends called before are written first, appends
+        and barriers called after wait until it is done.  Entries at or below
+        the last snapshot's index are committed and never truncated."""
         self._check_usable()
         if not 0 < index < self._next_index:
             raise InvalidError(f"cannot truncate at {index}: entries end at "
                                f"{self._next_index - 1}")
-        await self._barrier()
+        if index <= self._floor:
+            raise InvalidError(f"cannot truncate at {index}: entries up to {self._floor} "
+                               f"are in a snapshot")
+        self._next_index = index
+        await self._take_turn()
         try:
-            await self._run(self._truncate_sync, index)
-            self._next_index = index
+            await self._close_segments()
+            # An earlier write may have failed (the write index went back), or a
+            # snapshot called before may have been written meanwhile.
+            if not index < self._write_index:
+                raise InvalidError(f"cannot truncate at {index}: entries end at "
+                                   f"{self._write_index - 1}")
+            if index <= self._done_floor:
+                raise InvalidError(f"cannot truncate at {index}: entries up to "
+                                   f"{self._done_floor} are in a snapshot")
+            async with self._dir_lock:
+                await self._run(self._truncate_sync, index)
+            self._write_index = index
         finally:
-            self._end_barrier()
+            self._pass_turn()
 
     def _truncate_sync(self, index: int) -> None:
         """Crash-safe order: every state a crash can leave loads as the log before
         or after the truncation (which is not acknowledged until this returns).
-        First the segments wholly past index go, newest first (a prefix remains);
-        then the segment holding index is rewritten as first..index-1 beside the
-        old one, which goes last.  Two closed segments with one first index are
-        a truncation cut short, which load completes (_drop_superseded)."""
-        closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
-        doomed = [s for s in closed if s.last >= index]
-        split = doomed[0] if doomed and doomed[0].first < index else None
-        for seg in reversed(doomed):
-            if seg is not split:
-                os.unlink(self._p(seg.name))
-        if split is not None:
-            self._fsync_dir()
-            entries = _bindings.scan_segment(self._read(split.name)).entries[:index - split.first]
-            self._write_closed_segment(split.first, index - 1, entries)
-            os.unlink(self._p(split.name))
-        self._fsync_dir()
+        First the segments wholly past index go, newest first, each durably
+        gone before the next (else a newer one could outlive an older one and
+        follow a gap); then the segment holding index is rewritten as
+        first..index-1 beside the old one, which goes last.  Two closed
+        segments with one first index are a truncation cut short, which load
+        completes (_drop_superseded)."""
+        try:
+            closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
+            doomed = [s for s in closed if s.last >= index]
+            split = doomed[0] if doomed and doomed[0].first < index else None
+            for seg in reversed(doomed):
+                if seg is not split:
+                    self._fs.unlink(self._p(seg.name))
+                    self._fsync_dir()
+            if split is not None:
+                entries = _bindings.scan_segment(self._read(split.name)).entries
+                self._write_closed_segment(split.first, index - 1,
+                                           entries[:index - split.first])
+                self._fs.unlink(self._p(split.name))
+                self._fsync_dir()
+        except OSError as err:
+            raise _os_error(err, f"truncate at {index}") from err
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
-        data = _FORMAT_WORD + bytes(_bindings.encode_batch(entries))
+        """Write entries first..last as a closed segment (atomically), in batches of
+        at most MAX_BATCH_ENTRIES: a batch with more is refused by every loader
+        (libraft: "entries count in preamble is too high").  libraft rewrites
+        the kept part of a truncated segment as one batch; any split loads the
+        same."""
+        assert len(entries) == last - first + 1
+        step = _bindings.MAX_BATCH_ENTRIES
+        data = _FORMAT_WORD + b"".join(bytes(_bindings.encode_batch(entries[k:k + step]))
+                                       for k in range(0, len(entries), step))
         self._write_atomically(layout.closed_name(first, last), data)
 
     def _write_atomically(self, name: str, data: bytes) -> None:
         """tmp-NAME, fsync, rename to NAME, fsync the directory."""
         tmp = self._p(f"tmp-{name}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            fd = self._fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                    view = view[self._fs.write(fd, view):]
+                self._fs.fsync(fd)
             finally:
-                os.close(fd)
-            os.rename(tmp, self._p(name))
+                self._fs.close(fd)
+            self._fs.rename(tmp, self._p(name))
         except OSError as err:
             if os.path.exists(tmp):
-                os.unlink(tmp)
+                self._fs.unlink(tmp)
             raise _os_error(err, f"write {name}") from err
         self._fsync_dir()
 
@@ -789,7 +979,7 @@ class DiskStore:
         await self._run(self._write_closed_segment, 1, 1,
                         [Entry(1, EntryType.CHANGE, payload)])
         if self._loaded:
-            self._next_index = 2
+            self._next_index = self._write_index = 2
 
     async def recover(self, conf: Configuration) -> None:
         """Force conf as the configuration: a CHANGE entry after the last one.
@@ -816,38 +1006,77 @@ class DiskStore:
     # ----------------------------------------------------------- snapshots
 
     async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None:
-        """Persist a snapshot; trailing > 0 keeps that many entries before it,
-        trailing == 0 installs it: the log is replaced (spec §3.9)."""
+        """Persist a snapshot taken of this log, keeping at least ``trailing``
+        entries before its index (0: none) (spec §3.9, libraft's non-blocking
+        barrier).
+
+        Appends called later go on meanwhile (into a fresh segment).  The
+        snapshot is written once every append called before it is written and
+        its segment closed: the snapshot's index may be ahead of what is
+        durable (a leader applies entries its followers made durable), and an
+        open segment with no closed segment before it would be placed right
+        after the snapshot on load."""
         self._check_usable()
-        if self._snapshot_busy:
-            raise BusyError("a snapshot is already being written")
-        self._snapshot_busy = True
+        if trailing < 0:
+            raise InvalidError(f"trailing must be 0 or more, not {trailing}")
+        self._start_snapshot(snapshot)
         try:
-            if trailing == 0:
-                await self._barrier()
-                try:
-                    await self._run(self._snapshot_put_sync, trailing, snapshot)
-                    self._next_index = snapshot.index + 1
-                finally:
-                    self._end_barrier()
-            else:
-                # Appends go on into a fresh segment; the snapshot waits until
-                # every segment open now is closed (libraft's non-blocking barrier).
-                seg = self._current
-                if seg is not None:
-                    seg.closing = True
-                    if not self._writing:
-                        self._finalize(seg)
-                        self._current = None
-                    assert seg.finalized is not None
-                    await asyncio.shield(seg.finalized)
-                elif self._finalizing is not None:
-                    await self._finalizing
+            await self._close_earlier_appends()
+            async with self._dir_lock:
                 await self._run(self._snapshot_put_sync, trailing, snapshot)
+                self._done_floor = max(self._done_floor, snapshot.index)
         finally:
             self._snapshot_busy = False
 
-    def _snapshot_put_sync(self, trailing: int, snap: SnapshotLike) -> None:
+    async def _close_earlier_appends(self) -> None:
+        """Wait until every append called so far is written (or failed) and the
+        segment holding it is closed; appends called meanwhile go on."""
+        await self._take_turn()          # in order with truncations and installations
+        try:
+            last = self._queue[-1] if self._queue else None
+        finally:
+            self._pass_turn()
+        if last is not None:
+            await asyncio.wait([last.future])
+        seg = self._current
+        if seg is not None:
+            seg.closing = True
+            if not self._writing:
+                self._finalize(seg)
+                self._current = None
+            assert seg.finalized is not None
+            await asyncio.shield(seg.finalized)
+        elif self._finalizing is not None:
+            await self._finalizing
+
+    async def snapshot_install(self, snapshot: SnapshotLike) -> None:
+        """Install a snapshot received from the leader: the log is replaced and the
+        next append is at snapshot.index + 1 (spec §3.9, a blocking barrier)."""
+        self._check_usable()
+        self._start_snapshot(snapshot)
+        self._next_index = snapshot.index + 1
+        try:
+            await self._take_turn()
+            try:
+                await self._close_segments()
+                async with self._dir_lock:
+                    await self._run(self._snapshot_install_sync, snapshot)
+                    self._done_floor = max(self._done_floor, snapshot.index)
+                self._write_index = snapshot.index + 1
+            finally:
+                self._pass_turn()
+        finally:
+            self._snapshot_busy = False
+
+    def _start_snapshot(self, snapshot: SnapshotLike) -> None:
+        if self._snapshot_busy:
+            raise BusyError("a snapshot is already being written")
+        self._snapshot_busy = True
+        self._floor = max(self._floor, snapshot.index)
+
+    def _write_snapshot_files(self, snap: SnapshotLike) -> layout.Listing:
+        """Write .meta then data (each atomically), drop all but the two latest
+        snapshots; return the listing taken after."""
         stamp = time.monotonic_ns() // 1_000_000
         name = layout.snapshot_name(snap.term, snap.index, stamp)
         self._write_atomically(name + ".meta", layout.encode_snapshot_meta(
@@ -856,27 +1085,44 @@ class DiskStore:
             self._write_atomically(name, layout.encode_snapshot_data(
                 snap.data, self.snapshot_compression))
         except RaftError:
-            os.unlink(self._p(name + ".meta"))
+            self._fs.unlink(self._p(name + ".meta"))
             raise
         listing = layout.list_dir(self.path)
         for old in listing.snapshots[:-2]:
-            os.unlink(self._p(old.meta_name))
-            os.unlink(self._p(old.name))
-        closed = [s for s in listing.segments if not s.is_open]
-        if trailing == 0:
-            # Newest first: a crash leaves a prefix of the old log, which load
-            # ignores or keeps below the snapshot, never a run past it.
-            doomed = closed[::-1]
-        else:
-            retain = snap.index - trailing + 1 if snap.index > trailing else 0
+            self._fs.unlink(self._p(old.meta_name))
+            self._fs.unlink(self._p(old.name))
+        return listing
+
+    def _snapshot_put_sync(self, trailing: int, snap: SnapshotLike) -> None:
+        """Retention (spec §3.9): closed segments wholly before index - trailing + 1
+        go, oldest first, stopping at the first kept one, and never the newest
+        closed segment: it is what the next open segment's first index is
+        inferred from (issue 8, A2).  Any subset of them may outlive a crash:
+        they all end before the snapshot, where load passes over them."""
+        try:
+            listing = self._write_snapshot_files(snap)
+            closed = [s for s in listing.segments if not s.is_open]
+            retain = snap.index - trailing + 1
             doomed = []
-            for seg in closed:
+            for seg in closed[:-1]:
                 if seg.last >= retain:
                     break
                 doomed.append(seg)
-        for seg in doomed:
-            os.unlink(self._p(seg.name))
-        self._fsync_dir()
+            for seg in doomed:
+                self._fs.unlink(self._p(seg.name))
+            self._fsync_dir()
+        except OSError as err:
+            raise _os_error(err, f"put snapshot {snap.index}") from err
+
+    def _snapshot_install_sync(self, snap: SnapshotLike) -> None:
+        """The snapshot first (durable), then every segment (all closed now, the
+        barrier closed them) in _delete_log's crash-safe order."""
+        try:
+            listing = self._write_snapshot_files(snap)
+            self._delete_log([(s.name, s.last) for s in listing.segments if not s.is_open],
+                             snap.index)
+        except OSError as err:
+            raise _os_error(err, f"install snapshot {snap.index}") from err
 
     async def snapshot_get(self) -> Snapshot | None:
         """The most recent snapshot, or None."""
@@ -906,11 +1152,7 @@ class DiskStore:
             raise _os_error(err, f"read {name}") from err
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._fs.fsync_dir(self.path)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -923,17 +1165,18 @@ class DiskStore:
         return self._loop.run_in_executor(self._threads, fn, *args)
 
 
-def _segments_to_load(segments: Sequence[SegmentFile],
-                      snapshot: Snapshot | None) -> tuple[list[SegmentFile], int]:
-    """Which segments to load and the start index (spec §3.7 step 2)."""
+def _segments_to_load(segments: Sequence[SegmentFile], snapshot: Snapshot | None,
+                      ) -> tuple[list[SegmentFile], int, list[SegmentFile]]:
+    """Which segments to load, the start index, and the closed segments passed
+    over (spec §3.7 step 2: libraft's uvFilterSegments)."""
     if snapshot is None:
-        return list(segments), 1
+        return list(segments), 1, []
     closed = [s for s in segments if not s.is_open]
     opened = [s for s in segments if s.is_open]
     if not closed:
-        return opened, snapshot.index + 1
+        return opened, snapshot.index + 1, []
     if closed[-1].last < snapshot.index and not opened:
-        return [], snapshot.index + 1
+        return [], snapshot.index + 1, closed
     run = [closed[-1]]
     for seg in reversed(closed[:-1]):
         if seg.last + 1 != run[0].first:
@@ -942,7 +1185,35 @@ def _segments_to_load(segments: Sequence[SegmentFile],
     if run[0].first > snapshot.index + 1:
         raise CorruptError(f"closed segment {run[0].name} is past last snapshot "
                            f"snapshot-{snapshot.term}-{snapshot.index}")
-    return run + opened, run[0].first
+    return run + opened, run[0].first, closed[:len(closed) - len(run)]
+
+
+def _disagrees(snapshot: Snapshot, start: int, entries: Sequence[Entry]) -> str:
+    """Why loaded entries cannot stand beside the snapshot ("" if they can).
+
+    - The log ends before the snapshot index (libraft's load fails: "last entry
+      on disk ... is behind last snapshot"): a snapshot can be taken at an
+      index the store has not made durable (a leader applies what followers
+      committed), and every entry loaded is covered by it.
+    - The entry at the snapshot index has another term (issue 8, A4): a crash
+      inside an installation left part of the log the snapshot replaced; the
+      snapshot is committed state, and by log matching no entry of that log
+      at or after the index belongs to the log the snapshot comes from."""
+    last = start + len(entries) - 1
+    if last < snapshot.index:
+        return (f"the log ends at {last}, behind snapshot {snapshot.index}, which "
+                f"covers it")
+    if start <= snapshot.index and entries[snapshot.index - start].term != snapshot.term:
+        return (f"entry {snapshot.index} has term {entries[snapshot.index - start].term}, "
+                f"the snapshot at that index term {snapshot.term}")
+    return ""
+
+
+def _retrieved(fut: asyncio.Future[None]) -> None:
+    """Mark an error as seen: a future nobody awaits would log "exception was
+    never retrieved" when collected, possibly in a worker thread."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _as_corrupt(err: RaftError) -> RaftError:

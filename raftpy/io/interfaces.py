@@ -8,13 +8,16 @@ libraft's ``raft_io`` (spec §1.10):
 - ``open`` then ``load`` exactly once, before any append or truncate;
 - ``set_term``/``set_vote`` return once durable (the Server sends nothing that
   depends on them before);
-- ``append`` calls complete in the order they were made and only once the
-  entries are durable; ``truncate`` is ordered after earlier appends and
+- ``append(first_index, entries)`` calls complete in the order they were made
+  and only once the entries are durable; first_index must be where the log
+  ends after every earlier call (a mismatch is refused with a RaftError
+  naming both, never written elsewhere); ``truncate`` is ordered after earlier appends and
   before later ones;
-- ``snapshot_put(trailing, snapshot)``: trailing > 0 compacts (keeps at least
-  ``trailing`` entries before the snapshot), trailing == 0 installs (the log
-  is replaced and the next append is at snapshot.index + 1); at most one at a
-  time;
+- ``snapshot_put(trailing, snapshot)`` persists a snapshot taken of this log
+  and compacts it, keeping at least ``trailing`` entries before the snapshot
+  (0: none); appends go on meanwhile.  ``snapshot_install(snapshot)`` installs
+  one received from the leader: the log is replaced and the next append is at
+  snapshot.index + 1.  At most one of the two at a time;
 - every failure is a ``raftpy.errors.RaftError``.
 """
 
@@ -69,8 +72,9 @@ class Storage(Protocol):
     async def recover(self, conf: Configuration) -> None: ...
     async def set_term(self, term: int) -> None: ...
     async def set_vote(self, server_id: int) -> None: ...
-    async def append(self, entries: Sequence[Entry]) -> None: ...
+    async def append(self, first_index: int, entries: Sequence[Entry]) -> None: ...
     async def truncate(self, index: int) -> None: ...
     async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None: ...
+    async def snapshot_install(self, snapshot: SnapshotLike) -> None: ...
     async def snapshot_get(self) -> SnapshotLike | None: ...
     async def close(self) -> None: ...

@@ -26,7 +26,8 @@ from raftpy.errors import CorruptError, IOError_, MalformedError
 __all__ = [
     "SegmentFile", "SnapshotFile", "Listing", "list_dir", "closed_name", "open_name",
     "snapshot_name", "encode_snapshot_meta", "decode_snapshot_meta", "encode_snapshot_data",
-    "decode_snapshot_data", "LZ4_MAGIC", "SEGMENT_FORMAT", "MAX_NAME",
+    "decode_snapshot_data", "LZ4_MAGIC", "SEGMENT_FORMAT", "MAX_NAME", "torn_reach",
+    "DEFAULT_WRITE_MAX",
 ]
 
 SEGMENT_FORMAT = 1
@@ -40,6 +41,33 @@ _OPEN = re.compile(rf"open-{_NUM}")
 _SNAPSHOT = re.compile(rf"snapshot-{_NUM}-{_NUM}-{_NUM}")
 _SNAPSHOT_META = re.compile(rf"snapshot-{_NUM}-{_NUM}-{_NUM}\.meta")
 _META_HEAD = struct.Struct("<4Q")
+DEFAULT_WRITE_MAX = 4 * 1024 * 1024   # DiskStore's default write_max_bytes
+_BLOCK = 4096
+
+
+def torn_reach(write_max_bytes: int = DEFAULT_WRITE_MAX) -> int:
+    """How far past the start of the 4 KiB block holding the first damage in an
+    open segment the last write can have reached.
+
+    The rule follows from what DiskStore's writer can leave on disk: one write
+    in flight per segment; a write starts at the block holding the end of the
+    durable data (the partly filled last block is rewritten) and carries at
+    most write_max_bytes of new batches, rounded up to whole blocks.  The
+    first damage lies inside that write, so the write started at or before
+    its block and ends less than write_max_bytes + 2 blocks after it.  Power
+    loss can persist any of its blocks without the others, so valid batches
+    may follow the damage inside that region: a torn tail (everything from
+    the damage on is cut; none of it was acknowledged).  A valid batch beyond
+    the region cannot come from the last write: that is corruption.
+
+    The reach is at least the default's (a directory written with the default
+    and loaded with a smaller write_max_bytes stays loadable).  One batch
+    larger than write_max_bytes is written alone, so nothing valid follows it
+    in its write (unless its payload itself looks like a batch).  libraft's
+    writer can put a whole segment's worth into one write: a power-lost
+    libraft directory whose last write exceeded this reach is called corrupt
+    here where libraft would cut it (libraft cuts after any damage)."""
+    return -(-max(write_max_bytes, DEFAULT_WRITE_MAX) // _BLOCK) * _BLOCK + 2 * _BLOCK
 
 
 def closed_name(first: int, last: int) -> str:

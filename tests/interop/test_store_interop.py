@@ -316,7 +316,7 @@ def test_diskstore_continues_libraft_dir(raftcompat: Path,  # noqa: F811
             assert res.start_index + len(res.entries) - 1 == last
             await store.set_term(3)
             for k in range(0, len(more), 5):
-                await store.append([Entry(*e) for e in more[k:k + 5]])
+                await store.append(last + 1 + k, [Entry(*e) for e in more[k:k + 5]])
             index = last + 500
             await store.snapshot_put(100, Snapshot(3, index, LIBRAFT_CONF, 1,
                                                    snapshot_data(index)))
@@ -424,8 +424,8 @@ class Writer:
         self.emit(f"term {term} {vote}")
 
     async def _append(self, first: int, n: int) -> None:
-        await self.store.append([Entry(*store_entry(i, self.model.term))
-                                 for i in range(first, first + n)])
+        await self.store.append(first, [Entry(*store_entry(i, self.model.term))
+                                        for i in range(first, first + n)])
         self.emit(f"ack {first + n - 1}")
 
     async def append_until(self, last: int | None, window: int = 8) -> None:
@@ -601,7 +601,7 @@ def test_installed_snapshot_loaded_by_libraft(raftcompat: Path, tmp_path: Path, 
             await writer.append_until(1000)
             await writer.new_term(7, 3)
             snap = Snapshot(6, installed, STORE_CONF2, 4623, snapshot_data(installed))
-            await store.snapshot_put(0, snap)
+            await store.snapshot_install(snap)
             assert store.next_index == installed + 1
             writer.next_index = installed + 1
             writer.model.entries += [(0, 0, b"")] * (installed - len(writer.model.entries))

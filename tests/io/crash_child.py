@@ -82,6 +82,7 @@ class Child:
         self.term = 0
         self.acked_last = 0          # every entry up to here is durable
         self.snapshot_index = 0
+        self.log_terms: dict[int, int] = {}   # index -> term, of entries appended lately
         self.inflight: set[asyncio.Future[None]] = set()
         self.side: asyncio.Future[None] | None = None     # metadata or snapshot job
         self.depth = rng.choice((1, 2, 4, 8, 16, 32))
@@ -95,6 +96,8 @@ class Child:
         self.snapshot_index = r.snapshot.index if r.snapshot is not None else 0
         if r.entries:
             self.gen = r.entries[-1].term - 1 - (self.next_index - 1) // 500
+        for k, e in enumerate(r.entries[-2000:]):
+            self.log_terms[self.next_index - min(2000, len(r.entries)) + k] = e.term
         out(f"loaded {r.start_index} {len(r.entries)} {r.term} {r.voted_for}")
         while True:
             self.fill()
@@ -115,7 +118,10 @@ class Child:
             n = self.rng.randint(1, self.max_batch)
             first = self.next_index
             batch = [entry_for(i, self.gen) for i in range(first, first + n)]
-            job = asyncio.ensure_future(self.store.append(batch))
+            for i, e in enumerate(batch, first):
+                self.log_terms[i] = e.term
+            self.log_terms.pop(first - 2000, None)
+            job = asyncio.ensure_future(self.store.append(first, batch))
             job.add_done_callback(self._acker(first + n - 1, n, self.gen))
             self.next_index += n
             self.inflight.add(job)
@@ -140,11 +146,13 @@ class Child:
     async def snapshot(self) -> None:
         # Snapshot an index that is durable already, like a state machine
         # snapshotting what it applied.
+        # Its term is the term of the entry at its index (the snapshot is of
+        # this log; one with another term there contradicts it).
         index = self.acked_last
         trailing = self.rng.choice((1, 8, 64))
         out(f"snapshotting {index}")
         await self.store.snapshot_put(trailing, Snapshot(
-            self.term or 1, index, CONF, 1, snapshot_data(index)))
+            self.log_terms[index], index, CONF, 1, snapshot_data(index)))
         out(f"snapshot {index}")
         self.snapshot_index = index
 

@@ -351,32 +351,39 @@ import asyncio, os, sys
 from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry, EntryType
 from raftpy.io.disk import DiskStore, Snapshot
+from raftpy.io.fs import Fs
 
 path, op, (index, crash_at, snap) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 
+
+class CrashingFs(Fs):                       # the process dies at the crash_at-th unlink
+    armed = False
+    calls = 0
+
+    def unlink(self, name):
+        if self.armed:
+            if self.calls == crash_at:
+                os._exit(9)
+            self.calls += 1
+        os.unlink(name)
+
+
 async def main():
-    store = DiskStore(path, segment_size_bytes=8192)
+    fs = CrashingFs()
+    store = DiskStore(path, segment_size_bytes=8192, fs=fs)
     await store.open()
     await store.load()
     for i in range(1, 301, 10):
-        await store.append([Entry(1, EntryType.COMMAND, j.to_bytes(8, "little") * 12)
-                            for j in range(i, i + 10)])
+        await store.append(i, [Entry(1, EntryType.COMMAND, j.to_bytes(8, "little") * 12)
+                               for j in range(i, i + 10)])
     if snap:
         await store.snapshot_put(1000, Snapshot(1, snap, Configuration.of((1, "a:1")), 1,
                                                 b"snapshot"))
-    real, calls = os.unlink, [0]
-
-    def unlink(name, *args, **kwargs):      # the process dies at the crash_at-th unlink
-        if calls[0] == crash_at:
-            os._exit(9)
-        calls[0] += 1
-        real(name, *args, **kwargs)
-
-    os.unlink = unlink
+    fs.armed = True
     if op == "truncate":
         await store.truncate(index)
     else:                                   # install a snapshot at index
-        await store.snapshot_put(0, Snapshot(2, index, Configuration.of((1, "a:1")), 1,
+        await store.snapshot_install(Snapshot(2, index, Configuration.of((1, "a:1")), 1,
                                              b"installed"))
     os._exit(3)                             # fewer unlinks than crash_at
 
@@ -423,7 +430,7 @@ def test_crash_inside_truncate(disk_dir, index, crash_at, snap):
     (200, 1, False),
     (200, 3, False), (500, 0, False)])
 def test_crash_inside_snapshot_install(disk_dir, index, crash_at, auto_recovery):
-    """Entries 1..300 in 8 KiB segments, snapshot_put(trailing=0) at index (beyond
+    """Entries 1..300 in 8 KiB segments, snapshot_install at index (beyond
     the log, or inside it as for a follower with a conflicting tail), the process
     dies at the crash_at-th deletion.  The snapshot files were complete before
     any deletion: load must succeed with that snapshot and only original entries."""

@@ -30,19 +30,28 @@ truncation (not last)      long: IOError_ "file has only N")
 last closed segment        CorruptError naming it                 it and the open segments
                                                                   with data moved aside,
                                                                   prefix loads
-open segment, flip in      CorruptError* (a valid batch follows:  it and later open segments
-format or non-last batch   not a torn write)                      with data moved aside,
+open segment, flip in its  CorruptError (not what a crash        it and later open segments
+format word (not to 0)     leaves)                                with data moved aside,
                                                                   prefix loads (never-written
                                                                   spares are deleted first)
-open segment, flip in the  loads without that batch (torn tail)   same
-last batch
+open segment, format word  loads without it: a torn first write*  same
+flipped to 0               (all its data lies in the first write's
+                           reach, layout.torn_reach)
+open segment, flip in a    loads the batches before it: a torn    same
+batch                      tail*, as every valid batch after it
+                           lies in the reach of the last write
+                           (issue 8, A3; beyond the reach it is a
+                           CorruptError, tested in test_disk.py)
 open segment, flip in its  loads everything (torn tail)           same
 zero tail
 open segment truncated     loads the whole batches before the     same
                            cut* (libraft: IOERR mid-batch, quirk
                            14); 1-7 bytes: IOError_
-spare zero open segment    CorruptError unless the flip makes it  moved aside, all loads
-                           a valid empty segment
+spare zero open segment    a flip in the format word:            moved aside, all loads
+                           CorruptError unless it makes it a
+                           valid empty segment; elsewhere: a torn
+                           first write*, deleted; cut to 1-7
+                           bytes (all zeros): deleted*
 metadata file              MalformedError (format), CorruptError  same (metadata has no
                            (version 0, equal versions, too long),  checksum: a flipped term
                            else the higher version wins; a short   or version loads as is)
@@ -184,7 +193,7 @@ async def build_pristine(path: pathlib.Path) -> Pristine:
             n = 1 + i % 4
             batch = [Entry(2, EntryType.BARRIER if j % 11 == 0 else EntryType.COMMAND,
                            payload(j)) for j in range(i, i + n)]
-            await store.append(batch)
+            await store.append(i, batch)
             entries.update(zip(range(i, i + n), batch, strict=True))
             i += n
             k += 1
@@ -484,17 +493,21 @@ def test_open_segments(pristine, seeded_random):
             return Ok(closed_last, quarantined=frozenset({name}))   # spare: deleted
         return Err(CorruptError, (name,))
 
-    def torn_last_batch(auto: bool) -> Outcome:
-        return Ok(bounds[-1][2] - 1)
-
     def intact(auto: bool) -> Outcome:
         return Ok(p.last)
 
+    assert last_start < data_end
     for off in sample_offsets(bounds, len(data), rng, full=(0, -2, -1), middle=12, extra=40):
         bits = (0, rng.randrange(1, 8)) if off < 8 else [rng.randrange(8)]
         for bit in bits:
-            expect = (quarantined if off < last_start else
-                      torn_last_batch if off < data_end else intact)
+            if off < 8:        # format word 1 -> 0 is a torn first write, else garbage
+                def expect(auto: bool, torn: bool = (off, bit) == (0, 0)) -> Outcome:
+                    return Ok(closed_last) if torn else quarantined(auto)
+            elif off < data_end:   # torn: the batches before the damaged one stay
+                def expect(auto: bool, last: int = index_before(bounds, off)) -> Outcome:
+                    return Ok(last)
+            else:
+                expect = intact
             cases.append(Case(name, f"flip {off}.{bit}", flip(data, off, bit), expect))
     for n in cut_lengths(bounds, len(data), rng, len(bounds)):
         if 0 < n < 8:
@@ -516,15 +529,11 @@ def test_open_segments(pristine, seeded_random):
 
     for off in [*range(16), *(rng.randrange(16, SEG) for _ in range(12)), SEG - 1]:
         for bit in ((0, rng.randrange(1, 8)) if off < 8 else [rng.randrange(8)]):
+            good = (off, bit) == (0, 0) or off >= 8     # valid empty, or a torn first write
             cases.append(Case(spare, f"flip {off}.{bit}", flip(zeros, off, bit),
-                              intact if (off, bit) == (0, 0) else spare_bad))
-    for n in (0, 1, 7, 8, 9, 4096, SEG - 1):
-        if 0 < n < 8:
-            def short_spare(auto: bool) -> Outcome:
-                return Err(IOError_, (spare,))
-            cases.append(Case(spare, f"cut {n}", zeros[:n], short_spare))
-        else:
-            cases.append(Case(spare, f"cut {n}", zeros[:n], intact))
+                              intact if good else spare_bad))
+    for n in (0, 1, 7, 8, 9, 4096, SEG - 1):     # all zeros, any length: never written
+        cases.append(Case(spare, f"cut {n}", zeros[:n], intact))
     run_cases(p, cases)
 
 
@@ -694,9 +703,9 @@ async def fill_until_error(store: DiskStore, acked: dict[int, bytes],
     errors: list[BaseException] = []
 
     async def one(n: int) -> None:
-        first = store.next_index     # the index append gives (no await in between)
+        first = store.next_index     # where the log ends (no await in between)
         batch = [Entry(2, EntryType.COMMAND, big_payload(i)) for i in range(first, first + n)]
-        await store.append(batch)
+        await store.append(first, batch)
         acked.update((i, big_payload(i)) for i in range(first, first + n))
 
     pending: set[asyncio.Future[None]] = set()
@@ -770,7 +779,7 @@ def test_full_disk(tmp_path, run_loop):
                 first = len(r.entries) + 1
                 batch = [Entry(2, EntryType.COMMAND, big_payload(i))
                          for i in range(first, first + 20)]
-                await store.append(batch)
+                await store.append(first, batch)
                 acked.update((i, big_payload(i)) for i in range(first, first + 20))
             await check_log(mnt, acked)
 
@@ -793,7 +802,7 @@ def test_full_disk_then_space_freed_same_store(tmp_path):
                 assert isinstance(errors[0], NoSpaceError)
                 filler.unlink()
                 first = store.next_index
-                await store.append([Entry(2, EntryType.COMMAND, big_payload(first))])
+                await store.append(first, [Entry(2, EntryType.COMMAND, big_payload(first))])
                 acked[first] = big_payload(first)
             finally:
                 await store.close()

@@ -80,7 +80,9 @@ static void scan_all(const uint8_t *buf, size_t len)
     }
     rp_decode_batches(buf, len, len > 8 ? 8 : 0, 0, &out, &res);
     check_entries(&res, len);
-    rp_find_batch(buf, len, 0, len);
+    int64_t found = rp_find_batch(buf, len, 0, len, UINT64_MAX);
+    if (found < -1 || (found >= 0 && (size_t)found + 32 > len)) abort();
+    if (rp_find_batch(buf, len, 0, len, 64) < -2) abort();      /* a tiny budget: -2 */
 }
 
 int main(int argc, char **argv)

@@ -1,12 +1,14 @@
 """Batch encoding and decoding in libraft's layout (spec §3.5)."""
 
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftpy import _bindings, _reference
+from raftpy._bindings import ScanOutcome
 from raftpy.core.types import Entry, EntryType
 from raftpy.errors import CorruptError, InvalidError, IOError_, MalformedError, RaftError
 
@@ -163,3 +165,46 @@ def test_specific_damage_messages():
     second_bad = bytearray(GOLDEN_BATCH_1 + GOLDEN_BATCH_2)
     second_bad[-1] ^= 1
     _expect(bytes(second_bad), CorruptError, f"batch 2 starting at byte {len(GOLDEN_BATCH_1)}")
+
+
+# ------------------------------------------------------- issue 8, A7
+
+@pytest.mark.parametrize("entries,what", [
+    ([Entry(-1, 1, b"")], "term -1 is outside"),
+    ([Entry(1 << 64, 1, b"")], "term 18446744073709551616 is outside"),
+    ([Entry(1, 1, b""), Entry(1, 256, b"")], "entry 2: entry type 256 is not valid"),
+    ([Entry(1, -1, b"")], "entry type -1 is not valid"),
+])
+def test_encode_refuses_terms_and_types_out_of_range_with_a_raft_error(entries, what):
+    with pytest.raises(InvalidError, match=what):
+        _bindings.encode_batch(entries)
+
+
+def test_encode_uniform_refuses_out_of_range_with_a_raft_error():
+    with pytest.raises(InvalidError, match="term -1"):
+        _bindings.encode_batch_uniform(-1, 1, [b""])
+    with pytest.raises(InvalidError, match="type 300"):
+        _bindings.encode_batch_uniform(1, 300, [b""])
+
+
+def test_decode_batches_stops_at_max_batches_across_array_refills():
+    """Three batches of 600 entries: the output arrays (1024) fill after each;
+    the limit holds across the refills (it reset there: 3 decoded for 2)."""
+    data = b"".join(bytes(_bindings.encode_batch([Entry(1, 1, b"")] * 600)) for _ in range(3))
+    for limit, n in ((1, 600), (2, 1200), (3, 1800), (0, 1800)):
+        entries, end = _bindings.decode_batches(data, 0, max_batches=limit)
+        assert len(entries) == n and end == (len(data) // 3) * (n // 600)
+
+
+def test_find_batch_work_is_bounded_on_adversarial_payloads():
+    """After damage, the scanner looks for a valid batch; a payload of 32-byte
+    units (count 262,144, a term, a plausible first entry header) makes every
+    unit look like the start of a 4 MiB batch header, each to be checksummed
+    (measured on the code before issue 8: about 76 s of CPU for these 8 MiB,
+    on every load).  The search gives up and calls it corruption."""
+    unit = struct.pack("<QQQQ", 262144, 7, 1, 0)
+    data = struct.pack("<Q", 1) + b"\xff" * 24 + unit * (256 * 1024)
+    t0 = time.monotonic()
+    scan = _bindings.scan_segment(data)
+    assert time.monotonic() - t0 < 5
+    assert scan.outcome == ScanOutcome.CORRUPT and "too many batch-like" in str(scan.error)
