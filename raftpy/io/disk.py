@@ -981,19 +981,34 @@ class DiskStore:
         if self._loaded:
             self._next_index = self._write_index = 2
 
-    async def recover(self, conf: Configuration) -> None:
+    async def recover(self, conf: Configuration) -> int:
         """Force conf as the configuration: a CHANGE entry after the last one.
 
         Like libraft, the entry's term is 1 whatever the current term (quirk 4);
-        call it instead of ``load``, on a store that is not serving."""
+        call it instead of ``load``, on a store that is not serving.
+
+        Run it on ONE survivor only, the one whose log is longest (highest last
+        term, then highest last index), and copy that data directory over the
+        other survivors' before any of them starts (libraft raft.h).  Recovered
+        on each survivor, logs that differ before the new entry get a term-1
+        entry at one index, which log matching then takes for equal logs: the
+        state machines diverge.  Returns the index of the entry written."""
         self._check_usable()
         if self._loaded:
             raise InvalidError("recover runs on a store that has not been loaded")
+        if not conf.voter_ids:
+            raise InvalidError("the recovered configuration has no voter")
         payload = self._conf_payload(conf)
         result = await self._run(self._load_with_recovery)
         index = result.start_index + len(result.entries)
+        last_term = (result.entries[-1].term if result.entries else
+                     result.snapshot.term if result.snapshot is not None else 0)
         await self._run(self._write_closed_segment, index, index,
                         [Entry(1, EntryType.CHANGE, payload)])
+        log.warning("recovered %s: configuration forced at index %d after last term %d; "
+                    "copy this directory to every other survivor before starting any "
+                    "(never recover each survivor)", self.path, index, last_term)
+        return index
 
     def _conf_payload(self, conf: Configuration) -> bytes:
         payload = conf.encode()

@@ -329,13 +329,25 @@ def test_recover_appends_a_configuration_entry_with_term_1(data_dir, run_loop):
         await store.append(2, [entry(i, term=5) for i in range(2, 6)])
         await store.close()
         async with DiskStore(data_dir) as store:
-            await store.recover(new_conf)
+            assert await store.recover(new_conf) == 6
         return await reload(data_dir)
     result = run_loop(go())
     last = result.entries[-1]
     assert len(result.entries) == 6 and (last.term, last.type) == (1, EntryType.CHANGE)
     assert Configuration.decode(last.payload) == new_conf
     assert "0000000000000006-0000000000000006" in names(data_dir)
+
+
+def test_recover_refuses_a_configuration_without_voters(data_dir, run_loop):
+    async def go():
+        store = await fresh(data_dir)
+        await store.bootstrap(CONF)
+        await store.close()
+        async with DiskStore(data_dir) as store:
+            with pytest.raises(InvalidError, match="no voter"):
+                await store.recover(Configuration.of((1, "127.0.0.1:9001", Role.SPARE)))
+        return await reload(data_dir)
+    assert len(run_loop(go()).entries) == 1      # nothing was written
 
 
 def test_threads_and_aio_write_the_same_bytes(data_dir, run_loop):
