@@ -25,8 +25,9 @@ drops it.  Actions, all enabled whenever they make sense:
   write fails (``HardStateFailed``: nothing of that Update is written or
   sent);
 * client requests at the leader: ``propose``, ``transfer`` (to each other
-  voter, or 0), ``take`` (TakeSnapshot), and in the membership model
-  ``assign`` (the spare to voter or standby) and ``remove``.
+  voter, or 0), ``take`` (TakeSnapshot), and in the membership models
+  ``add`` (a server that started empty), ``assign`` (a spare to voter or
+  standby) and ``remove``.
 
 Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
@@ -74,6 +75,7 @@ from typing import Any
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role, decode_configuration
 from raftpy.core.events import (
+    Add,
     Assign,
     Event,
     HardStateFailed,
@@ -119,6 +121,7 @@ class Bounds:
     depth: int = 12
     servers: int = 3
     voters: int = 3
+    joining: int = 0            # servers beyond ``servers``, started empty, to be added
     proposals: int = 1
     transfers: int = 1
     snapshots: int = 0          # TakeSnapshot requests
@@ -169,6 +172,11 @@ MODELS: dict[str, Bounds] = {
     "faults": Bounds(depth=12, prefix=_LEADER, proposals=1, transfers=1, restarts=0,
                      duplicates=0, drops=0, send_failures=2, hard_state_failures=1,
                      timeouts=2, leader_ticks=2),
+    # 2 voters and a server joining with an empty log: add it, promote it
+    # (AppendEntries from index 1), remove one.
+    "joining": Bounds(depth=12, servers=2, voters=2, joining=1, prefix=_LEADER,
+                      proposals=1, transfers=0, restarts=0, duplicates=0, drops=1,
+                      changes=2, timeouts=2, leader_ticks=2),
     # 2 voters and a spare: promotion (catch-up rounds), demotion, removal.
     "membership": Bounds(depth=12, voters=2, prefix=_LEADER, proposals=1, transfers=0,
                          restarts=0, duplicates=0, drops=1, changes=1),
@@ -403,9 +411,10 @@ class Model:
         world.voters = frozenset(decode_configuration(self.boot[0].payload).voter_ids)
         world.committed = tuple(self.boot)
         world.commit_terms = (0,)
-        for i in range(1, self.bounds.servers + 1):
+        for i in range(1, self.bounds.servers + self.bounds.joining + 1):
             s = _Server(i)
-            s.term, s.log = 1, tuple(self.boot)
+            if i <= self.bounds.servers:        # bootstrapped; the others start empty
+                s.term, s.log = 1, tuple(self.boot)
             world.servers.append(s)
             self._start(world, s)
         self.check(world)
@@ -553,6 +562,9 @@ class Model:
                     if target != s.id:
                         yield ("transfer", s.id, target)
             if used[_USED["change"]] < b.changes:
+                for joining in range(b.servers + 1, b.servers + b.joining + 1):
+                    if raft.configuration.get(joining) is None:
+                        yield ("add", s.id, joining)
                 for server in raft.configuration.servers:
                     if server.role == Role.SPARE:
                         yield ("assign", s.id, server.id, int(Role.VOTER))
@@ -722,6 +734,10 @@ class Model:
     def _do_assign(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "change")
         self._feed(world, s, Assign(s.clock, action[2], Role(action[3])))
+
+    def _do_add(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        world.used = _bump(world.used, "change")
+        self._feed(world, s, Add(s.clock, action[2], str(action[2])))
 
     def _do_remove(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "change")

@@ -26,7 +26,7 @@ from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
 SECONDS = float(os.environ.get("RAFTPY_MC_SECONDS", "600"))
 EXTRA = int(os.environ.get("RAFTPY_MC_DEPTH", "0"))
 DEPTHS = {"election": 8, "replication": 6, "snapshot": 5, "membership": 6, "prevote": 6,
-          "faults": 5}
+          "faults": 5, "joining": 7}
 
 
 def _run(bounds: Bounds) -> modelcheck.Report:
