@@ -183,10 +183,26 @@ class ReplicationMixin(RaftState):
                 return False
             p.next_index = max(1, min(rejected, last_log_index + 1))
             return True
-        if rejected != p.snapshot_index:
-            return False
-        p.to_probe(p.next_index)
-        return True
+        if rejected == p.snapshot_index:  # the install failed (spec §2.13 step 5)
+            p.to_probe(p.next_index)
+            return True
+        if (last_log_index and p.snapshot_index < rejected
+                and self.now - p.snapshot_last_send >= self.config.heartbeat_timeout_ms):
+            # Deviation from libraft, which waits install_snapshot_timeout_ms
+            # (30 s by default) here.  The follower refused a heartbeat sent
+            # after the snapshot (its prev, our last index, lies past the
+            # snapshot) and says where its log ends; it is not installing (an
+            # installing follower reports 0, libraft's too).  So the snapshot
+            # was lost, or it was installed and the reply lost: probe from
+            # there, as PROBE mode does with a refusal, and the snapshot goes
+            # out again if still needed.  The time guard keeps out refusals of
+            # heartbeats sent before the snapshot; one late anyway costs a
+            # round trip or a second copy, never safety.
+            self._trace(f"snapshot {p.snapshot_index} not acknowledged, follower at "
+                        f"{last_log_index}: probe")
+            p.to_probe(max(p.match_index + 1, min(rejected, last_log_index + 1)))
+            return True
+        return False
 
     def send_timeout_now(self, server_id: int, address: str) -> None:
         assert self.transfer is not None
