@@ -356,6 +356,11 @@ def _disaster(run: _Run) -> None:
         alive = [v for v in c.voter_ids if v not in lost]
         while alive and len(alive) >= len(c.voter_ids) // 2 + 1:
             lost.add(alive.pop(frng.randrange(len(alive))))
+    # Servers that vote in none of them go too: a promotion under way would
+    # otherwise give the survivors a quorum again, legitimately (single-server
+    # changes: {1,3} with 1 lost becomes {1,2,3}, whose majority {2,3} commits).
+    anywhere = {v for c in confs for v in c.voter_ids}
+    lost |= {s.id for s in cluster.servers.values() if s.id not in anywhere}
     if all(s.id in lost or s.id in cluster.lost for s in cluster.servers.values()):
         return  # nobody would survive
     # A campaign begun before the loss may still win with votes granted
