@@ -233,8 +233,15 @@ class ReplicationMixin(RaftState):
         whether to go on handling the message (dissertation §3.3, spec 2.14)."""
         if term < self.current_term:
             self._trace(f"reject {what}: stale term")
+            # Deviation from libraft (spec §2.12 step 2): rejected is the
+            # message's prev_log_index, and for an AppendEntries from index 1
+            # that is 0, which means success.  A leader re-elected in our term
+            # would take our unverified last index as its match_index and count
+            # entries we do not have toward a commit (issue 8 swarm soak, seed
+            # 17207).  1 is a refusal no leader acts on wrongly: a stale one, or
+            # a probe from index 1.
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, rejected, self.log.last_index))
+                self.current_term, rejected or 1, self.log.last_index))
             return False
         if term > self.current_term:
             self.bump_term(term)  # type: ignore[attr-defined]
