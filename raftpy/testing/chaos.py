@@ -108,7 +108,7 @@ class RunReport:
 def _setup(seed: int, servers: int, swarm: Swarm,
            tracer: Tracer | None) -> tuple[Cluster, random.Random]:
     rng = random.Random(seed ^ 0x5EED)
-    T = 1000
+    T = 1000  # election timeout
     config = Config(election_timeout_ms=T, heartbeat_timeout_ms=100,
                     pre_vote=rng.random() < 0.5,
                     append_entries_max=rng.choice((4, 64, 65536)),
@@ -137,7 +137,7 @@ def _setup(seed: int, servers: int, swarm: Swarm,
     # Some larger clusters carry a standby (replicated to, never counted).
     voters = servers - 1 if servers >= 5 and rng.random() < 0.3 else servers
     cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
-                        voters=voters, tracer=tracer)
+                      voters=voters, tracer=tracer)
     return cluster, rng
 
 
