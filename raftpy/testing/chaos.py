@@ -268,9 +268,9 @@ class _Run:
         now = cluster.now
         if target.alive or now - target.since < settle or now - leader.since < settle:
             return
-        if now - cluster.links_changed < settle:
-            return
         blocked = cluster.blocked
+        if now - cluster.links_changed < settle or (leader.id, target.id) in blocked:
+            return  # over a cut link a refusal is reported only at cut_failure odds
         for voter in raft._voters:
             other = cluster.servers[voter]
             if (voter != leader.id and other.alive and now - other.since >= settle
@@ -618,9 +618,13 @@ def _check_liveness(run: _Run, counter: int) -> tuple[int, float]:
     if voters:
         costs = sorted(_catch_up_limits(bounds, cluster, best, {v.id: v for v in voters},
                                         best.raft.log.last_index).values())
-        need = max(0, best.raft._quorum - 1 - (best.id not in best.raft._voters))
-        if need:
-            bounds = replace(bounds, backlog_ms=backlog + costs[min(need, len(costs)) - 1])
+        if best.id in best.raft._voters:
+            extra = costs[min(best.raft._quorum - 1, len(costs)) - 1]
+        else:
+            # it leads until its removal commits; then a voter, once it caught
+            # up, brings the others (costs as seen from best: close enough)
+            extra = costs[0] + costs[min(best.raft._quorum, len(costs)) - 1]
+        bounds = replace(bounds, backlog_ms=backlog + extra)
     start = cluster.now
     deadline = start + bounds.commit
     req: ClientRequest | None = None
