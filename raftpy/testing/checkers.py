@@ -109,13 +109,14 @@ class SafetyChecker:
         self.voters = voters
 
     def on_disaster_recovery(self, log: Sequence[Entry], offset: int,
-                             voters: frozenset[int]) -> None:
+                             voters: frozenset[int], offset_term: int | None = 0) -> None:
         """A majority was lost for good; one survivor's log (entries offset+1..,
         its snapshot below) was recovered and copied to the others.  The
         history goes on from it: the committed prefix it holds stays committed
         (what only lost servers had is gone, as the operator accepted), terms
         and votes of the old history bind nobody left, and the survivor's
-        entries are what servers hold now."""
+        entries are what servers hold now (offset_term: the term of the entry
+        at offset, the survivor's snapshot's)."""
         keep = max(offset, self.base)
         while True:
             entry = self.committed_entry(keep + 1)
@@ -129,9 +130,10 @@ class SafetyChecker:
         self.leaders.clear()
         self.votes.clear()
         self.seen.clear()
-        prev_term = 0
+        prev_term = offset_term  # the term at offset (None: not known, not seeded)
         for k, entry in enumerate(log):
-            self.seen[(offset + 1 + k, entry.term)] = (entry.payload, prev_term)
+            if prev_term is not None:
+                self.seen[(offset + 1 + k, entry.term)] = (entry.payload, prev_term)
             prev_term = entry.term
         self.voters = voters
         self.forced_until = offset + len(log)  # up to the recovery entry

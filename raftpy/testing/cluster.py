@@ -457,8 +457,12 @@ class Cluster:
         self.minority.clear()
         survivor = self.servers[survivor_id]
         if self.checker is not None:
+            snapshot = survivor.snapshot
+            offset_term = (0 if survivor.offset == 0 else snapshot.term
+                           if snapshot is not None and snapshot.index == survivor.offset
+                           else None)
             self.checker.on_disaster_recovery(survivor.durable, survivor.offset,
-                                              frozenset(configuration.voter_ids))
+                                              frozenset(configuration.voter_ids), offset_term)
             if survivor.voted_for:
                 for member in members:
                     self.checker.on_vote(member, survivor.term, survivor.voted_for)
