@@ -183,10 +183,26 @@ class ReplicationMixin(RaftState):
                 return False
             p.next_index = max(1, min(rejected, last_log_index + 1))
             return True
-        if rejected != p.snapshot_index:
-            return False
-        p.to_probe(p.next_index)
-        return True
+        if rejected == p.snapshot_index:  # the install failed (spec §2.13 step 5)
+            p.to_probe(p.next_index)
+            return True
+        if (last_log_index and p.snapshot_index < rejected
+                and self.now - p.snapshot_last_send >= self.config.heartbeat_timeout_ms):
+            # Deviation from libraft, which waits install_snapshot_timeout_ms
+            # (30 s by default) here.  The follower refused a heartbeat sent
+            # after the snapshot (its prev, our last index, lies past the
+            # snapshot) and says where its log ends; it is not installing (an
+            # installing follower reports 0, libraft's too).  So the snapshot
+            # was lost, or it was installed and the reply lost: probe from
+            # there, as PROBE mode does with a refusal, and the snapshot goes
+            # out again if still needed.  The time guard keeps out refusals of
+            # heartbeats sent before the snapshot; one late anyway costs a
+            # round trip or a second copy, never safety.
+            self._trace(f"snapshot {p.snapshot_index} not acknowledged, follower at "
+                        f"{last_log_index}: probe")
+            p.to_probe(max(p.match_index + 1, min(rejected, last_log_index + 1)))
+            return True
+        return False
 
     def send_timeout_now(self, server_id: int, address: str) -> None:
         assert self.transfer is not None
@@ -217,8 +233,15 @@ class ReplicationMixin(RaftState):
         whether to go on handling the message (dissertation §3.3, spec 2.14)."""
         if term < self.current_term:
             self._trace(f"reject {what}: stale term")
+            # Deviation from libraft (spec §2.12 step 2): rejected is the
+            # message's prev_log_index, and for an AppendEntries from index 1
+            # that is 0, which means success.  A leader re-elected in our term
+            # would take our unverified last index as its match_index and count
+            # entries we do not have toward a commit (issue 8 swarm soak, seed
+            # 17207).  1 is a refusal no leader acts on wrongly: a stale one, or
+            # a probe from index 1.
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, rejected, self.log.last_index))
+                self.current_term, rejected or 1, self.log.last_index))
             return False
         if term > self.current_term:
             self.bump_term(term)  # type: ignore[attr-defined]

@@ -59,7 +59,8 @@ class SafetyChecker:
     """Accumulates what the cluster has committed and checks every event against it."""
 
     __slots__ = ("leaders", "committed", "seen", "acked", "applied", "voters", "snapshots",
-                 "restores", "configurations", "base", "base_data", "votes", "recoveries")
+                 "restores", "configurations", "base", "base_data", "votes", "recoveries",
+                 "forced_until")
 
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}          # term -> leader id
@@ -75,6 +76,9 @@ class SafetyChecker:
         self.restores = 0
         self.configurations = 0                    # CHANGE entries committed (not bootstrap)
         self.recoveries = 0                        # disaster recoveries (new histories)
+        # CHANGE entries up to here were forced by an operator (raft_recover):
+        # they may change any number of voters
+        self.forced_until = 0
 
     @property
     def last_committed(self) -> int:
@@ -105,13 +109,14 @@ class SafetyChecker:
         self.voters = voters
 
     def on_disaster_recovery(self, log: Sequence[Entry], offset: int,
-                             voters: frozenset[int]) -> None:
+                             voters: frozenset[int], offset_term: int | None = 0) -> None:
         """A majority was lost for good; one survivor's log (entries offset+1..,
         its snapshot below) was recovered and copied to the others.  The
         history goes on from it: the committed prefix it holds stays committed
         (what only lost servers had is gone, as the operator accepted), terms
         and votes of the old history bind nobody left, and the survivor's
-        entries are what servers hold now."""
+        entries are what servers hold now (offset_term: the term of the entry
+        at offset, the survivor's snapshot's)."""
         keep = max(offset, self.base)
         while True:
             entry = self.committed_entry(keep + 1)
@@ -125,11 +130,13 @@ class SafetyChecker:
         self.leaders.clear()
         self.votes.clear()
         self.seen.clear()
-        prev_term = 0
+        prev_term = offset_term  # the term at offset (None: not known, not seeded)
         for k, entry in enumerate(log):
-            self.seen[(offset + 1 + k, entry.term)] = (entry.payload, prev_term)
+            if prev_term is not None:
+                self.seen[(offset + 1 + k, entry.term)] = (entry.payload, prev_term)
             prev_term = entry.term
         self.voters = voters
+        self.forced_until = offset + len(log)  # up to the recovery entry
         self.recoveries += 1
 
     def on_vote(self, server_id: int, term: int, candidate: int) -> None:
@@ -237,7 +244,7 @@ class SafetyChecker:
 
     def _on_commit_change(self, index: int, entry: Entry) -> None:
         voters = frozenset(decode_configuration(entry.payload).voter_ids)
-        if len(voters ^ self.voters) > 1:
+        if len(voters ^ self.voters) > 1 and index > self.forced_until:
             raise Violation(f"configuration at {index} changes voters {sorted(self.voters)} "
                             f"to {sorted(voters)} at once")
         self.voters = voters
@@ -251,10 +258,11 @@ class SafetyChecker:
         self.applied[server_id] = last_applied
 
     def on_match(self, leader_id: int, follower_id: int, index: int, term: int | None,
-                 durable: Sequence[Entry], offset: int = 0) -> None:
+                 durable: Sequence[Entry], offset: int = 0, covered: int = 0) -> None:
         """leader_id believes follower_id stored entry index (of term) durably
-        (entries up to offset are in its snapshot: committed, so matching)."""
-        if index <= offset or term is None:
+        (durable[0] is entry offset+1; entries up to covered are in its
+        snapshot: committed, so matching)."""
+        if index <= max(offset, covered) or term is None:
             return  # in the follower's snapshot, or compacted at the leader: committed
         k = index - 1 - offset
         if k >= len(durable) or durable[k].term != term:

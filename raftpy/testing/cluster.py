@@ -212,7 +212,7 @@ class SimServer:
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
                  "timer_seq", "machine", "results", "state", "taking", "apply_latency_ms",
-                 "busy_until", "waiting", "poisoned", "disk", "commit_seen")
+                 "busy_until", "waiting", "poisoned", "disk", "commit_seen", "since")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -241,6 +241,16 @@ class SimServer:
         self.poisoned = False                             # a write failed; none followed since
         self.disk: Disk | None = None                     # its own disk (None: the cluster's)
         self.commit_seen = 0                              # as leader, checked up to here
+        self.since = 0                                    # time of its last state change or crash
+
+
+def _covered(server: SimServer) -> int:
+    """Entries up to this index are in the server's durable snapshot or compacted
+    below its log (committed, so as every leader has them).  A snapshot may run
+    ahead of the log on disk: a leader applies what a quorum of followers
+    stored before its own write is done (spec §2.6)."""
+    snapshot = server.snapshot
+    return max(server.offset, snapshot.index if snapshot is not None else 0)
 
 
 class Cluster:
@@ -274,10 +284,14 @@ class Cluster:
         self.inflight: list[tuple[int, int, Message]] = []  # manual mode: (from, to, msg)
         self.blocked: set[tuple[int, int]] = set()          # (from, to) pairs cut
         self.lost: set[int] = set()                         # stopped for good
+        self.links_changed = 0                              # last partition, cut or heal
         # leader id -> (term, last index when a cut left it without a majority)
         self.minority: dict[int, tuple[int, int]] = {}
         self.on_send: Callable[[int, int, Message], None] | None = None
         self.fail_hard_state: set[int] = set()              # their next term/vote write fails
+        # faults that happened: SendFailed reported, crashes that kept part
+        # of the writes in flight, term/vote writes failed
+        self.send_failures = self.torn_crashes = self.hard_state_failures = 0
         self.checker: SafetyChecker | None = SafetyChecker() if check else None
         self.machine_factory = machine
         self.servers = {i: SimServer(i, machine()) for i in range(1, n + 1)}
@@ -324,6 +338,7 @@ class Cluster:
                            entries=list(server.durable), start_index=server.offset + 1,
                            snapshot=snapshot, tracer=self.tracer)
         server.alive = True
+        server.since = self.now
         if snapshot is not None:
             self._restore(server, snapshot)
         if self.checker is not None:
@@ -339,6 +354,7 @@ class Cluster:
             self.tracer(server_id, self.now, "crash")
         server.alive = False
         server.state = State.UNAVAILABLE
+        server.since = self.now
         server.raft = None
         if self._disk(server).torn:
             self._tear(server)
@@ -360,6 +376,7 @@ class Cluster:
         being taken are separate files: each is there or not."""
         rng = self.rng
         writes = server.writes
+        self.torn_crashes += bool(writes or server.taking)
         if writes:
             whole = rng.randint(0, len(writes))
             for k, (_done, truncate, first, entries, install) in enumerate(writes[:whole + 1]):
@@ -385,9 +402,30 @@ class Cluster:
                         f"log on disk to {server.offset + len(server.durable)}")
 
     def lose(self, server_id: int) -> None:
-        """Stop a server for good (its machine is gone); it never restarts."""
+        """Stop a server for good (its machine is gone); it never restarts, and
+        what it had sent and is still on the way (or waiting for a busy loop)
+        is gone with it."""
         self.crash(server_id)
         self.lost.add(server_id)
+        def sent_by_it(item: tuple[int, int, int, int, Any]) -> bool:
+            kind, data = item[1], item[4]
+            if kind == _NET:
+                return bool(data[0] == server_id)
+            event = data[1] if kind == _WAITED else None  # held by a busy loop
+            return isinstance(event, Receive) and event.from_id == server_id
+
+        dropped = [item for item in self._queue if sent_by_it(item)]
+        self._queue = [item for item in self._queue if not sent_by_it(item)]
+        heapq.heapify(self._queue)
+        for item in dropped:
+            if item[1] == _WAITED:
+                self.servers[item[3]].waiting -= 1
+        self.inflight = [item for item in self.inflight if item[0] != server_id]
+
+    def last_delivery(self) -> int:
+        """When the last message now on its way arrives (now if none)."""
+        return max([item[0] for item in self._queue if item[1] in (_NET, _FAILED)],
+                   default=self.now)
 
     def copy_data(self, from_id: int, to_id: int) -> None:
         """Copy a stopped server's durable state (its data directory) onto another."""
@@ -419,8 +457,12 @@ class Cluster:
         self.minority.clear()
         survivor = self.servers[survivor_id]
         if self.checker is not None:
+            snapshot = survivor.snapshot
+            offset_term = (0 if survivor.offset == 0 else snapshot.term
+                           if snapshot is not None and snapshot.index == survivor.offset
+                           else None)
             self.checker.on_disaster_recovery(survivor.durable, survivor.offset,
-                                              frozenset(configuration.voter_ids))
+                                              frozenset(configuration.voter_ids), offset_term)
             if survivor.voted_for:
                 for member in members:
                     self.checker.on_vote(member, survivor.term, survivor.voted_for)
@@ -434,6 +476,7 @@ class Cluster:
     def cut(self, from_id: int, to_id: int) -> None:
         """Drop messages from from_id to to_id (one way)."""
         self.blocked.add((from_id, to_id))
+        self.links_changed = self.now
         self._watch_minority()
 
     def partition(self, *groups: Iterable[int]) -> None:
@@ -446,10 +489,12 @@ class Cluster:
             for b in self.servers:
                 if a != b and side.get(a, -a) != side.get(b, -b):
                     self.blocked.add((a, b))
+        self.links_changed = self.now
         self._watch_minority()
 
     def heal(self) -> None:
         self.blocked.clear()
+        self.links_changed = self.now
         self.minority.clear()
 
     def _cut_off(self, raft: Raft) -> bool:
@@ -494,6 +539,7 @@ class Cluster:
             if server.id in self.fail_hard_state or (
                     disk.hard_state_failure and self.rng.random() < disk.hard_state_failure):
                 self.fail_hard_state.discard(server.id)
+                self.hard_state_failures += 1
                 failed = True
             else:
                 server.term, server.voted_for = u.hard_state
@@ -523,6 +569,7 @@ class Cluster:
             self._resolve(server, u)
         if u.state_changed and u.state != server.state:
             server.state = u.state
+            server.since = self.now
             if u.state == State.LEADER and checker is not None:
                 checker.on_leader(server.id, raft.current_term, raft.log, raft._voters)
                 server.commit_seen = raft.commit_index  # inherited: committed before
@@ -561,7 +608,8 @@ class Cluster:
             if other is None:
                 continue
             k = index - 1 - other.offset
-            if k < 0 or (k < len(other.durable) and other.durable[k].term == term):
+            if index <= _covered(other) or (
+                    k < len(other.durable) and other.durable[k].term == term):
                 holders += 1
         checker.on_commit(server.id, index, holders, raft._voters)
         watched = self.minority.get(server.id)
@@ -579,7 +627,7 @@ class Cluster:
                     and other.raft.current_term == term):
                 checker.on_match(server.id, server_id, p.match_index,
                                  raft.log.term_of(p.match_index), other.durable,
-                                 other.offset)
+                                 other.offset, _covered(other))
 
     def _apply(self, server: SimServer, first: int, entries: list[Entry]) -> None:
         if self.checker is not None:
@@ -768,6 +816,7 @@ class Cluster:
     def _report_failure(self, from_id: int, to_id: int, message: Message) -> None:
         """The sender's transport learns, one latency later, that the message did
         not go out (a refused or broken connection)."""
+        self.send_failures += 1
         lo, hi = self.network.min_latency_ms, self.network.max_latency_ms
         self._push(self.now + (lo if lo == hi else self.rng.randint(lo, hi)), _FAILED,
                    from_id, (self.servers[from_id].raft, to_id, message))

@@ -246,6 +246,24 @@ def test_stale_term_is_rejected_with_our_term() -> None:
     assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(4, 1, 1))]
 
 
+def test_a_stale_append_entries_from_index_1_is_never_acknowledged() -> None:
+    """A refusal for a stale term carries rejected = prev_log_index (spec §2.12
+    step 2): for prev 0 that is 0, which reads as success, and a leader
+    re-elected in the follower's term took the follower's unverified last index
+    as its match_index (found by the swarm soak, seed 17207: leader 1 counted
+    follower 2 at 114 with term 9, its entry there had term 2; libraft replies
+    the same way).  The refusal says 1 instead: a stale or harmless hint."""
+    raft = server(2, extra=[cmd(1)] * 3)          # entries 2..4 of term 1, unverified
+    recv(raft, 1, AppendEntries(5, 4, 1, 1))      # a term-5 leader: we are at term 5
+    update = recv(raft, 1, AppendEntries(3, 0, 0, 1, [cmd(3)]))  # held since term 3
+    [(to, reply)] = sent(update, AppendEntriesResult)
+    assert to == 1 and reply.term == 5 and reply.rejected != 0
+    leader_ = leader()
+    p = leader_.progress[3]
+    recv(leader_, 3, AppendEntriesResult(2, 1, 9))  # such a refusal changes no match
+    assert p.match_index == 2
+
+
 def test_conflict_truncates_then_appends() -> None:
     raft = server(2, extra=[cmd(1), cmd(1), cmd(1)])
     update = recv(raft, 1, AppendEntries(2, 2, 1, 1, [cmd(1), cmd(2)]))

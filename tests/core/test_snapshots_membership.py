@@ -170,6 +170,35 @@ def test_install_snapshot_timeout_and_rejection_abort_to_probe() -> None:
     assert sent(update, InstallSnapshot) and p.snapshot_last_send == now + 100
 
 
+def test_a_snapshot_lost_on_its_way_is_sent_again_at_the_next_refusal() -> None:
+    """Refusals of heartbeats sent a heartbeat or more after the snapshot say where
+    the follower's log ends: before the snapshot (lost: send it again) or at it
+    (installed, the reply lost: probe from there).  libraft waits out
+    install_snapshot_timeout_ms instead (found by the swarm soak, seeds 2, 28, 34
+    of the first swarm version: 30 s stalls after healing)."""
+    raft = compacted_leader()
+    raft.step(Propose(0, [b"b" * 8]))  # our last index, 7, lies past the snapshot at 6
+    p = raft.progress[3]
+    p.recent_recv = True
+    p.next_index = 3
+    update = raft.step(Tick(200))
+    assert sent(update, InstallSnapshot) and p.mode == ProgressMode.SNAPSHOT
+    # too soon: it may answer a heartbeat sent before the snapshot
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 2), 250)
+    assert p.mode == ProgressMode.SNAPSHOT and not sent(update, InstallSnapshot)
+    # installing: it reports 0 (libraft's followers too)
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 0), 320)
+    assert p.mode == ProgressMode.SNAPSHOT and not sent(update, InstallSnapshot)
+    # a heartbeat later its log still ends at 2: the snapshot was lost
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 2), 330)
+    assert sent(update, InstallSnapshot) and p.snapshot_last_send == 330
+    # installed, but the reply was lost: it refuses the next heartbeat at 6
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 6), 450)
+    assert p.mode == ProgressMode.PROBE and p.next_index == 7
+    assert [(m.prev_log_index, len(m.entries)) for to, m in sent(update, AppendEntries)
+            if to == 3] == [(6, 1)]
+
+
 def test_no_snapshot_to_a_follower_not_heard_from() -> None:
     raft = compacted_leader()
     raft.progress[3].next_index = 3

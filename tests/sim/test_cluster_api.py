@@ -438,3 +438,16 @@ def test_disaster_recovery_the_documented_way() -> None:
     checker = cluster.checker
     assert checker is not None and checker.recoveries == 1
     assert checker.voters == frozenset(survivors)
+
+
+def test_a_snapshot_ahead_of_the_log_on_disk_counts_as_holding_its_entries() -> None:
+    """A leader applies what a quorum of followers stored before its own write is
+    done, so its snapshot may cover entries its log on disk lacks (spec §2.6):
+    the checkers must count those as held (a false alarm on seed 1405 of the
+    first swarm version)."""
+    from raftpy.core.types import Entry, EntryType
+    checker = SafetyChecker()
+    durable = [Entry(1, EntryType.COMMAND, b"a" * 8)] * 8      # entries 1..8 on disk
+    checker.on_match(1, 2, 10, 2, durable, 0, covered=10)       # 10 is in its snapshot
+    with pytest.raises(Violation, match="counts follower 2 at 10"):
+        checker.on_match(1, 2, 10, 2, durable, 0)

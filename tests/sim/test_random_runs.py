@@ -1,16 +1,18 @@
-"""Randomized simulation: >= 2,000 seeded runs of >= 5,000 steps, zero violations.
+"""Randomized simulation: >= 2,000 seeded swarm runs of >= 5,000 steps, zero violations.
 
-Runs alternate between 3- and 5-server clusters (odd seeds: 3).  Each run
-injects partitions (symmetric and one-way), crashes, restarts, message loss
-and duplication, transfers, barriers, snapshots (with slow state machines and
-small thresholds, so followers fall behind the leader's log and get
-InstallSnapshot; some seeds also ask for snapshots at random moments) and
-membership changes (servers added, promoted, demoted,
-removed) under client load, on some seeds with slow state machines (applies
-lag commits), checks the safety properties after every step
-(raftpy/testing/checkers.py) and, at the end, heals everything and requires
-a new entry to commit and reach every member, whose state machines must equal
-a replay of the committed prefix.
+Runs alternate between 3- and 5-server clusters (odd seeds: 3).  Each seed
+draws its own mix of features (raftpy/testing/chaos.py ``Swarm``: long
+message holds, transfers racing check-quorum, snapshots sent into
+partitions, slow disks, membership changes, log and term/vote write
+failures, send failures, torn writes at a crash, slow state machines,
+snapshots at random moments, a disaster recovered the documented way) on
+top of partitions, crashes, restarts, loss, duplication, transfers,
+barriers and client load; checks the safety properties after every step
+(raftpy/testing/checkers.py and the cluster's quorum checks) and, at the
+end, heals everything and requires a new entry to commit within a few
+election timeouts and every member to catch up within a bound computed from
+the seed's latencies (chaos.Bounds), its state machine equal to a replay of
+the committed prefix.
 
 Environment: ``RAFTPY_SEED=<n>`` replays that one run (add ``RAFTPY_TRACE=1``
 and ``-s`` to print its whole trace);
@@ -27,7 +29,7 @@ import os
 import pytest
 
 from raftpy.core.trace import ListTracer
-from raftpy.testing.chaos import random_run
+from raftpy.testing.chaos import RunReport, Swarm, random_run
 
 STEPS = 5000
 TRACE_TAIL = 60
@@ -37,17 +39,13 @@ def _servers(seed: int) -> int:
     return 3 if seed % 2 else 5
 
 
-def _run(seed: int) -> tuple[int, int, str, int, int, int, int, int, int, int, int]:
-    """Run one seed; returns (seed, steps, failure text or '', acked, leaders,
-    snapshots, restores, membership requests, configurations committed,
-    slow servers, snapshots asked for at random moments)."""
+def _run(seed: int) -> tuple[int, int, str, RunReport | None]:
+    """Run one seed; returns (seed, steps, failure text or '', report)."""
     try:
         report = random_run(seed, _servers(seed), STEPS)
     except AssertionError as exc:
-        return seed, 0, f"{type(exc).__name__}: {exc}", 0, 0, 0, 0, 0, 0, 0, 0
-    return (seed, report.steps, "", report.acked, report.leaders, report.snapshots,
-            report.restores, report.changes, report.configurations, report.slow_servers,
-            report.snapshot_requests)
+        return seed, 0, f"{type(exc).__name__}: {exc}", None
+    return seed, report.steps, "", report
 
 
 def _explain(seed: int, failure: str) -> str:
@@ -73,7 +71,7 @@ def test_random_runs() -> None:
                 random_run(seed, _servers(seed), STEPS, tracer=tracer)
             finally:
                 print("\n".join(tracer.lines))
-        _, steps, failure, *_counts = _run(seed)
+        _, steps, failure, _report = _run(seed)
         assert not failure, _explain(seed, failure)
         assert steps >= STEPS
         return
@@ -87,21 +85,30 @@ def test_random_runs() -> None:
     failures = sorted((r[0], r[2]) for r in results if r[2])
     assert len(results) == runs
     assert all(r[1] >= STEPS for r in results if not r[2])
-    # The runs do real work: clients are answered and leadership changes hands.
-    acked, leaders = sum(r[3] for r in results), sum(r[4] for r in results)
-    snapshots, restores = sum(r[5] for r in results), sum(r[6] for r in results)
-    changes, configurations = sum(r[7] for r in results), sum(r[8] for r in results)
-    slow_runs = sum(1 for r in results if r[9])
-    asking_runs = sum(1 for r in results if r[10])
-    print(f"{acked} acknowledged entries, {leaders} leader terms, {snapshots} snapshot "
-          f"indexes, {restores} restores, {changes} membership requests, "
-          f"{configurations} configurations committed, {slow_runs} runs with slow "
-          f"state machines, {asking_runs} with snapshots at random moments")
-    assert not failures or acked > 0
-    assert failures or (acked > 50 * runs and leaders > 3 * runs)
-    assert failures or (snapshots > 5 * runs and restores > runs / 2 and changes > runs
-                        and configurations > runs / 2)
-    assert failures or runs < 20 or (slow_runs > runs / 10 and asking_runs > runs / 10)
+    reports = [r[3] for r in results if r[3] is not None]
+    total = {name: sum(getattr(x, name) for x in reports)
+             for name in ("acked", "leaders", "snapshots", "restores", "changes",
+                          "configurations", "send_failures", "torn_crashes",
+                          "hard_state_failures", "recoveries")}
+    features = {name: sum(name in x.features for x in reports)
+                for name in Swarm.__dataclass_fields__}
+    commit_ms = sorted(x.commit_ms for x in reports) or [0]
+    ratios = sorted(x.catch_up_ratio for x in reports) or [0.0]
+    print(", ".join(f"{v} {k}" for k, v in total.items()))
+    print("runs per feature: " + ", ".join(f"{k} {v}" for k, v in features.items()))
+    print(f"after healing: commit in {commit_ms[len(commit_ms) // 2]} ms (median), "
+          f"{commit_ms[-1]} ms (max); catch-up at {ratios[-1]:.2f} of its bound (worst)")
+    # The runs do real work: clients are answered, leadership changes hands,
+    # and every fault and feature of the swarm shows up.
+    assert not failures or total["acked"] > 0
+    if not failures:
+        assert total["acked"] > 50 * runs and total["leaders"] > 3 * runs
+        assert (total["snapshots"] > 5 * runs and total["restores"] > runs / 2
+                and total["changes"] > runs / 4 and total["configurations"] > runs / 10)
+    if not failures and runs >= 200:
+        assert all(v > runs / 20 for v in features.values()), features
+        assert all(total[k] > 0 for k in ("send_failures", "torn_crashes",
+                                          "hard_state_failures", "recoveries")), total
     if failures:
         seed, text = failures[0]
         pytest.fail(f"{len(failures)} of {runs} runs failed, seeds "
