@@ -855,10 +855,15 @@ class Model:
 
     def _electorates(self, world: _World) -> set[frozenset[int]]:
         """The voter sets a leader could be elected by: the latest committed
-        configuration, and each server's configuration in effect, the one it
-        rolls back to, and the one its durable log would load."""
+        configuration, and, for each of its voters, the configuration in effect,
+        the one it rolls back to, and the one its durable log would load.  A
+        server removed earlier may still hold an older configuration, but it
+        cannot win with it: the next voter removed holds the entry that removed
+        it and refuses it the vote (each change removes one voter, §4.1)."""
         found = {world.voters}
         for s in world.servers:
+            if s.id not in world.voters:
+                continue
             raft = s.raft
             assert raft is not None
             found.add(frozenset(raft.configuration.voter_ids))

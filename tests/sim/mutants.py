@@ -55,6 +55,12 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
         "matches = sorted([progress[v].match_index for v in self._voters], reverse=True)",
         "matches = sorted([progress[v].match_index if v != self.id else self.log.last_index\n"
         "                          for v in self._voters], reverse=True)"),),
+    # libraft's refusal of a stale AppendEntries: rejected = prev_log_index, 0
+    # (success) for one from index 1 (found by the swarm soak, issue 8).
+    "stale-reject-reads-success": (Edit(
+        ReplicationMixin, "accept_leader",
+        "self.current_term, rejected or 1, self.log.last_index))",
+        "self.current_term, rejected, self.log.last_index))"),),
     # Entries of earlier terms committed by counting replicas (dissertation 3.6.2).
     "commit-old-terms": (Edit(
         ReplicationMixin, "maybe_commit",
