@@ -99,6 +99,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         self.snapshot = snapshot
         self._taking = self._installing = None
         self._install_term = 0
+        self._deferred_install = None
         self.promotee_id = self.round_number = self.round_index = self.round_start = 0
         self._promotion_req = None
         self.state = State.UNAVAILABLE

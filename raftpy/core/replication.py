@@ -186,18 +186,20 @@ class ReplicationMixin(RaftState):
         if rejected == p.snapshot_index:  # the install failed (spec §2.13 step 5)
             p.to_probe(p.next_index)
             return True
-        if (last_log_index and p.snapshot_index < rejected
-                and self.now - p.snapshot_last_send >= self.config.heartbeat_timeout_ms):
+        if (p.snapshot_index < rejected
+                and self.now - p.snapshot_last_send >= self.config.election_timeout_ms):
             # Deviation from libraft, which waits install_snapshot_timeout_ms
             # (30 s by default) here.  The follower refused a heartbeat sent
             # after the snapshot (its prev, our last index, lies past the
-            # snapshot) and says where its log ends; it is not installing (an
-            # installing follower reports 0, libraft's too).  So the snapshot
-            # was lost, or it was installed and the reply lost: probe from
-            # there, as PROBE mode does with a refusal, and the snapshot goes
-            # out again if still needed.  The time guard keeps out refusals of
-            # heartbeats sent before the snapshot; one late anyway costs a
-            # round trip or a second copy, never safety.
+            # snapshot): a raftpy follower that is installing (or will once
+            # its own snapshot is taken) answers heartbeats with a success for
+            # index 0 instead, so the snapshot was lost, or installed and the
+            # reply lost.  Probe from where its log ends, as PROBE mode does
+            # with a refusal; the snapshot goes out again if still needed.  At
+            # most once per election timeout: a libraft follower refuses
+            # heartbeats while it installs (saying 0), and gets a copy a second
+            # at worst; a refusal of a heartbeat sent before the snapshot costs
+            # a round trip or a copy too, never safety.
             self._trace(f"snapshot {p.snapshot_index} not acknowledged, follower at "
                         f"{last_log_index}: probe")
             p.to_probe(max(p.match_index + 1, min(rejected, last_log_index + 1)))
@@ -261,13 +263,20 @@ class ReplicationMixin(RaftState):
         if not self.accept_leader(from_id, from_address, m.term, m.prev_log_index,
                                   "AppendEntries"):
             return
-        if self._installing is not None and m.entries:
-            self._trace("drop AppendEntries: installing snapshot")
+        if self.installing():  # type: ignore[attr-defined]
+            if m.entries:
+                self._trace("drop AppendEntries: installing snapshot")
+            else:
+                # Alive, nothing to report: a success for index 0, which moves
+                # no leader's match_index (a refusal would read as a lost
+                # snapshot, see _maybe_decrement).
+                self._send(from_id, from_address,
+                           AppendEntriesResult(self.current_term, 0, 0))
             return
         prev = m.prev_log_index
         entries = m.entries
         offset = self.log.offset
-        if prev <= offset and self._installing is None:
+        if prev <= offset:
             # Compacted here, so committed, so the same on every leader since
             # (leader completeness, dissertation §3.6.3): skip what we have.
             skip = min(offset - prev, len(entries))

@@ -80,6 +80,11 @@ class SnapshotMixin(RaftState):
         if taking is None or taking.index != index:
             return
         self._taking = None
+        self._compact_after(taking, data)
+        self._start_deferred_install()
+
+    def _compact_after(self, taking: Snapshot, data: bytes | memoryview | None) -> None:
+        index = taking.index
         if data is None:
             self._trace(f"snapshot at {index} not taken")
             return
@@ -113,21 +118,53 @@ class SnapshotMixin(RaftState):
         if not self.accept_leader(from_id, from_address, m.term,  # type: ignore[attr-defined]
                                   m.last_index, "InstallSnapshot"):
             return
-        if self._taking is not None or self._installing is not None:
-            self._trace("ignore InstallSnapshot: snapshot in progress")
+        if self._installing is not None:
+            self._trace("ignore InstallSnapshot: installing one already")
             return
+        if self._covers(m.last_index, m.last_term):
+            self._ack_install(m.last_index)
+            return
+        snapshot = Snapshot(m.last_index, m.last_term, m.conf_index, m.conf, m.data)
+        if self._taking is not None:
+            # Deviation from libraft, which drops it (its leader sends it again
+            # after install_snapshot_timeout_ms, 30 s; ours would every
+            # election timeout): install it as soon as our own snapshot is
+            # taken, if the term has not changed.  Meanwhile we act as an
+            # installing follower: entries are dropped, heartbeats answered.
+            self._trace(f"defer InstallSnapshot {m.last_index}: taking a snapshot")
+            self._deferred_install = (self.current_term, snapshot)
+            return
+        self._start_install(snapshot)
+
+    def _covers(self, index: int, term: int) -> bool:
+        """We have it all: the snapshot's entries are committed and ours match."""
         log = self.log
-        index = m.last_index
-        if log.snapshot_index >= index or (
-                self.last_stored >= index and log.term_of(index) == m.last_term):
-            # We have it all: the snapshot's entries are committed and ours match.
-            self._verified_index = max(self._verified_index, index)
-            self._leader_commit = max(self._leader_commit, index)
-            self.follower_commit()  # type: ignore[attr-defined]
-            self._send(from_id, from_address,
-                       AppendEntriesResult(self.current_term, 0, index))
+        return log.snapshot_index >= index or (
+            self.last_stored >= index and log.term_of(index) == term)
+
+    def _ack_install(self, index: int) -> None:
+        self._verified_index = max(self._verified_index, index)
+        self._leader_commit = max(self._leader_commit, index)
+        self.follower_commit()  # type: ignore[attr-defined]
+        self._send(self.current_leader_id, self.current_leader_address,
+                   AppendEntriesResult(self.current_term, 0, index))
+
+    def installing(self) -> bool:
+        """Installing a snapshot, or holding one to install in this term."""
+        deferred = self._deferred_install
+        return self._installing is not None or (
+            deferred is not None and deferred[0] == self.current_term)
+
+    def _start_deferred_install(self) -> None:
+        deferred, self._deferred_install = self._deferred_install, None
+        if (deferred is None or deferred[0] != self.current_term
+                or self.state != State.FOLLOWER or not self.current_leader_id):
             return
-        self._start_install(Snapshot(index, m.last_term, m.conf_index, m.conf, m.data))
+        snapshot = deferred[1]
+        if self._covers(snapshot.index, snapshot.term):
+            self._ack_install(snapshot.index)
+        else:
+            self._start_install(snapshot)
 
     def _start_install(self, snapshot: Snapshot) -> None:
         self._trace(f"install snapshot {snapshot.index}/{snapshot.term}")

@@ -73,8 +73,10 @@ class RaftState:
         # unless leader (raft_voter_contacts)
         "voter_contacts",
         # snapshots (spec §2.11, §2.13): the latest one, one being taken, one
-        # being installed (a follower; then last_stored is 0) and the term then
-        "snapshot", "_taking", "_installing", "_install_term",
+        # being installed (a follower; then last_stored is 0) and the term then,
+        # and one received while taking our own: (term, snapshot), installed
+        # once ours is taken if the term is still the same
+        "snapshot", "_taking", "_installing", "_install_term", "_deferred_install",
         # promotion catch-up (spec §2.10)
         "promotee_id", "round_number", "round_index", "round_start", "_promotion_req",
         # any state
@@ -118,6 +120,7 @@ class RaftState:
     snapshot: Snapshot | None
     _taking: Snapshot | None
     _installing: Snapshot | None
+    _deferred_install: tuple[int, Snapshot] | None
     _install_term: int
     promotee_id: int
     round_number: int

@@ -515,13 +515,10 @@ def _catch_up_limits(bounds: Bounds, cluster: Cluster, leader: SimServer,
             leader_busy + max(0, member.busy_until - now))
         # Its disk first works off the writes already queued, one at a time.
         limits[member.id] += len(member.writes) * disk.max_latency_ms
-        # A member taking a snapshot ignores InstallSnapshot until it is done
-        # (libraft too): the leader's copy waits for the next refusal after it.
-        limits[member.id] += disk.snapshot_latency_ms[1] * 3 // 2
-        if r.log.last_index == 0 and r.snapshot is None:
-            # An empty log: a refusal from it (last_log_index 0) reads as "installing",
-            # so a snapshot lost on its way is resent only after the install timeout.
-            limits[member.id] += raft.config.install_snapshot_timeout_ms
+        # A member taking a snapshot installs the leader's once its own is
+        # taken; a snapshot lost on its way is sent again at the first refusal
+        # an election timeout after it (replication.py _maybe_decrement).
+        limits[member.id] += disk.snapshot_latency_ms[1] + raft.config.election_timeout_ms
     return limits
 
 

@@ -171,11 +171,13 @@ def test_install_snapshot_timeout_and_rejection_abort_to_probe() -> None:
 
 
 def test_a_snapshot_lost_on_its_way_is_sent_again_at_the_next_refusal() -> None:
-    """Refusals of heartbeats sent a heartbeat or more after the snapshot say where
-    the follower's log ends: before the snapshot (lost: send it again) or at it
-    (installed, the reply lost: probe from there).  libraft waits out
-    install_snapshot_timeout_ms instead (found by the swarm soak, seeds 2, 28, 34
-    of the first swarm version: 30 s stalls after healing)."""
+    """A refusal of a heartbeat an election timeout or more after the snapshot says
+    where the follower's log ends: before the snapshot (lost: send it again), at it
+    (installed, the reply lost: probe from there), or nowhere (an empty follower:
+    send it again).  A raftpy follower that is installing answers heartbeats with
+    a success for 0 instead.  libraft waits out install_snapshot_timeout_ms (found
+    by the swarm soak, seeds 2, 28, 34 of the first swarm version: 30 s stalls
+    after healing; the empty follower by review: a new server's lost snapshot)."""
     raft = compacted_leader()
     raft.step(Propose(0, [b"b" * 8]))  # our last index, 7, lies past the snapshot at 6
     p = raft.progress[3]
@@ -186,17 +188,28 @@ def test_a_snapshot_lost_on_its_way_is_sent_again_at_the_next_refusal() -> None:
     # too soon: it may answer a heartbeat sent before the snapshot
     update = recv(raft, 3, AppendEntriesResult(2, 7, 2), 250)
     assert p.mode == ProgressMode.SNAPSHOT and not sent(update, InstallSnapshot)
-    # installing: it reports 0 (libraft's followers too)
-    update = recv(raft, 3, AppendEntriesResult(2, 7, 0), 320)
+    # installing, a raftpy follower: alive, nothing to report
+    update = recv(raft, 3, AppendEntriesResult(2, 0, 0), 1250)
     assert p.mode == ProgressMode.SNAPSHOT and not sent(update, InstallSnapshot)
-    # a heartbeat later its log still ends at 2: the snapshot was lost
-    update = recv(raft, 3, AppendEntriesResult(2, 7, 2), 330)
-    assert sent(update, InstallSnapshot) and p.snapshot_last_send == 330
-    # installed, but the reply was lost: it refuses the next heartbeat at 6
-    update = recv(raft, 3, AppendEntriesResult(2, 7, 6), 450)
+    # an election timeout later its log still ends at 2: the snapshot was lost
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 2), 1300)
+    assert sent(update, InstallSnapshot) and p.snapshot_last_send == 1300
+    # installed, but the reply was lost: it refuses a later heartbeat at 6
+    update = recv(raft, 3, AppendEntriesResult(2, 7, 6), 2400)
     assert p.mode == ProgressMode.PROBE and p.next_index == 7
     assert [(m.prev_log_index, len(m.entries)) for to, m in sent(update, AppendEntries)
             if to == 3] == [(6, 1)]
+
+
+def test_an_empty_follower_whose_snapshot_was_lost_gets_it_again() -> None:
+    raft = compacted_leader()
+    p = raft.progress[3]
+    p.recent_recv = True
+    p.to_probe(1)
+    update = raft.step(Tick(200))
+    assert sent(update, InstallSnapshot) and p.mode == ProgressMode.SNAPSHOT
+    update = recv(raft, 3, AppendEntriesResult(2, 6, 0), 1300)   # "I have nothing"
+    assert sent(update, InstallSnapshot)
 
 
 def test_no_snapshot_to_a_follower_not_heard_from() -> None:
@@ -239,6 +252,34 @@ def test_while_installing_no_votes_no_entries_no_campaign() -> None:
     assert update.install_snapshot is None  # one install at a time
     raft.step(Persisted(0, 1, 1))  # a write issued before the install: stale
     assert raft.last_stored == 0
+    # A heartbeat is answered "alive, nothing new": a success for index 0.
+    update = recv(raft, 1, AppendEntries(3, 9, 3, 8))
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(3, 0, 0))]
+
+
+def test_a_snapshot_received_while_taking_one_is_installed_after() -> None:
+    """libraft drops it (its leader resends after 30 s); raftpy defers it."""
+    raft = server(2, extra=[cmd(1), cmd(1)], snapshot_threshold=1, snapshot_trailing=0)
+    recv(raft, 1, AppendEntries(1, 3, 1, 3))          # commit 1..3: a snapshot is asked for
+    assert raft._taking is not None
+    update = recv(raft, 1, InstallSnapshot(1, 8, 1, 1, conf(3), b"snap"))
+    assert update.install_snapshot is None and not update.messages
+    update = recv(raft, 1, AppendEntries(1, 9, 1, 8, [cmd(1)]))
+    assert not update.persist                         # entries wait for the install
+    assert sent(update, AppendEntriesResult) == []
+    update = recv(raft, 1, AppendEntries(1, 9, 1, 8))
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 0))]
+    update = raft.step(SnapshotTaken(0, raft._taking.index, b"own"))
+    assert update.install_snapshot == Snapshot(8, 1, 1, conf(3), b"snap")
+
+
+def test_a_deferred_snapshot_of_an_older_term_is_dropped() -> None:
+    raft = server(2, extra=[cmd(1), cmd(1)], snapshot_threshold=1, snapshot_trailing=0)
+    recv(raft, 1, AppendEntries(1, 3, 1, 3))
+    recv(raft, 1, InstallSnapshot(1, 8, 1, 1, conf(3), b"snap"))
+    recv(raft, 3, AppendEntries(2, 3, 1, 3))          # a new leader, a new term
+    update = raft.step(SnapshotTaken(0, raft._taking.index, b"own"))
+    assert update.install_snapshot is None
 
 
 def test_install_shortcut_when_the_follower_has_the_entry() -> None:
