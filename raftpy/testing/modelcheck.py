@@ -43,8 +43,8 @@ transport): fewer orders, a deeper search in the same time.
 States are hashed on everything that decides the future: every field of each
 core (times taken relative to that server's clock, capped above the largest
 timeout, beyond which no comparison changes), its durable state, pending
-writes, the state machine, the messages in flight (a set: two identical
-copies behave as one plus a ``duplicate``) and the budgets used.  Bounds
+writes, the state machine, the messages in flight (a multiset: identical
+copies are counted, each deliverable at its own moment) and the budgets used.  Bounds
 keep the space finite: the depth, the number of client requests, restarts,
 duplicates and drops, the term, and the messages in flight (a state with more
 is checked but not expanded).
@@ -96,11 +96,8 @@ from raftpy.core.log import Log
 from raftpy.core.membership import bootstrap
 from raftpy.core.messages import (
     AppendEntries,
-    AppendEntriesResult,
     InstallSnapshot,
     Message,
-    RequestVoteResult,
-    TimeoutNow,
 )
 from raftpy.core.progress import Progress
 from raftpy.core.raft import Raft
@@ -163,7 +160,7 @@ MODELS: dict[str, Bounds] = {
     "snapshot": Bounds(depth=12, prefix=_LEADER + (
         "propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1", "take 1",
         "snapshot 1"), proposals=1, transfers=0, snapshots=1, restarts=1, duplicates=0,
-        drops=1, timeouts=1, leader_ticks=2),
+        drops=1, send_failures=1, timeouts=1, leader_ticks=2),
     # Pre-vote elections, and log writes that fail (PersistFailed).
     "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
                       restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
@@ -343,24 +340,43 @@ def _server_key(s: _Server) -> int:
 
 
 def _net_add(net: Any, items: list[tuple[int, int, Any]], fifo: bool) -> Any:
-    """net plus items: a frozenset, or (fifo) a tuple ordered by link and, within
-    a link, by sending order (a stable sort keeps the latter)."""
-    if not fifo:
-        return net.union(items)
-    return tuple(sorted(net + tuple(items), key=lambda item: (item[0], item[1])))
+    """net plus items: a multiset (a frozenset of (message, copies)), or (fifo) a
+    tuple ordered by link and, within a link, by sending order (a stable sort
+    keeps the latter).  Identical copies are counted, never merged: each can be
+    delivered at its own moment."""
+    if fifo:
+        return tuple(sorted(net + tuple(items), key=lambda item: (item[0], item[1])))
+    copies = dict(net)
+    for item in items:
+        copies[item] = copies.get(item, 0) + 1
+    return frozenset(copies.items())
 
 
 def _net_remove(net: Any, item: tuple[int, int, Any], fifo: bool) -> Any:
-    if not fifo:
-        return net - {item}
-    k = net.index(item)
-    return net[:k] + net[k + 1:]
+    """net less one copy of item."""
+    if fifo:
+        k = net.index(item)
+        return net[:k] + net[k + 1:]
+    copies = dict(net)
+    if copies[item] == 1:
+        del copies[item]
+    else:
+        copies[item] -= 1
+    return frozenset(copies.items())
+
+
+def _net_items(net: Any, fifo: bool) -> list[tuple[int, int, Any]]:
+    """Every message in flight (each copy once)."""
+    if fifo:
+        return list(net)
+    return [item for item, copies in net for _ in range(copies)]
 
 
 def _deliverable(net: Any, fifo: bool) -> list[tuple[int, int, Any]]:
-    """The messages an action may deliver: any (in a stable order), or each link's first."""
+    """The messages an action may deliver: any (each distinct one once, in a
+    stable order), or each link's first."""
     if not fifo:
-        return sorted(net, key=repr)
+        return sorted((item for item, _copies in net), key=repr)
     heads: list[tuple[int, int, Any]] = []
     for item in net:
         if not heads or heads[-1][:2] != item[:2]:
@@ -600,35 +616,9 @@ class Model:
             server_id = action[1]
             new, s = self._fork(world, server_id)
             getattr(self, "_do_" + kind)(new, s, action)
-        new.net = self._without_dead(new)
         new.depth = world.depth + 1
         new.path = world.path + (action,)
         return new
-
-    def _without_dead(self, world: _World) -> Any:
-        """The network without messages whose delivery can change nothing, ever
-        (terms never go down, not even across restarts):
-
-        * a result (AppendEntriesResult, RequestVoteResult) or a TimeoutNow of a
-          term below its receiver's: dropped unread (recv_* return at once);
-        * a request (AppendEntries, RequestVote, InstallSnapshot) of a term below
-          its receiver's, whose sender is past the receiver's term too: the
-          receiver only answers with its term, and that answer is stale on
-          arrival."""
-        net = world.net
-        terms = {s.id: s.raft.current_term for s in world.servers if s.raft is not None}
-        dead = []
-        for item in net:
-            src, dst, mkey = item
-            term = (mkey[1] if isinstance(mkey, tuple) else mkey.term)
-            if term >= terms[dst]:
-                continue
-            if isinstance(mkey, (AppendEntriesResult, RequestVoteResult, TimeoutNow)) or (
-                    terms[src] > terms[dst]):
-                dead.append(item)
-        for item in dead:
-            net = _net_remove(net, item, self.bounds.fifo)
-        return net
 
     def _stabilize(self, world: _World) -> _World:
         """Deliver every message and complete every write, until nothing is left
@@ -798,14 +788,17 @@ class Model:
             log = raft.log
             visit(log.offset + 1, log.entries, log.term_of(log.offset), f"server {s.id}")
             visit(s.offset + 1, s.log, None, f"server {s.id} (disk)")
-        for src, _dst, mkey in world.net:
+        for src, _dst, mkey in _net_items(world.net, self.bounds.fifo):
             if isinstance(mkey, tuple) and mkey[0] is AppendEntries:
                 visit(mkey[2] + 1, mkey[5], mkey[3], f"AppendEntries from {src}")
 
     def _check_committed(self, world: _World) -> None:
         committed = list(world.committed)
         terms = list(world.commit_terms)
-        for s in world.servers:
+        # Leaders first: the term an entry is first committed in is its
+        # leader's (a follower that learns of it may already be in a later one).
+        for s in sorted(world.servers, key=lambda s: s.raft is None
+                        or s.raft.state != State.LEADER):
             raft = s.raft
             assert raft is not None
             log = raft.log
@@ -1015,7 +1008,8 @@ def explore(bounds: Bounds, progress: Callable[[Report], None] | None = None,
                     continue
                 seen.add(key)
                 report.states += 1
-                if len(new.net) <= bounds.max_in_flight and _within_terms(new, bounds):
+                if (len(_net_items(new.net, bounds.fifo)) <= bounds.max_in_flight
+                        and _within_terms(new, bounds)):
                     nxt.append(new)
             if _out_of_budget(bounds, report, now() - started):
                 report.seconds = now() - started
