@@ -21,6 +21,11 @@ Rules kept:
   a crash can only tear the last write (layout.torn_reach).
 - Writes are block-granular: the partly filled last block is rewritten with
   more data by the next write, and its unused tail is zero.
+- A failed write fails its appends and those queued behind it, and the next
+  index goes back to the first failed one.  Its data may still have reached
+  the disk, so its segment is cut back to what was durable (or unlinked) and
+  nothing is written into a later segment until that is durable; when the
+  cut-back fails the store stops (_await_cutback).
 - Open segments are prepared (created, preallocated, and by default written
   once with zeros so that durable writes skip the unwritten-extent journal
   commit) in worker threads ahead of need.
@@ -214,6 +219,10 @@ class DiskStore:
         self._floor = 0               # highest snapshot index called: truncate never goes below
         self._done_floor = 0          # the same, of snapshots written (barriers run in order)
         self._broken: RaftError | None = None    # a failed finalize: no more appends
+        # The cut-back of a segment whose write failed (ftruncate to what was
+        # durable, or unlink), while it is not known durable: nothing is
+        # written into a later segment before it is (_await_cutback).
+        self._cutback: asyncio.Future[None] | None = None
         self._writing = False
         self._idle = asyncio.Event()
         self._finalizing: asyncio.Future[None] | None = None
@@ -710,6 +719,7 @@ class DiskStore:
             self._next_index = first_failed
         if self._current is not None and self._current.failed:
             self._finalize(self._current)
+            self._cutback = self._current.finalized
             self._current = None
 
     async def _segment_for(self, size: int) -> _OpenSegment:
@@ -720,7 +730,29 @@ class DiskStore:
         if seg is not None:
             self._finalize(seg)
             self._current = None
+        await self._await_cutback()
         return await self._take_prepared()
+
+    async def _await_cutback(self) -> None:
+        """Before the first write into a later segment, wait until the segment
+        whose write failed is durably cut back; if that failed, stop.
+
+        A failed write may still have put its data on disk (EIO from
+        fdatasync after the pwrite, a short write, an AIO error after some
+        blocks landed).  Until the failed segment is cut back to what was
+        durable (or, if nothing was, unlinked) and that is synced, a power
+        loss can leave the failed batch there; load would read it at the index
+        the re-issued append got, with the re-issued (acknowledged) batch
+        pushed after it into the next segment.  Finalizations run in order, so
+        this also waits for those before it."""
+        cut = self._cutback
+        if cut is None:
+            return
+        await asyncio.gather(cut, return_exceptions=True)
+        if self._cutback is cut:
+            self._cutback = None
+        if self._broken is not None:
+            raise self._broken_error()
 
     # ------------------------------------------------- segment preparation
 
@@ -796,7 +828,9 @@ class DiskStore:
                 await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
                                 seg.first_index, seg.last_index)
             except OSError as err:
-                raise _os_error(err, f"close segment {seg.name}") from err
+                what = (f"cut back {seg.name} after a failed write" if seg.failed else
+                        f"close segment {seg.name}")
+                raise _os_error(err, what) from err
 
         self._finalizing = asyncio.ensure_future(run())
         self._finalizing.add_done_callback(self._finalized)
