@@ -918,9 +918,15 @@ class DiskStore:
 
         A blocking barrier: appends called before are written first, appends
         and barriers called after wait until it is done.  Entries at or below
-        the last snapshot's index are committed and never truncated."""
+        the last snapshot's index are committed and never truncated.
+
+        truncate(next_index) deletes nothing and succeeds: after a failed
+        write the store's next index went back to the failed one, and the
+        core then truncates there (PersistFailed, then Update.truncate_from).
+        It still waits its turn and for the failed segment's cut-back (the
+        failed data is durably gone when it returns), but closes nothing."""
         self._check_usable()
-        if not 0 < index < self._next_index:
+        if not 0 < index <= self._next_index:
             raise InvalidError(f"cannot truncate at {index}: entries end at "
                                f"{self._next_index - 1}")
         if index <= self._floor:
@@ -929,6 +935,10 @@ class DiskStore:
         self._next_index = index
         await self._take_turn()
         try:
+            await self._wait_idle()
+            if index == self._write_index:       # nothing from index on: a no-op
+                await self._await_cutback()
+                return
             await self._close_segments()
             # An earlier write may have failed (the write index went back), or a
             # snapshot called before may have been written meanwhile.

@@ -1,5 +1,5 @@
 """What a failed segment write leaves, and what the store does next (issue 8 review:
-finding 1).
+findings 1 and 6).
 
 A failed write may still have put its data on disk: fdatasync reports EIO
 after the pwrite reached the page cache, a write comes back short, an AIO
@@ -7,7 +7,8 @@ write fails after some of its blocks landed.  The store fails that append
 and those queued behind it, rolls its next index back to the failed one,
 and cuts the failed segment back to what was durable (ftruncate + fsync, or
 unlink + directory fsync when nothing in it was).  The caller re-issues
-other entries at that index (the core does after PersistFailed).
+other entries at that index (the core does after PersistFailed, first asking
+for truncate(index)).
 
 Each test injects the failure through an ``fs.Fs`` whose ``write_started``
 really writes the data and then raises, and makes the cut-back slow; it
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 
 from raftpy.core.types import Entry, EntryType
-from raftpy.errors import IOError_, NoSpaceError, RaftError
+from raftpy.errors import InvalidError, IOError_, NoSpaceError, RaftError
 from raftpy.io import layout
 from raftpy.io.disk import DiskStore, LoadResult
 from raftpy.io.fs import Fs
@@ -176,3 +177,30 @@ def test_a_failed_cut_back_stops_the_store(tmp_path):
     r = asyncio.run(load(tmp_path))
     assert tags(r)[:1] == [(1, 1)]
 
+
+def test_truncate_at_the_next_index_after_a_failed_write_is_a_no_op(tmp_path):
+    """Finding 6: after the write of 4..5 failed the store's next index is 4; the
+    core answers PersistFailed with truncate(4).  It deletes nothing and
+    succeeds (before: InvalidError "cannot truncate at 4: entries end at 3");
+    appends go on at 4."""
+    fs = FailingWrites({2}, hold_s=0.0)
+
+    async def go() -> None:
+        store = DiskStore(str(tmp_path), segment_size_bytes=2 * BLOCK, use_aio=False, fs=fs)
+        await store.open()
+        await store.load()
+        await store.append(1, [entry(i, 1) for i in (1, 2, 3)])
+        with pytest.raises(IOError_, match="injected"):
+            await store.append(4, [entry(4, 1), entry(5, 1)])
+        await store.truncate(4)
+        assert store.next_index == 4
+        await store.append(4, [entry(4, 2)])
+        await store.truncate(5)             # also without a failure: deletes nothing
+        with pytest.raises(InvalidError, match="cannot truncate at 6: entries end at 4"):
+            await store.truncate(6)
+        await store.append(5, [entry(5, 2)])
+        await store.close()
+
+    asyncio.run(go())
+    r = asyncio.run(load(tmp_path))
+    assert tags(r) == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]
