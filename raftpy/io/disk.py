@@ -967,18 +967,33 @@ class DiskStore:
             closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
             doomed = [s for s in closed if s.last >= index]
             split = doomed[0] if doomed and doomed[0].first < index else None
+            # Read the segment to split before anything is deleted: a damaged
+            # one refuses the truncation and leaves the directory as it was.
+            kept = self._read_closed(split)[:index - split.first] if split else []
             for seg in reversed(doomed):
                 if seg is not split:
                     self._fs.unlink(self._p(seg.name))
                     self._fsync_dir()
             if split is not None:
-                entries = _bindings.scan_segment(self._read(split.name)).entries
-                self._write_closed_segment(split.first, index - 1,
-                                           entries[:index - split.first])
+                self._write_closed_segment(split.first, index - 1, kept)
                 self._fs.unlink(self._p(split.name))
                 self._fsync_dir()
         except OSError as err:
             raise _os_error(err, f"truncate at {index}") from err
+        except RaftError as err:
+            raise err.wrap(f"truncate at {index}") from err
+
+    def _read_closed(self, seg: SegmentFile) -> list[Entry]:
+        """The entries of a closed segment, all of them, or a CorruptError naming it."""
+        scan = _bindings.scan_segment(self._read(seg.name))
+        if scan.outcome != ScanOutcome.CLEAN:
+            assert scan.error is not None
+            raise CorruptError(f"closed segment {seg.name}: {scan.error}")
+        expected = seg.last - seg.first + 1
+        if len(scan.entries) != expected:
+            raise CorruptError(f"closed segment {seg.name}: found {len(scan.entries)} "
+                               f"entries (expected {expected})")
+        return scan.entries
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
         """Write entries first..last as a closed segment (atomically), in batches of

@@ -397,3 +397,38 @@ def test_close_writes_out_queued_appends_across_segments(data_dir, run_loop):
         await asyncio.gather(*appends)
         return await reload(data_dir)
     assert [payload_index(e) for e in run_loop(go()).entries] == list(range(1, 101))
+
+
+def test_truncate_into_a_damaged_closed_segment_is_refused_and_changes_nothing(
+        data_dir, run_loop):
+    """Review finding 5: entries 1..10 (one batch) and 11..12 closed, then a bit
+    of the last payload of 1..10 flips; truncate(8) must read 1..7 to rewrite them: it raises a
+    CorruptError naming the file and leaves every file as it was (before the
+    fix: AssertionError, and under -O a closed segment 1-7 holding the wrong
+    number of entries)."""
+    from raftpy.errors import CorruptError
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        await store.append(1, [entry(i) for i in range(1, 11)])
+        await store.close()
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        await store.append(11, [entry(i) for i in range(11, 13)])
+        await store.close()
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        seg = layout.closed_name(1, 10)
+        path = pathlib.Path(data_dir, seg)
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 1
+        path.write_bytes(bytes(data))
+        before = {n: pathlib.Path(data_dir, n).read_bytes() for n in names(data_dir)
+                  if not n.startswith("open-")}
+        with pytest.raises(CorruptError, match=f"truncate at 8: closed segment {seg}: "
+                                               f".*data checksum mismatch"):
+            await store.truncate(8)
+        after = {n: pathlib.Path(data_dir, n).read_bytes() for n in names(data_dir)
+                 if not n.startswith("open-")}
+        assert after == before
+        await store.close()
+
+    run_loop(go())
