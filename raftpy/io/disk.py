@@ -1199,9 +1199,13 @@ class DiskStore:
             raise _os_error(err, f"install snapshot {snap.index}") from err
 
     async def snapshot_get(self) -> Snapshot | None:
-        """The most recent snapshot, or None."""
+        """The most recent snapshot, or None.
+
+        Under the directory lock: snapshot_put's retention deletes older
+        snapshots, and one listed here could vanish before it is read."""
         self._check_usable()
-        return await self._run(self._snapshot_get_sync)
+        async with self._dir_lock:
+            return await self._run(self._snapshot_get_sync)
 
     def _snapshot_get_sync(self) -> Snapshot | None:
         snaps = layout.list_dir(self.path).snapshots

@@ -432,3 +432,68 @@ def test_truncate_into_a_damaged_closed_segment_is_refused_and_changes_nothing(
         await store.close()
 
     run_loop(go())
+
+
+def test_listing_skips_a_snapshot_deleted_while_it_is_listed(tmp_path):
+    """Review finding 4: list_dir sized each snapshot data file after listing the
+    directory; a file deleted in between (retention in a live store, read by
+    ``raftpy inspect`` or snapshot_get) raised a bare FileNotFoundError.  A
+    dangling link stands for the file deleted between the two calls."""
+    meta = layout.encode_snapshot_meta(CONF, 1)
+    (tmp_path / "snapshot-1-5-7.meta").write_bytes(meta)
+    (tmp_path / "snapshot-1-5-7").symlink_to(tmp_path / "gone")
+    (tmp_path / "snapshot-1-6-8.meta").write_bytes(meta)
+    (tmp_path / "snapshot-1-6-8").write_bytes(b"data")
+    assert [s.name for s in layout.list_dir(str(tmp_path)).snapshots] == ["snapshot-1-6-8"]
+
+
+def test_snapshot_get_is_not_broken_by_retention_running_beside_it(data_dir, run_loop):
+    """Review finding 4: snapshot_get listed the directory and read the latest
+    snapshot without the directory lock; two snapshot_puts between the two
+    steps (retention keeps two) deleted the one it had listed, and it failed
+    ("read snapshot-1-2-...: No such file or directory").  It now takes the
+    lock: the puts wait, the get returns what it listed, then the puts go on."""
+    import threading
+
+    class Paused(DiskStore):
+        """Holds the first snapshot read after listing, up to 1 s or until released."""
+
+        listed = threading.Event()
+        release = threading.Event()
+        pause = False
+
+        def _read_snapshot(self, snap):
+            if self.pause:
+                self.pause = False
+                self.listed.set()
+                self.release.wait(1.0)
+            return super()._read_snapshot(snap)
+
+    def snap(i):
+        return Snapshot(2, i, CONF, 1, f"state at {i}".encode())
+
+    async def go():
+        store = Paused(data_dir, snapshot_compression=False)
+        await store.open()
+        await store.load()
+        await store.append(1, [entry(i) for i in range(1, 11)])
+        for i in (1, 2):
+            await store.snapshot_put(100, snap(i))
+        store.pause = True
+        get = asyncio.ensure_future(store.snapshot_get())
+        await asyncio.get_running_loop().run_in_executor(None, store.listed.wait)
+
+        async def puts():
+            for i in (3, 4):
+                await store.snapshot_put(100, snap(i))
+        both = asyncio.ensure_future(puts())
+        await asyncio.wait([both], timeout=0.5)     # done: they ran beside the get
+        store.release.set()
+        got = await get
+        await both
+        assert (got.index, got.data) == (2, b"state at 2")
+        latest = await store.snapshot_get()
+        assert latest.index == 4
+        await store.close()
+
+    run_loop(go())
