@@ -39,15 +39,20 @@ Rules kept:
   (or the snapshot): retention never deletes the newest closed segment, a
   snapshot never reaches the disk before the segment holding the entries it
   covers is closed, and a failed finalize leaves every later segment open.
-- Load follows spec §3.7, plus what a power loss can leave: a torn tail of an
-  open segment (within the reach of its last write, valid batches after the
-  damage included) is cut off; entries that end behind the snapshot or
-  disagree with it at its index are dropped, durably, as are closed segments
-  the filter passes over; everything else that is damaged is a CorruptError
-  naming file and offset.  With auto-recovery the damaged segment (and those
-  after it) is renamed ``corrupt-<ns>-<name>`` only where libraft does so, and
-  the load is retried once if something was moved.  Damaged data is never
-  returned as entries.
+- Load follows spec §3.7, plus what a power loss can leave (the rules and
+  why: _load_open): a torn tail of an open segment (within the reach of its
+  last write, valid batches after the damage included) is cut off, and so is
+  the last open segment holding data whose format word is 0 (a torn first
+  write, of any length); entries that end behind the snapshot or disagree
+  with it at its index are dropped, durably, as are closed segments the
+  filter passes over; everything else that is damaged is a CorruptError
+  naming file and offset.  With auto-recovery, damage inside an open segment
+  keeps the batches before it (a copy of the file is saved as
+  ``corrupt-<ns>-<name>``, later segments are moved aside, an error is
+  logged); other damaged segments (and those after them) are renamed
+  ``corrupt-<ns>-<name>`` only where libraft does so, and the load is
+  retried once if something was moved.  Damaged data is never returned as
+  entries.
 - Every durability-relevant call goes through ``fs`` (raftpy.io.fs), so that
   tests can record them and rebuild the crash states (tests/io/test_power_loss.py).
 - A directory is used by one process at a time: ``open`` takes an exclusive
@@ -436,9 +441,13 @@ class DiskStore:
         loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
         for k, seg in enumerate(segments):
+            later = [s.name for s in segments[k + 1:]]     # open ones holding data
+            damaged = False
             try:
-                got, name = (self._load_open(seg, next_index) if seg.is_open
-                             else (self._load_closed(seg, next_index), seg.name))
+                if seg.is_open:
+                    got, name, damaged = self._load_open(seg, next_index, later)
+                else:
+                    got, name = self._load_closed(seg, next_index), seg.name
             except CorruptError as err:
                 self._quarantine(segments, k)
                 raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
@@ -449,6 +458,11 @@ class DiskStore:
             next_index += len(got)
             if name is not None:
                 loaded.append((name, next_index - 1))
+            if damaged:
+                # Entries after the damage are lost, so no later segment can be
+                # placed (open ones do not record their first index).
+                self._quarantine(segments, k + 1)
+                break
         if snapshot is not None and entries:
             why = _disagrees(snapshot, start_index, entries)
             if why:
@@ -513,28 +527,73 @@ class DiskStore:
             raise CorruptError(f"found {len(scan.entries)} entries (expected {expected})")
         return scan.entries
 
-    def _load_open(self, seg: SegmentFile, next_index: int) -> tuple[list[Entry], str | None]:
-        """Entries of an open segment placed at next_index, and the closed name it
-        is renamed to (None when it held nothing and was deleted)."""
-        scan = _bindings.scan_segment(self._read(seg.name), self._torn_reach)
+    def _load_open(self, seg: SegmentFile, next_index: int, later: Sequence[str],
+                   ) -> tuple[list[Entry], str | None, bool]:
+        """Entries of an open segment placed at next_index, the closed name it is
+        renamed to (None when it held nothing and was deleted), and whether it
+        was damaged (then auto-recovery kept the batches before the damage).
+
+        What the writer can leave decides the rules: one write is in flight
+        at a time, over all segments (the store's single writer task); a
+        segment's first write carries block 0 with the format word, and a
+        later write, into it or into any later segment, starts only once that
+        one is durable (a failed write's segment is cut back first:
+        _await_cutback).  So:
+
+        - format word 0 (data elsewhere: _has_data): the segment's first write
+          never completed and nothing in it was acknowledged.  In the last
+          open segment holding data that is a torn first write, whatever its
+          length (one batch larger than write_max_bytes is written alone, in
+          one write of any size): it is deleted.  With data in a later open
+          segment it is corruption (that write could not have started).
+        - damage followed by a valid batch only within the reach of the last
+          write (layout.torn_reach): a torn tail, cut off.
+        - damage that is not a torn write (a valid batch beyond the reach, or
+          too many batch-like headers to tell): corruption.  Without
+          auto-recovery a CorruptError, nothing changed.  With it, every
+          batch before the damage is kept (libraft cuts at the first damage,
+          spec §3.7 step 3: a libraft writer has no write_max_bytes cap), a
+          copy of the file is saved as corrupt-<ns>-<name> for diagnosis,
+          an error is logged, and the caller moves later segments aside.
+          Damaged data is never returned."""
+        data = self._read(seg.name)
+        if data[:8] == bytes(8):
+            if later:
+                raise CorruptError(f"unexpected format version 0: the segment's first "
+                                   f"write never completed, yet {later[0]} after it holds "
+                                   f"data, so this is not a torn first write")
+            log.warning("open segment %s: format word 0: its first write was torn "
+                        "(nothing in it was acknowledged); deleted", seg.name)
+            self._fs.unlink(self._p(seg.name))
+            return [], None, False
+        scan = _bindings.scan_segment(data, self._torn_reach)
         if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
             # The header checksum matched, so this batch was written like this:
             # malformed, not torn (libraft's load fails too).
             assert scan.error is not None
             raise scan.error
-        if scan.outcome == ScanOutcome.CORRUPT:
+        damaged = scan.outcome == ScanOutcome.CORRUPT
+        if damaged:
             assert scan.error is not None
+            err = scan.error
             if scan.next_valid >= 0:
-                raise CorruptError(f"{scan.error}; a valid batch follows at byte "
+                err = CorruptError(f"{scan.error}; a valid batch follows at byte "
                                    f"{scan.next_valid}, beyond what the last write can "
                                    f"have reached, so this is not a torn write")
-            raise scan.error
-        if scan.outcome == ScanOutcome.TORN_TAIL:
+            if not self.auto_recovery or scan.status in (Status.BAD_FORMAT,
+                                                         Status.TOO_SMALL):
+                raise err
+            copy = self._save_damaged(seg.name, data)
+            log.error("open segment %s: damage at byte %d: %s; keeping the %d entries "
+                      "before it (%d..%d), the rest is lost; a copy of the file is %s",
+                      seg.name, scan.end, err, len(scan.entries), next_index,
+                      next_index + len(scan.entries) - 1, copy)
+        elif scan.outcome == ScanOutcome.TORN_TAIL:
             log.warning("open segment %s: torn tail at byte %d cut off (%s)",
                         seg.name, scan.end, scan.error)
         if not scan.entries:
             self._fs.unlink(self._p(seg.name))
-            return [], None
+            return [], None, damaged
         # A zero or torn tail (also a file ending inside its last batch, which
         # libraft calls a short read: only a write that grew the file past its
         # preallocation can end so) is the crash's unfinished write: cut it off.
@@ -548,12 +607,18 @@ class DiskStore:
         name = layout.closed_name(next_index, last)
         self._fs.rename(self._p(seg.name), self._p(name))
         self._fsync_dir()
-        return scan.entries, name
+        return scan.entries, name, damaged
+
+    def _save_damaged(self, name: str, data: bytes) -> str:
+        """Keep a copy of a damaged segment beside it (durably, before it is cut)."""
+        copy = f"corrupt-{time.clock_gettime_ns(time.CLOCK_REALTIME)}-{name}"
+        self._write_atomically(copy, data)
+        return copy
 
     def _quarantine(self, segments: Sequence[SegmentFile], k: int) -> None:
         """Auto-recovery (spec §3.7 step 5): move the damaged segment aside, with
         every later one, if it is open or the last closed segment."""
-        if not self.auto_recovery:
+        if not self.auto_recovery or k >= len(segments):
             return
         seg = segments[k]
         later_closed = any(not s.is_open for s in segments[k + 1:])
