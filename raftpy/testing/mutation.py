@@ -18,8 +18,9 @@ from typing import Any
 __all__ = ["mutated"]
 
 
-def mutated(cls: type, name: str, old: str, new: str) -> Any:
-    """cls.name with old replaced by new in its source (old occurs once)."""
+def mutated(cls: Any, name: str, old: str, new: str) -> Any:
+    """cls.name (a class's method, or a module's function) with old replaced
+    by new in its source (old occurs once)."""
     function = inspect.getattr_static(cls, name)
     source = textwrap.dedent(inspect.getsource(function))
     if source.count(old) != 1:

@@ -195,14 +195,36 @@ def _load_cut_not_synced(mp: pytest.MonkeyPatch) -> None:
         "        self._fs.fsync(fd)\n", "self._fs.ftruncate(fd, scan.end)\n"))
 
 
+def _format_0_torn_only_within_reach(mp: pytest.MonkeyPatch) -> None:
+    """Review finding 2 undone: a segment whose format word is 0 is a torn
+    first write only if nothing lies beyond the torn reach (a batch larger
+    than the reach, written alone, torn, was corruption)."""
+    from raftpy import _bindings
+    from raftpy.io.disk import DiskStore
+    from raftpy.testing.mutation import mutated
+
+    mp.setattr(DiskStore, "_load_open", mutated(
+        DiskStore, "_load_open", "if data[:8] == bytes(8):", "if False:"))
+    mp.setattr(_bindings, "scan_segment", mutated(
+        _bindings, "scan_segment",
+        "    return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)\n"
+        "    if status in",
+        "    beyond = view[torn_reach:]\n"
+        "        if beyond.nbytes == 0 or bytes(beyond).count(0) == beyond.nbytes:\n"
+        "            return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), "
+        "err, 0, -1)\n"
+        "    if status in"))
+
+
 @pytest.mark.parametrize("undo,workload", [(_snapshot_at_once, "snapshots"),
+                                           (_format_0_torn_only_within_reach, "big"),
                                            (_no_cutback_wait, "faults"),
                                            (_load_cut_not_synced, "appends"),
                                            (_no_torn_reach, "appends"),
                                            (_no_disagreement, "installs"),
                                            (_one_sync_deletion, "installs")],
-                         ids=["A2a-snapshot-ahead", "failed-write-cutback", "load-repair-unsynced",
-                              "A3-torn-writes",
+                         ids=["A2a-snapshot-ahead", "big-torn-first-write",
+                              "failed-write-cutback", "load-repair-unsynced", "A3-torn-writes",
                               "A4-snapshot-disagreement",
                               "A2b-install-deletion-order"])
 def test_the_checker_finds_each_defect_when_its_fix_is_undone(undo, workload, seed,
