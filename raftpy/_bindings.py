@@ -327,7 +327,8 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
     layout.torn_region) only a valid batch at or beyond the torn region of the
     damage counts: inside it, valid batches are what a torn multi-block write
     can leave (a later block persisted, an earlier one not), and a zero format
-    word with data only inside the first region is a torn first write."""
+    word is a torn first write (of any length: the caller checks that no
+    later open segment holds data, see DiskStore._load_open)."""
     entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
     end = int(res.end)
     at = int(res.error_offset)
@@ -338,10 +339,11 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
         return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
     view = memoryview(buf).cast("B")
     if status == Status.BAD_FORMAT and torn_reach and res.detail == 0:
-        # Format word 0 but data after it: the segment's first write was torn.
-        beyond = view[torn_reach:]
-        if beyond.nbytes == 0 or bytes(beyond).count(0) == beyond.nbytes:
-            return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)
+        # Format word 0 but data after it: the segment's first write never
+        # completed, whatever its length (a batch larger than the reach is
+        # written alone).  Whether that is a torn first write depends on the
+        # segments after it (none may hold data): the caller decides.
+        return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)
     if status in (Status.BAD_FORMAT, Status.TOO_SMALL):
         return SegmentScan(entries, 0, 0, ScanOutcome.CORRUPT, Status(status), err, 0, -1)
     nxt = -1

@@ -21,6 +21,11 @@ Rules kept:
   a crash can only tear the last write (layout.torn_reach).
 - Writes are block-granular: the partly filled last block is rewritten with
   more data by the next write, and its unused tail is zero.
+- A failed write fails its appends and those queued behind it, and the next
+  index goes back to the first failed one.  Its data may still have reached
+  the disk, so its segment is cut back to what was durable (or unlinked) and
+  nothing is written into a later segment until that is durable; when the
+  cut-back fails the store stops (_await_cutback).
 - Open segments are prepared (created, preallocated, and by default written
   once with zeros so that durable writes skip the unwritten-extent journal
   commit) in worker threads ahead of need.
@@ -34,15 +39,20 @@ Rules kept:
   (or the snapshot): retention never deletes the newest closed segment, a
   snapshot never reaches the disk before the segment holding the entries it
   covers is closed, and a failed finalize leaves every later segment open.
-- Load follows spec §3.7, plus what a power loss can leave: a torn tail of an
-  open segment (within the reach of its last write, valid batches after the
-  damage included) is cut off; entries that end behind the snapshot or
-  disagree with it at its index are dropped, durably, as are closed segments
-  the filter passes over; everything else that is damaged is a CorruptError
-  naming file and offset.  With auto-recovery the damaged segment (and those
-  after it) is renamed ``corrupt-<ns>-<name>`` only where libraft does so, and
-  the load is retried once if something was moved.  Damaged data is never
-  returned as entries.
+- Load follows spec §3.7, plus what a power loss can leave (the rules and
+  why: _load_open): a torn tail of an open segment (within the reach of its
+  last write, valid batches after the damage included) is cut off, and so is
+  the last open segment holding data whose format word is 0 (a torn first
+  write, of any length); entries that end behind the snapshot or disagree
+  with it at its index are dropped, durably, as are closed segments the
+  filter passes over; everything else that is damaged is a CorruptError
+  naming file and offset.  With auto-recovery, damage inside an open segment
+  keeps the batches before it (a copy of the file is saved as
+  ``corrupt-<ns>-<name>``, later segments are moved aside, an error is
+  logged); other damaged segments (and those after them) are renamed
+  ``corrupt-<ns>-<name>`` only where libraft does so, and the load is
+  retried once if something was moved.  Damaged data is never returned as
+  entries.
 - Every durability-relevant call goes through ``fs`` (raftpy.io.fs), so that
   tests can record them and rebuild the crash states (tests/io/test_power_loss.py).
 - A directory is used by one process at a time: ``open`` takes an exclusive
@@ -214,6 +224,10 @@ class DiskStore:
         self._floor = 0               # highest snapshot index called: truncate never goes below
         self._done_floor = 0          # the same, of snapshots written (barriers run in order)
         self._broken: RaftError | None = None    # a failed finalize: no more appends
+        # The cut-back of a segment whose write failed (ftruncate to what was
+        # durable, or unlink), while it is not known durable: nothing is
+        # written into a later segment before it is (_await_cutback).
+        self._cutback: asyncio.Future[None] | None = None
         self._writing = False
         self._idle = asyncio.Event()
         self._finalizing: asyncio.Future[None] | None = None
@@ -427,9 +441,13 @@ class DiskStore:
         loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
         for k, seg in enumerate(segments):
+            later = [s.name for s in segments[k + 1:]]     # open ones holding data
+            damaged = False
             try:
-                got, name = (self._load_open(seg, next_index) if seg.is_open
-                             else (self._load_closed(seg, next_index), seg.name))
+                if seg.is_open:
+                    got, name, damaged = self._load_open(seg, next_index, later)
+                else:
+                    got, name = self._load_closed(seg, next_index), seg.name
             except CorruptError as err:
                 self._quarantine(segments, k)
                 raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
@@ -440,6 +458,11 @@ class DiskStore:
             next_index += len(got)
             if name is not None:
                 loaded.append((name, next_index - 1))
+            if damaged:
+                # Entries after the damage are lost, so no later segment can be
+                # placed (open ones do not record their first index).
+                self._quarantine(segments, k + 1)
+                break
         if snapshot is not None and entries:
             why = _disagrees(snapshot, start_index, entries)
             if why:
@@ -504,28 +527,73 @@ class DiskStore:
             raise CorruptError(f"found {len(scan.entries)} entries (expected {expected})")
         return scan.entries
 
-    def _load_open(self, seg: SegmentFile, next_index: int) -> tuple[list[Entry], str | None]:
-        """Entries of an open segment placed at next_index, and the closed name it
-        is renamed to (None when it held nothing and was deleted)."""
-        scan = _bindings.scan_segment(self._read(seg.name), self._torn_reach)
+    def _load_open(self, seg: SegmentFile, next_index: int, later: Sequence[str],
+                   ) -> tuple[list[Entry], str | None, bool]:
+        """Entries of an open segment placed at next_index, the closed name it is
+        renamed to (None when it held nothing and was deleted), and whether it
+        was damaged (then auto-recovery kept the batches before the damage).
+
+        What the writer can leave decides the rules: one write is in flight
+        at a time, over all segments (the store's single writer task); a
+        segment's first write carries block 0 with the format word, and a
+        later write, into it or into any later segment, starts only once that
+        one is durable (a failed write's segment is cut back first:
+        _await_cutback).  So:
+
+        - format word 0 (data elsewhere: _has_data): the segment's first write
+          never completed and nothing in it was acknowledged.  In the last
+          open segment holding data that is a torn first write, whatever its
+          length (one batch larger than write_max_bytes is written alone, in
+          one write of any size): it is deleted.  With data in a later open
+          segment it is corruption (that write could not have started).
+        - damage followed by a valid batch only within the reach of the last
+          write (layout.torn_reach): a torn tail, cut off.
+        - damage that is not a torn write (a valid batch beyond the reach, or
+          too many batch-like headers to tell): corruption.  Without
+          auto-recovery a CorruptError, nothing changed.  With it, every
+          batch before the damage is kept (libraft cuts at the first damage,
+          spec §3.7 step 3: a libraft writer has no write_max_bytes cap), a
+          copy of the file is saved as corrupt-<ns>-<name> for diagnosis,
+          an error is logged, and the caller moves later segments aside.
+          Damaged data is never returned."""
+        data = self._read(seg.name)
+        if data[:8] == bytes(8):
+            if later:
+                raise CorruptError(f"unexpected format version 0: the segment's first "
+                                   f"write never completed, yet {later[0]} after it holds "
+                                   f"data, so this is not a torn first write")
+            log.warning("open segment %s: format word 0: its first write was torn "
+                        "(nothing in it was acknowledged); deleted", seg.name)
+            self._fs.unlink(self._p(seg.name))
+            return [], None, False
+        scan = _bindings.scan_segment(data, self._torn_reach)
         if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
             # The header checksum matched, so this batch was written like this:
             # malformed, not torn (libraft's load fails too).
             assert scan.error is not None
             raise scan.error
-        if scan.outcome == ScanOutcome.CORRUPT:
+        damaged = scan.outcome == ScanOutcome.CORRUPT
+        if damaged:
             assert scan.error is not None
+            err = scan.error
             if scan.next_valid >= 0:
-                raise CorruptError(f"{scan.error}; a valid batch follows at byte "
+                err = CorruptError(f"{scan.error}; a valid batch follows at byte "
                                    f"{scan.next_valid}, beyond what the last write can "
                                    f"have reached, so this is not a torn write")
-            raise scan.error
-        if scan.outcome == ScanOutcome.TORN_TAIL:
+            if not self.auto_recovery or scan.status in (Status.BAD_FORMAT,
+                                                         Status.TOO_SMALL):
+                raise err
+            copy = self._save_damaged(seg.name, data)
+            log.error("open segment %s: damage at byte %d: %s; keeping the %d entries "
+                      "before it (%d..%d), the rest is lost; a copy of the file is %s",
+                      seg.name, scan.end, err, len(scan.entries), next_index,
+                      next_index + len(scan.entries) - 1, copy)
+        elif scan.outcome == ScanOutcome.TORN_TAIL:
             log.warning("open segment %s: torn tail at byte %d cut off (%s)",
                         seg.name, scan.end, scan.error)
         if not scan.entries:
             self._fs.unlink(self._p(seg.name))
-            return [], None
+            return [], None, damaged
         # A zero or torn tail (also a file ending inside its last batch, which
         # libraft calls a short read: only a write that grew the file past its
         # preallocation can end so) is the crash's unfinished write: cut it off.
@@ -539,12 +607,18 @@ class DiskStore:
         name = layout.closed_name(next_index, last)
         self._fs.rename(self._p(seg.name), self._p(name))
         self._fsync_dir()
-        return scan.entries, name
+        return scan.entries, name, damaged
+
+    def _save_damaged(self, name: str, data: bytes) -> str:
+        """Keep a copy of a damaged segment beside it (durably, before it is cut)."""
+        copy = f"corrupt-{time.clock_gettime_ns(time.CLOCK_REALTIME)}-{name}"
+        self._write_atomically(copy, data)
+        return copy
 
     def _quarantine(self, segments: Sequence[SegmentFile], k: int) -> None:
         """Auto-recovery (spec §3.7 step 5): move the damaged segment aside, with
         every later one, if it is open or the last closed segment."""
-        if not self.auto_recovery:
+        if not self.auto_recovery or k >= len(segments):
             return
         seg = segments[k]
         later_closed = any(not s.is_open for s in segments[k + 1:])
@@ -710,6 +784,7 @@ class DiskStore:
             self._next_index = first_failed
         if self._current is not None and self._current.failed:
             self._finalize(self._current)
+            self._cutback = self._current.finalized
             self._current = None
 
     async def _segment_for(self, size: int) -> _OpenSegment:
@@ -720,7 +795,29 @@ class DiskStore:
         if seg is not None:
             self._finalize(seg)
             self._current = None
+        await self._await_cutback()
         return await self._take_prepared()
+
+    async def _await_cutback(self) -> None:
+        """Before the first write into a later segment, wait until the segment
+        whose write failed is durably cut back; if that failed, stop.
+
+        A failed write may still have put its data on disk (EIO from
+        fdatasync after the pwrite, a short write, an AIO error after some
+        blocks landed).  Until the failed segment is cut back to what was
+        durable (or, if nothing was, unlinked) and that is synced, a power
+        loss can leave the failed batch there; load would read it at the index
+        the re-issued append got, with the re-issued (acknowledged) batch
+        pushed after it into the next segment.  Finalizations run in order, so
+        this also waits for those before it."""
+        cut = self._cutback
+        if cut is None:
+            return
+        await asyncio.gather(cut, return_exceptions=True)
+        if self._cutback is cut:
+            self._cutback = None
+        if self._broken is not None:
+            raise self._broken_error()
 
     # ------------------------------------------------- segment preparation
 
@@ -796,7 +893,9 @@ class DiskStore:
                 await self._run(self._finalize_sync, seg.path, seg.fd, seg.used,
                                 seg.first_index, seg.last_index)
             except OSError as err:
-                raise _os_error(err, f"close segment {seg.name}") from err
+                what = (f"cut back {seg.name} after a failed write" if seg.failed else
+                        f"close segment {seg.name}")
+                raise _os_error(err, what) from err
 
         self._finalizing = asyncio.ensure_future(run())
         self._finalizing.add_done_callback(self._finalized)
@@ -884,9 +983,15 @@ class DiskStore:
 
         A blocking barrier: appends called before are written first, appends
         and barriers called after wait until it is done.  Entries at or below
-        the last snapshot's index are committed and never truncated."""
+        the last snapshot's index are committed and never truncated.
+
+        truncate(next_index) deletes nothing and succeeds: after a failed
+        write the store's next index went back to the failed one, and the
+        core then truncates there (PersistFailed, then Update.truncate_from).
+        It still waits its turn and for the failed segment's cut-back (the
+        failed data is durably gone when it returns), but closes nothing."""
         self._check_usable()
-        if not 0 < index < self._next_index:
+        if not 0 < index <= self._next_index:
             raise InvalidError(f"cannot truncate at {index}: entries end at "
                                f"{self._next_index - 1}")
         if index <= self._floor:
@@ -895,6 +1000,10 @@ class DiskStore:
         self._next_index = index
         await self._take_turn()
         try:
+            await self._wait_idle()
+            if index == self._write_index:       # nothing from index on: a no-op
+                await self._await_cutback()
+                return
             await self._close_segments()
             # An earlier write may have failed (the write index went back), or a
             # snapshot called before may have been written meanwhile.
@@ -923,18 +1032,33 @@ class DiskStore:
             closed = [s for s in layout.list_dir(self.path).segments if not s.is_open]
             doomed = [s for s in closed if s.last >= index]
             split = doomed[0] if doomed and doomed[0].first < index else None
+            # Read the segment to split before anything is deleted: a damaged
+            # one refuses the truncation and leaves the directory as it was.
+            kept = self._read_closed(split)[:index - split.first] if split else []
             for seg in reversed(doomed):
                 if seg is not split:
                     self._fs.unlink(self._p(seg.name))
                     self._fsync_dir()
             if split is not None:
-                entries = _bindings.scan_segment(self._read(split.name)).entries
-                self._write_closed_segment(split.first, index - 1,
-                                           entries[:index - split.first])
+                self._write_closed_segment(split.first, index - 1, kept)
                 self._fs.unlink(self._p(split.name))
                 self._fsync_dir()
         except OSError as err:
             raise _os_error(err, f"truncate at {index}") from err
+        except RaftError as err:
+            raise err.wrap(f"truncate at {index}") from err
+
+    def _read_closed(self, seg: SegmentFile) -> list[Entry]:
+        """The entries of a closed segment, all of them, or a CorruptError naming it."""
+        scan = _bindings.scan_segment(self._read(seg.name))
+        if scan.outcome != ScanOutcome.CLEAN:
+            assert scan.error is not None
+            raise CorruptError(f"closed segment {seg.name}: {scan.error}")
+        expected = seg.last - seg.first + 1
+        if len(scan.entries) != expected:
+            raise CorruptError(f"closed segment {seg.name}: found {len(scan.entries)} "
+                               f"entries (expected {expected})")
+        return scan.entries
 
     def _write_closed_segment(self, first: int, last: int, entries: Sequence[Entry]) -> None:
         """Write entries first..last as a closed segment (atomically), in batches of
@@ -1140,9 +1264,13 @@ class DiskStore:
             raise _os_error(err, f"install snapshot {snap.index}") from err
 
     async def snapshot_get(self) -> Snapshot | None:
-        """The most recent snapshot, or None."""
+        """The most recent snapshot, or None.
+
+        Under the directory lock: snapshot_put's retention deletes older
+        snapshots, and one listed here could vanish before it is read."""
         self._check_usable()
-        return await self._run(self._snapshot_get_sync)
+        async with self._dir_lock:
+            return await self._run(self._snapshot_get_sync)
 
     def _snapshot_get_sync(self) -> Snapshot | None:
         snaps = layout.list_dir(self.path).snapshots

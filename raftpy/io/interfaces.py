@@ -13,6 +13,12 @@ libraft's ``raft_io`` (spec §1.10):
   ends after every earlier call (a mismatch is refused with a RaftError
   naming both, never written elsewhere); ``truncate`` is ordered after earlier appends and
   before later ones;
+- ``truncate(index)`` deletes the entries from index on, for
+  0 < index <= the index the next append gets; at that index it deletes
+  nothing and succeeds (after a failed write the log ends where the write
+  began, and the core truncates there: PersistFailed, then
+  Update.truncate_from), and returns once no failed write's data can come
+  back after a crash;
 - ``snapshot_put(trailing, snapshot)`` persists a snapshot taken of this log
   and compacts it, keeping at least ``trailing`` entries before the snapshot
   (0: none); appends go on meanwhile.  ``snapshot_install(snapshot)`` installs

@@ -136,6 +136,16 @@ def _parse_segment(name: str) -> SegmentFile | None:
     return None
 
 
+def _size(path: str) -> int:
+    """The size of a file, 0 if it is gone: a listing may race a deletion (a
+    reader of a live directory, such as ``raftpy inspect``, does), and a file
+    deleted meanwhile is treated as never listed."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
 def list_dir(path: str) -> Listing:
     """List and classify the files of a data directory (no changes made)."""
     try:
@@ -159,7 +169,7 @@ def list_dir(path: str) -> Listing:
         elif (m := _SNAPSHOT.fullmatch(name)) is not None:
             if name + ".meta" not in present:
                 orphans.append(name)
-            elif os.path.getsize(os.path.join(path, name)) > 0:
+            elif _size(os.path.join(path, name)) > 0:
                 snaps.append(SnapshotFile(name, int(m[1]), int(m[2]), int(m[3])))
     segments.sort(key=lambda s: s.sort_key)
     snaps.sort(key=lambda s: s.sort_key)

@@ -24,7 +24,9 @@ them):
   Small choice spaces are enumerated exhaustively; large ones are sampled from
   the caller's ``random.Random`` (whose seed the caller prints), every group of
   choices (one write's blocks, the directory changes, one file's size
-  changes) still enumerated whole while the others are drawn at random.
+  changes) still enumerated whole while the others are drawn at random; of a
+  write of more than LARGE_WRITE_BLOCKS blocks (a batch of megabytes), its
+  extremes, its first block lost or alone, its last block lost and a sample.
 - ``Model``: what a workload issued and what the store acknowledged, replayed
   from the ``mark`` events; ``Model.expectation(point)`` is what must hold of
   any state loaded after a crash at that point, and ``check(expectation,
@@ -59,6 +61,7 @@ __all__ = ["BLOCK", "CrashState", "crash_states", "Model", "Expectation", "check
            "image_digest"]
 
 BLOCK = 4096
+LARGE_WRITE_BLOCKS = 64       # a write of more blocks gets a sample of its tearings
 
 
 # ------------------------------------------------------------ crash states
@@ -211,8 +214,9 @@ def _groups(rp: _Replay) -> list[_Group]:
 
 
 def _assignments(groups: list[_Group], rng: Random, exhaustive_bits: int,
-                 samples: int) -> Iterator[tuple[int, ...]]:
-    """Bit masks, one per group: all of them when few, else a structured sample."""
+                 samples: int, large_write_masks: int = 12) -> Iterator[tuple[int, ...]]:
+    """Bit masks, one per group: all of them when few, else a structured sample
+    (at most large_write_masks for a write of more than LARGE_WRITE_BLOCKS)."""
     total = sum(g.bits for g in groups)
     full = tuple((1 << g.bits) - 1 for g in groups)
     if total <= exhaustive_bits:
@@ -239,14 +243,82 @@ def _assignments(groups: list[_Group], rng: Random, exhaustive_bits: int,
                            | {((1 << n) - 1) ^ (1 << j) for j in range(n)}
                            | {1 << j for j in range(n)}
                            | {rng.getrandbits(n) for _ in range(samples)})
+        if g.bits > LARGE_WRITE_BLOCKS:
+            # A large write (a batch of megabytes): the extremes, the cases
+            # that decide torn against damaged (its first block, with the
+            # format word, lost or kept alone; its last block lost), and a
+            # random sample of the rest: each image is megabytes.
+            n = g.bits
+            full_n = (1 << n) - 1
+            must = {0, full_n, full_n ^ 1, 1, full_n ^ (1 << (n - 1))}
+            rest = sorted(set(masks) - must)
+            take = max(0, min(len(rest), large_write_masks - len(must)))
+            masks = sorted(must | set(rng.sample(rest, take)))
         for m in masks:
             yield tuple(m if j == k else rand(h) for j, h in enumerate(groups))
     for _ in range(samples):
         yield tuple(rand(g) for g in groups)
 
 
+def _mask_text(m: int, bits: int) -> str:
+    """Which blocks of a write are applied: the bits, the last block first, or
+    for a large write runs from block 0 on ("1x222 0x815 of 1037": its first
+    222 blocks)."""
+    if bits <= LARGE_WRITE_BLOCKS:
+        return f"{m:0{bits}b}/{bits}"
+    runs = [f"{run[0]}x{len(run)}" for run in _runs(f"{m:0{bits}b}"[::-1])]
+    return f"{' '.join(runs)} of {bits}"
+
+
+def _runs(text: str) -> list[str]:
+    out: list[str] = []
+    for ch in text:
+        if out and out[-1][0] == ch:
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
+class _Files:
+    """Per-file contents and digests of images already built: a file with
+    nothing pending applied is the same bytes in every image until its durable
+    content changes, and a large one (megabytes) is then neither rebuilt nor
+    hashed again."""
+
+    def __init__(self) -> None:
+        self.digests: dict[Any, bytes] = {}     # key part -> digest of the content
+        self.durable: dict[Any, bytes] = {}     # key part without pending ops -> content
+
+    def content(self, rp: _Replay, part: tuple[Any, ...],
+                ops: list[tuple[_Op, tuple[int, ...] | None]]) -> bytes:
+        if part in self.durable:
+            return self.durable[part]
+        ino = part[1]
+        content = bytearray(rp.inodes[ino].durable)
+        for op, blks in ops:
+            _apply(content, op, blks)
+        data = bytes(content)
+        if not ops:
+            self.durable[part] = data
+        if part not in self.digests:
+            self.digests[part] = _digest(data)
+        return data
+
+    def image_digest(self, parts: Sequence[tuple[Any, ...]]) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            h.update(part[0].encode() + b"\0" + self.digests[part])
+        return h.digest()
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 def _image(rp: _Replay, groups: list[_Group], masks: tuple[int, ...],
-           cache: dict[Any, bytes]) -> tuple[Any, dict[str, bytes] | None, str]:
+           cache: dict[Any, bytes], store: _Files,
+           ) -> tuple[Any, dict[str, bytes] | None, str]:
     """The key of the image these choices give, and (unless seen) the image."""
     names = dict(rp.names)
     chosen_ops: dict[int, list[tuple[_Op, tuple[int, ...] | None]]] = {}
@@ -268,22 +340,20 @@ def _image(rp: _Replay, groups: list[_Group], masks: tuple[int, ...],
             blocks = tuple(b for j, b in enumerate(op.blocks()) if m >> j & 1)
             if blocks:
                 chosen_ops.setdefault(g.ino, []).append((op, blocks))
-                how.append(f"write {op.wid} ino{g.ino} blocks {m:0{g.bits}b}/{g.bits}")
+                how.append(f"write {op.wid} ino{g.ino} blocks {_mask_text(m, g.bits)}")
     key_parts = []
+    file_ops = {}
     for name in sorted(names):
         ino = names[name]
         ops = sorted(chosen_ops.get(ino, ()), key=lambda c: c[0].seq)
         sig = tuple((op.seq, blks) for op, blks in ops)
-        key_parts.append((name, ino, rp.inodes[ino].version, sig))
+        part = (name, ino, rp.inodes[ino].version, sig)
+        key_parts.append(part)
+        file_ops[part] = ops
     key: tuple[Any, ...] = tuple(key_parts)
     if key in cache:
         return key, None, " ".join(how)
-    files = {}
-    for name, ino, _version, _sig in key_parts:
-        content = bytearray(rp.inodes[ino].durable)
-        for op, blks in sorted(chosen_ops.get(ino, ()), key=lambda c: c[0].seq):
-            _apply(content, op, blks)
-        files[name] = bytes(content)
+    files = {part[0]: store.content(rp, part, file_ops[part]) for part in key_parts}
     return key, files, " ".join(how) or "nothing pending applied"
 
 
@@ -291,15 +361,14 @@ def image_digest(files: dict[str, bytes]) -> bytes:
     """A digest of a whole directory image (names and contents)."""
     h = hashlib.blake2b(digest_size=16)
     for name in sorted(files):
-        h.update(name.encode() + b"\0" + len(files[name]).to_bytes(8, "little"))
-        h.update(files[name])
+        h.update(name.encode() + b"\0" + _digest(files[name]))
     return h.digest()
 
 
 def crash_states(events: Sequence[Any], baseline: dict[str, bytes],
                  baseline_inodes: dict[str, int], rng: Random, *,
                  exhaustive_bits: int = 6, samples: int = 4,
-                 points: Sequence[int] | None = None,
+                 points: Sequence[int] | None = None, large_write_masks: int = 12,
                  ) -> Iterator[tuple[int, bytes, CrashState | None]]:
     """Yield (point, digest, state) for the crash states of a recording.
 
@@ -312,6 +381,7 @@ def crash_states(events: Sequence[Any], baseline: dict[str, bytes],
     wanted = set(range(len(events) + 1)) if points is None else set(points)
     seen_keys: dict[Any, bytes] = {}
     seen_digests: set[bytes] = set()
+    store = _Files()
     for point in range(len(events) + 1):
         if point:
             ev = events[point - 1]
@@ -321,12 +391,12 @@ def crash_states(events: Sequence[Any], baseline: dict[str, bytes],
             continue
         groups = _groups(rp)
         done_here: set[bytes] = set()
-        for masks in _assignments(groups, rng, exhaustive_bits, samples):
-            key, files, how = _image(rp, groups, masks, seen_keys)
+        for masks in _assignments(groups, rng, exhaustive_bits, samples, large_write_masks):
+            key, files, how = _image(rp, groups, masks, seen_keys, store)
             if files is None:
                 digest = seen_keys[key]
             else:
-                digest = image_digest(files)
+                digest = store.image_digest(key)
                 seen_keys[key] = digest
             if digest in done_here:
                 continue
@@ -398,7 +468,8 @@ class Expectation:
 class Model:
     """Replays a workload's marks (each a tuple whose first item names it):
 
-    ``("append", first, entries)`` issued, ``("append_ok", first, n)``;
+    ``("append", first, entries)`` issued, ``("append_ok", first, n)``,
+    ``("append_failed", first)`` (the log then ends before first);
     ``("truncate", index)``, ``("truncate_ok", index)``;
     ``("snapshot", term, index, trailing, data)`` (trailing 0: an
     installation), ``("snapshot_ok", term, index)``;
@@ -439,6 +510,13 @@ class Model:
             self._appends.append((first, len(self.states) - 1))
             for i, e in enumerate(entries, first):
                 self.written.setdefault(i, set()).add(e)
+        elif word == "append_failed":
+            # The write failed (or was refused): nothing acknowledged, and the
+            # store's log ends where the failed append began.  Its data may
+            # still be on disk, at its index, until something supersedes it.
+            _, first = note
+            self._pop(self._appends, first)
+            self.states.append(log[:first - 1])
         elif word == "append_ok":
             _, first, n = note
             k = self._pop(self._appends, first)

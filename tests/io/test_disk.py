@@ -175,10 +175,9 @@ def test_appends_wait_behind_a_truncate(data_dir, run_loop):
 def test_bad_truncate_and_append_arguments(data_dir, run_loop):
     async def go():
         store = await fresh(data_dir)
-        with pytest.raises(InvalidError, match="cannot truncate"):
-            await store.truncate(1)
+        await store.truncate(1)          # deletes nothing: the log ends at 0
         await store.append(1, [entry(1)])
-        for bad in (0, 2, 7):
+        for bad in (0, 3, 7):
             with pytest.raises(InvalidError):
                 await store.truncate(bad)
         with pytest.raises(InvalidError, match="nothing to append"):
@@ -398,3 +397,103 @@ def test_close_writes_out_queued_appends_across_segments(data_dir, run_loop):
         await asyncio.gather(*appends)
         return await reload(data_dir)
     assert [payload_index(e) for e in run_loop(go()).entries] == list(range(1, 101))
+
+
+def test_truncate_into_a_damaged_closed_segment_is_refused_and_changes_nothing(
+        data_dir, run_loop):
+    """Review finding 5: entries 1..10 (one batch) and 11..12 closed, then a bit
+    of the last payload of 1..10 flips; truncate(8) must read 1..7 to rewrite them: it raises a
+    CorruptError naming the file and leaves every file as it was (before the
+    fix: AssertionError, and under -O a closed segment 1-7 holding the wrong
+    number of entries)."""
+    from raftpy.errors import CorruptError
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        await store.append(1, [entry(i) for i in range(1, 11)])
+        await store.close()
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        await store.append(11, [entry(i) for i in range(11, 13)])
+        await store.close()
+        store = await fresh(data_dir, segment_size_bytes=8192)
+        seg = layout.closed_name(1, 10)
+        path = pathlib.Path(data_dir, seg)
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 1
+        path.write_bytes(bytes(data))
+        before = {n: pathlib.Path(data_dir, n).read_bytes() for n in names(data_dir)
+                  if not n.startswith("open-")}
+        with pytest.raises(CorruptError, match=f"truncate at 8: closed segment {seg}: "
+                                               f".*data checksum mismatch"):
+            await store.truncate(8)
+        after = {n: pathlib.Path(data_dir, n).read_bytes() for n in names(data_dir)
+                 if not n.startswith("open-")}
+        assert after == before
+        await store.close()
+
+    run_loop(go())
+
+
+def test_listing_skips_a_snapshot_deleted_while_it_is_listed(tmp_path):
+    """Review finding 4: list_dir sized each snapshot data file after listing the
+    directory; a file deleted in between (retention in a live store, read by
+    ``raftpy inspect`` or snapshot_get) raised a bare FileNotFoundError.  A
+    dangling link stands for the file deleted between the two calls."""
+    meta = layout.encode_snapshot_meta(CONF, 1)
+    (tmp_path / "snapshot-1-5-7.meta").write_bytes(meta)
+    (tmp_path / "snapshot-1-5-7").symlink_to(tmp_path / "gone")
+    (tmp_path / "snapshot-1-6-8.meta").write_bytes(meta)
+    (tmp_path / "snapshot-1-6-8").write_bytes(b"data")
+    assert [s.name for s in layout.list_dir(str(tmp_path)).snapshots] == ["snapshot-1-6-8"]
+
+
+def test_snapshot_get_is_not_broken_by_retention_running_beside_it(data_dir, run_loop):
+    """Review finding 4: snapshot_get listed the directory and read the latest
+    snapshot without the directory lock; two snapshot_puts between the two
+    steps (retention keeps two) deleted the one it had listed, and it failed
+    ("read snapshot-1-2-...: No such file or directory").  It now takes the
+    lock: the puts wait, the get returns what it listed, then the puts go on."""
+    import threading
+
+    class Paused(DiskStore):
+        """Holds the first snapshot read after listing, up to 1 s or until released."""
+
+        listed = threading.Event()
+        release = threading.Event()
+        pause = False
+
+        def _read_snapshot(self, snap):
+            if self.pause:
+                self.pause = False
+                self.listed.set()
+                self.release.wait(1.0)
+            return super()._read_snapshot(snap)
+
+    def snap(i):
+        return Snapshot(2, i, CONF, 1, f"state at {i}".encode())
+
+    async def go():
+        store = Paused(data_dir, snapshot_compression=False)
+        await store.open()
+        await store.load()
+        await store.append(1, [entry(i) for i in range(1, 11)])
+        for i in (1, 2):
+            await store.snapshot_put(100, snap(i))
+        store.pause = True
+        get = asyncio.ensure_future(store.snapshot_get())
+        await asyncio.get_running_loop().run_in_executor(None, store.listed.wait)
+
+        async def puts():
+            for i in (3, 4):
+                await store.snapshot_put(100, snap(i))
+        both = asyncio.ensure_future(puts())
+        await asyncio.wait([both], timeout=0.5)     # done: they ran beside the get
+        store.release.set()
+        got = await get
+        await both
+        assert (got.index, got.data) == (2, b"state at 2")
+        latest = await store.snapshot_get()
+        assert latest.index == 4
+        await store.close()
+
+    run_loop(go())

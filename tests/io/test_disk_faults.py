@@ -35,13 +35,16 @@ format word (not to 0)     leaves)                                with data move
                                                                   prefix loads (never-written
                                                                   spares are deleted first)
 open segment, format word  loads without it: a torn first write*  same
-flipped to 0               (all its data lies in the first write's
-                           reach, layout.torn_reach)
+flipped to 0               (it is the last open segment holding
+                           data; before another one that does it
+                           is corruption, test_load_rules.py)
 open segment, flip in a    loads the batches before it: a torn    same
 batch                      tail*, as every valid batch after it
                            lies in the reach of the last write
                            (issue 8, A3; beyond the reach it is a
-                           CorruptError, tested in test_disk.py)
+                           CorruptError without auto-recovery,
+                           and with it the batches before the
+                           damage load*: test_load_rules.py)
 open segment, flip in its  loads everything (torn tail)           same
 zero tail
 open segment truncated     loads the whole batches before the     same

@@ -107,17 +107,116 @@ def test_torn_first_write_loses_only_that_write(tmp_path, auto):
     assert not layout.list_dir(str(tmp_path)).corrupt_files
 
 
-def test_valid_batch_beyond_the_reach_of_one_write_is_corruption(tmp_path):
-    """What a torn write cannot explain stays an error: damage followed by a
-    valid batch more than one write (layout.torn_reach) away."""
+def beyond_the_reach(d: pathlib.Path) -> bytes:
+    """open-1: batches 1, 2, damage, and a valid batch more than one write
+    (layout.torn_reach) after it: what a torn write cannot explain."""
     reach = layout.torn_reach()
     head = FORMAT + b"".join(batches(1, [1, 1]))
     damaged = head + b"\xff" * 16
     filler = bytes(reach + BLOCK - len(damaged))
     tail = b"".join(batches(3, [1]))
-    write(tmp_path, "open-1", damaged + filler + tail + bytes(BLOCK))
+    image = damaged + filler + tail + bytes(BLOCK)
+    write(d, "open-1", image)
+    return image
+
+
+def test_valid_batch_beyond_the_reach_of_one_write_is_corruption(tmp_path):
+    """Without auto-recovery: a CorruptError naming the damage, nothing changed."""
+    image = beyond_the_reach(tmp_path)
+    with pytest.raises(CorruptError, match="open-1: entries batch 3 starting at byte 712: "
+                                           ".*beyond what the last write"):
+        load(tmp_path, False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["open-1", "raftpy.lock"]
+    assert (tmp_path / "open-1").read_bytes() == image
+
+
+def test_corruption_in_an_open_segment_keeps_the_batches_before_it(tmp_path, caplog):
+    """Review finding 3: with auto-recovery the durable, acknowledged batches
+    before the damage are kept (cut there as for a torn tail), a copy of the
+    damaged file is kept as corrupt-<ns>-open-1, and an error names file and
+    offset.  Before the fix the whole open segment was moved aside: entries
+    1 and 2 were lost."""
+    image = beyond_the_reach(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="raftpy.io.disk"):
+        r = load(tmp_path, True)
+    assert indexes(r) == [1, 2]
+    (copy,) = layout.list_dir(str(tmp_path)).corrupt_files
+    assert copy.startswith("corrupt-") and copy.endswith("-open-1")
+    assert (tmp_path / copy).read_bytes() == image
+    assert [s.name for s in layout.list_dir(str(tmp_path)).segments] == [
+        layout.closed_name(1, 2)]
+    assert "open segment open-1: damage at byte 712" in caplog.text
+    assert copy in caplog.text
+    assert indexes(load(tmp_path, True)) == [1, 2]       # and so it stays
+
+
+def test_a_torn_libraft_write_larger_than_the_reach_keeps_the_acknowledged_batches(tmp_path):
+    """Review finding 3: libraft's writer puts every request queued meanwhile
+    into one write, with no cap: acknowledged entries 1..2 in block 0, then
+    one write of 96 batches of 64 KiB (about 6 MiB) whose second block never
+    reached the disk.  The valid batches after the hole lie beyond our torn
+    reach, so this is judged corruption; libraft cuts at the first damage
+    (spec §3.7 step 3), and auto-recovery now keeps 1..2 too (before: moved
+    the whole segment aside and loaded nothing)."""
+    image = bytearray(FORMAT + b"".join(batches(1, [2], words=125)))
+    for k in range(96):
+        image += bytes(_bindings.encode_batch([entry(3 + k, words=8192)]))
+    image += bytes(-len(image) % BLOCK)
+    image[BLOCK:2 * BLOCK] = bytes(BLOCK)
+    write(tmp_path, "open-1", bytes(image) + bytes((8 << 20) - len(image)))
     with pytest.raises(CorruptError, match="beyond what the last write"):
         load(tmp_path, False)
+    assert indexes(load(tmp_path, True)) == [1, 2]
+
+
+def test_corruption_in_an_open_segment_sets_later_open_segments_aside(tmp_path):
+    """Review finding 3: the damaged open-1 is cut at the damage; open-2's
+    entries cannot be placed (open segments do not record their first index,
+    and what followed the damage is lost), so it is moved aside too."""
+    beyond_the_reach(tmp_path)
+    write(tmp_path, "open-2", FORMAT + b"".join(batches(50, [2])) + bytes(BLOCK))
+    r = load(tmp_path, True)
+    assert indexes(r) == [1, 2]
+    moved = layout.list_dir(str(tmp_path)).corrupt_files
+    assert len(moved) == 2 and any(n.endswith("-open-2") for n in moved)
+
+
+def big_first_write(d: pathlib.Path) -> None:
+    """Closed 1..3, then open-1 whose first write was ONE batch of 6 MiB (a batch
+    larger than write_max_bytes is written alone), torn: its first block, with
+    the format word, never reached the disk; the rest did."""
+    closed(d, 1, 3)
+    image = bytearray(FORMAT + b"".join(batches(4, [1], words=(6 << 20) // 8)))
+    assert len(image) > layout.torn_reach()
+    image[:BLOCK] = bytes(BLOCK)
+    write(d, "open-1", bytes(image) + bytes(-len(image) % BLOCK))
+
+
+def test_torn_first_write_of_one_batch_larger_than_the_reach(tmp_path, auto):
+    """Review finding 2: the store has one write in flight at a time, and a
+    segment's later writes (and those into later segments) start only once its
+    first write, which carries the format word, is durable: format word 0 in
+    the last open segment holding data means its first write never completed,
+    whatever its length.  Before the fix load failed ("unexpected format
+    version 0") or auto-recovery moved the segment aside."""
+    big_first_write(tmp_path)
+    r = load(tmp_path, auto)
+    assert indexes(r) == [1, 2, 3]
+    assert not (tmp_path / "open-1").exists()
+    assert not layout.list_dir(str(tmp_path)).corrupt_files
+
+
+def test_format_word_0_before_an_open_segment_holding_data_is_corruption(tmp_path):
+    """Review finding 2: the first write of open-1 cannot have been torn while
+    open-2 was written after it: corruption (libraft's auto-recovery rule:
+    open-1 and every later segment are moved aside)."""
+    big_first_write(tmp_path)
+    write(tmp_path, "open-2", FORMAT + b"".join(batches(5, [2])) + bytes(BLOCK))
+    with pytest.raises(CorruptError, match="format version 0.*open-2 after it holds data"):
+        load(tmp_path, False)
+    assert (tmp_path / "open-1").exists()
+    assert indexes(load(tmp_path, True)) == [1, 2, 3]
+    assert len(layout.list_dir(str(tmp_path)).corrupt_files) == 2
 
 
 def test_entries_that_contradict_the_snapshot_are_dropped(tmp_path, auto):

@@ -9,8 +9,6 @@ after the test).
 
 from __future__ import annotations
 
-import inspect
-import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from raftpy.core import raft as raft_module
 from raftpy.core.election import ElectionMixin
 from raftpy.core.replication import ReplicationMixin
+from raftpy.testing.mutation import mutated
 
 
 @dataclass(frozen=True)
@@ -70,15 +69,7 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
 
 
 def _mutated(edit: Edit) -> object:
-    function = getattr(edit.cls, edit.method)
-    source = textwrap.dedent(inspect.getsource(function))
-    assert source.count(edit.old) == 1, f"{edit.method}: the text to mutate is not there once"
-    namespace: dict[str, object] = {}
-    module = inspect.getmodule(function)
-    assert module is not None
-    exec(compile(source.replace(edit.old, edit.new), f"<mutant {edit.method}>", "exec"),
-         vars(module), namespace)
-    return namespace[edit.method]
+    return mutated(edit.cls, edit.method, edit.old, edit.new)
 
 
 def apply_mutant(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
