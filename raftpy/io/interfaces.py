@@ -1,4 +1,5 @@
-"""The I/O interfaces the Server drives: what a storage backend must provide.
+"""The I/O interfaces the Server drives: Storage (durable state) and Transport
+(messages to and from peers).
 
 May import: the standard library, raftpy.core (values).  These are
 ``typing.Protocol`` classes: any object with these methods works; the stock
@@ -25,17 +26,42 @@ libraft's ``raft_io`` (spec §1.10):
   one received from the leader: the log is replaced and the next append is at
   snapshot.index + 1.  At most one of the two at a time;
 - every failure is a ``raftpy.errors.RaftError``.
+
+Transport mirrors libraft's ``raft_uv_transport`` (spec §1.11, §4.1); the
+stock implementation is ``raftpy.io.tcp.TcpTransport`` (libraft's wire
+format), and ``raftpy.io.memory`` has one in memory for tests:
+
+- ``start(server_id, address, receive, send_failed)`` starts listening (on
+  the address, or the bind address the implementation was given) and
+  returns once it does; an address in use is a RaftError saying so.  From
+  then on every message received calls ``receive(from_id, from_address,
+  message)`` on the loop thread, in the order the peer sent them;
+- ``send(to_id, to_address, message)`` never blocks and never raises for a
+  peer's sake: it queues the message (connecting if need be) and returns.
+  A message that cannot be handed to the peer (no connection, the queue over
+  its limits, the connection lost with it unwritten) is reported, at once or
+  later, with ``send_failed(to_id, message)``, which the Server turns into
+  the core's SendFailed event;
+- a malformed byte stream from a peer closes that connection only (logged
+  with the reason) and never raises into the caller;
+- ``close()`` stops listening, closes every connection and drops what is
+  queued (no send_failed calls after it returns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from raftpy.core.configuration import Configuration
+from raftpy.core.messages import Message
 from raftpy.core.types import Entry
 
-__all__ = ["Storage", "LoadedState", "SnapshotLike"]
+__all__ = ["Storage", "LoadedState", "SnapshotLike", "Transport", "ReceiveCallback",
+           "SendFailedCallback"]
+
+ReceiveCallback = Callable[[int, str, Message], None]      # (from_id, from_address, message)
+SendFailedCallback = Callable[[int, Message], None]        # (to_id, message)
 
 
 class SnapshotLike(Protocol):
@@ -83,4 +109,14 @@ class Storage(Protocol):
     async def snapshot_put(self, trailing: int, snapshot: SnapshotLike) -> None: ...
     async def snapshot_install(self, snapshot: SnapshotLike) -> None: ...
     async def snapshot_get(self) -> SnapshotLike | None: ...
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Messages between this server and its peers (contract: module docstring)."""
+
+    async def start(self, server_id: int, address: str, receive: ReceiveCallback,
+                    send_failed: SendFailedCallback) -> None: ...
+    def send(self, to_id: int, to_address: str, message: Message) -> None: ...
     async def close(self) -> None: ...
