@@ -2,8 +2,8 @@
 
 May import: the standard library, lz4, raftpy._bindings, raftpy.core, raftpy.errors.
 Everything here is read-only or pure: the disk store (disk.py) and the
-``raftpy inspect`` command share it, and inspect must never change a
-directory.
+inspector (inspect.py, behind ``raftpy inspect``) share it, and inspect must
+never change a directory.
 
 Names are parsed the way libraft's scanf patterns do (quirk 9): numeric fields
 have a maximum width but no minimum, and the pattern must consume the whole
