@@ -4,8 +4,9 @@ May import: the standard library, raftpy.core (values), raftpy._bindings, raftpy
 
 Sending: ``encode_handshake`` once per outbound connection, then ``encode``
 per message; ``encode`` returns the frame as a list of buffers for
-``transport.writelines``: one header buffer, then the entry payloads or the
-snapshot data exactly as the message holds them (no concatenation copy).  It
+``transport.writelines``: one header buffer, then the entry payloads (empty
+ones included) or the snapshot data exactly as the message holds them (no
+concatenation copy).  It
 always sends libraft 0.18's header sizes (RequestVote 40, RequestVoteResult
 24, AppendEntriesResult 32 bytes), whatever ``version`` the message says.
 
@@ -168,9 +169,9 @@ def _enc_ae(m: AppendEntries) -> list[bytes | memoryview]:
     if not m.entries:
         return [_HEARTBEAT.pack(MessageType.APPEND_ENTRIES, AE_FIXED, m.term, m.prev_log_index,
                                 m.prev_log_term, m.leader_commit, 0, 0)]
-    head, payloads, _ = _bindings.encode_append_entries(
+    head, payloads = _bindings.encode_append_entries(
         m.term, m.prev_log_index, m.prev_log_term, m.leader_commit, m.entries)
-    return [head, *filter(len, payloads)]
+    return [head, *payloads]
 
 
 _ENCODERS: dict[type, Callable[[Message], list[bytes | memoryview]]] = {
