@@ -450,6 +450,8 @@ class EntryDecoder:
         size and, if buf holds the whole payload (from payload_at on), the entries
         with payloads as slices of buf.  MalformedError for an entry type outside
         1..3, an entry ending past the payload, or a payload over payload_max."""
+        if n == 0:                  # a heartbeat: nothing for C to do
+            return 0, []
         if n > (len(buf) - desc_at) // 16:
             raise MalformedError(f"{n} entry descriptors do not fit in the header")
         arrays = self._arrays
@@ -468,8 +470,6 @@ class EntryDecoder:
                                  f"{payload_max} bytes")
         if len(buf) - payload_at < size:
             return size, None
-        if n == 0:
-            return size, []
         return size, self._entries(arrays, buf[payload_at:payload_at + size], n)
 
     @staticmethod
