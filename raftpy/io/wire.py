@@ -24,7 +24,10 @@ into ``Reader.handshake``.  Rules it keeps:
   chunks is joined into one new buffer (one copy) and sliced from there.
   Hence the rule for callers: a chunk given to ``feed`` must never be
   mutated afterwards (the messages, and a partial frame, keep views of it).
-  asyncio's ``data_received`` hands over a fresh ``bytes`` each time.
+  asyncio's ``data_received`` hands over a fresh ``bytes`` each time.  The
+  other side of zero copy: one live payload view keeps its whole chunk (or
+  joined frame) alive; whoever keeps entries for long (a log held in memory)
+  holds those buffers.
 - Checks happen at three points of a frame, whatever the chunk boundaries:
   when its 16-byte preamble is in (zero header length, unknown type, header
   over the limit or too short for the type), when its header is in (entry
