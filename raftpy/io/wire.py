@@ -6,9 +6,9 @@ Sending: ``encode_handshake`` once per outbound connection, then ``encode``
 per message; ``encode`` returns the frame as a list of buffers for
 ``transport.writelines``: one header buffer, then the entry payloads (empty
 ones included) or the snapshot data exactly as the message holds them (no
-concatenation copy).  It
-always sends libraft 0.18's header sizes (RequestVote 40, RequestVoteResult
-24, AppendEntriesResult 32 bytes), whatever ``version`` the message says.
+concatenation copy).  It always sends libraft 0.18's header sizes
+(RequestVote 40, RequestVoteResult 24, AppendEntriesResult 32 bytes),
+whatever ``version`` the message says.
 
 Receiving: one ``Reader`` per accepted connection.  ``feed(chunk)`` returns
 the messages the chunk completes; the handshake comes first and is consumed
@@ -21,7 +21,8 @@ into ``Reader.handshake``.  Rules it keeps:
   a hostile length costs nothing.
 - A frame wholly inside one chunk is decoded in place: entry payloads and
   snapshot data are memoryview slices of the chunk.  Only a frame that spans
-  chunks is joined into one new buffer (one copy) and sliced from there.
+  chunks is joined into one new buffer (one copy) and sliced from there
+  (its pieces under 4 KiB are copied as they come, see ``Reader._add``).
   Hence the rule for callers: a chunk given to ``feed`` must never be
   mutated afterwards (the messages, and a partial frame, keep views of it).
   asyncio's ``data_received`` hands over a fresh ``bytes`` each time.  The
