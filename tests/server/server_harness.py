@@ -163,7 +163,9 @@ class Cluster:
 
     def __init__(self, root: str | os.PathLike[str], n: int = 3, config: Config = FAST,
                  machine: Callable[[], StateMachine] = Counter,
-                 timeline: Timeline | None = None) -> None:
+                 timeline: Timeline | None = None, server_class: type[Server] = Server
+                 ) -> None:
+        self.server_class = server_class
         self.root = os.fspath(root)
         self.n = n
         self.config = config
@@ -185,7 +187,7 @@ class Cluster:
         os.makedirs(path, exist_ok=True)
         storage = CountingStorage(DiskStore(path), i, self.timeline)
         transport = CountingTransport(self.network.transport(), i, self.timeline)
-        server = Server(i, self.address(i), path, self.machine(), config or self.config,
+        server = self.server_class(i, self.address(i), path, self.machine(), config or self.config,
                         storage=storage, transport=transport)
         self.servers[i], self.storages[i], self.transports[i] = server, storage, transport
         return server
