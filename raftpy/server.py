@@ -104,16 +104,33 @@ class _Raised:
 
 
 class _Request:
-    """A client request in flight: the core's opaque ``req`` token."""
+    """A client request in flight: the core's opaque ``req`` token, or for apply and
+    apply_many a member of a _Group (which is then the token)."""
 
-    __slots__ = ("future", "kind", "first", "return_exceptions")
+    __slots__ = ("future", "kind", "offset", "n", "return_exceptions")
 
     def __init__(self, future: asyncio.Future[Any], kind: int,
                  return_exceptions: bool = False) -> None:
         self.future = future
         self.kind = kind
-        self.first = 0                 # index of its first entry, once accepted
+        self.offset = 0                # its first command's place in its group
+        self.n = 0                     # its commands
         self.return_exceptions = return_exceptions
+
+
+class _Group:
+    """The proposals of one loop iteration, handed to the core as ONE Propose (its
+    ``req``): one append_local, one accepted/completed pair, however many
+    apply calls there were.  ``payloads`` is the Propose's list, extended while
+    that Propose is the last pending event."""
+
+    __slots__ = ("members", "payloads", "event", "first")
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        self.members: list[_Request] = []
+        self.payloads = payloads
+        self.event: Propose | None = None
+        self.first = 0                 # index of its first entry, once accepted
 
 
 class Server:
@@ -156,6 +173,7 @@ class Server:
         self._deadline_ms: int | None = None
         self._requests: set[_Request] = set()
         self._proposals = 0            # proposals submitted and not resolved
+        self._group: _Group | None = None     # the group the last pending event proposes
         self._results: dict[int, Any] = {}    # index -> apply result, while proposals wait
         self._writes: set[asyncio.Task[None]] = set()     # storage work in flight
         # take_snapshot callers: asked (their TakeSnapshot not yet stepped), and
@@ -300,8 +318,7 @@ class Server:
         """Replicate one command; return what the state machine's apply returned."""
         _check_command(command)
         req = self._request(_ONE)
-        self._proposals += 1
-        self._post(Propose(self._now_ms(), (command,), req))
+        self._propose(req, (command,))
         return await req.future
 
     async def apply_many(self, commands: Sequence[bytes], *,
@@ -315,8 +332,7 @@ class Server:
         for command in commands:
             _check_command(command)
         req = self._request(_MANY, return_exceptions)
-        self._proposals += 1
-        self._post(Propose(self._now_ms(), list(commands), req))
+        self._propose(req, commands)
         result: list[Any] = await req.future
         return result
 
@@ -353,6 +369,23 @@ class Server:
         self._snapshot_asked.append(waiter)
         self._post(TakeSnapshot(self._now_ms()))
         return await waiter
+
+    def _propose(self, req: _Request, commands: Sequence[bytes]) -> None:
+        """Add req's commands to this iteration's group, or start one (a new Propose
+        event) if another event was posted since."""
+        group = self._group
+        pending = self._pending
+        if group is None or not pending or pending[-1] is not group.event:
+            payloads: list[bytes] = []
+            group = _Group(payloads)
+            group.event = Propose(self._now_ms(), payloads, group)
+            self._group = group
+            self._post(group.event)
+        req.offset = len(group.payloads)
+        req.n = len(commands)
+        group.payloads.extend(commands)
+        group.members.append(req)
+        self._proposals += 1
 
     async def _submit(self, make: Callable[[_Request], Event]) -> Any:
         req = self._request(_OTHER)
@@ -417,6 +450,7 @@ class Server:
         if self._busy or self._closed or raft is None or not self._pending:
             return
         events, self._pending = self._pending, []
+        self._group = None
         if self._snapshot_asked:
             self._snapshot_waiters += self._snapshot_asked
             self._snapshot_asked = []
@@ -607,28 +641,33 @@ class Server:
                 results[index] = value
 
     def _resolve(self, u: Update) -> None:
-        for req, first in u.accepted:
-            req.first = first
-        for req, value in u.completed:
-            self._complete(req, value)
-        for req, error in u.failed:
-            self._fail(req, error)
+        for token, first in u.accepted:
+            if isinstance(token, _Group):
+                token.first = first
+        for token, value in u.completed:
+            if isinstance(token, _Group):
+                for req in token.members:
+                    self._complete_proposal(req, token.first + req.offset)
+            elif token in self._requests:
+                self._requests.discard(token)
+                if not token.future.done():
+                    token.future.set_result(value)
+        for token, error in u.failed:
+            for req in token.members if isinstance(token, _Group) else (token,):
+                self._fail(req, error)
         if not self._proposals and self._results:
             self._results.clear()
 
-    def _complete(self, req: _Request, value: Any) -> None:
+    def _complete_proposal(self, req: _Request, first: int) -> None:
+        """req's entries first..first+n-1 are applied: its results are in _results."""
         if req not in self._requests:
             return
         self._requests.discard(req)
-        future = req.future
-        if req.kind == _OTHER:
-            if not future.done():
-                future.set_result(value)
-            return
         self._proposals -= 1
+        future = req.future
         results = self._results
         if req.kind == _ONE:
-            result = results.pop(value, None)
+            result = results.pop(first, None)
             if future.done():
                 return
             if isinstance(result, _Raised):
@@ -636,7 +675,7 @@ class Server:
             else:
                 future.set_result(result)
             return
-        values = [results.pop(i, None) for i in range(req.first, value + 1)]
+        values = [results.pop(i, None) for i in range(first, first + req.n)]
         if future.done():
             return
         raised = [v.error for v in values if isinstance(v, _Raised)]

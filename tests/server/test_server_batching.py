@@ -10,7 +10,6 @@ from server_harness import Cluster, Timeline, cmd, machine_of
 
 from raftpy import Server
 from raftpy.core.events import Persisted
-
 from raftpy.core.messages import (
     AppendEntries,
     AppendEntriesResult,
