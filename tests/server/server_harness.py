@@ -197,7 +197,12 @@ class Cluster:
             server = self.make(i)
             if bootstrap:
                 await server.bootstrap(self.configuration)
-            await server.start()
+            await self.boot(server)
+
+    async def boot(self, server: Server) -> None:
+        """Start server and wait for its first batch (Start) to be carried out."""
+        await server.start()
+        await self.wait(lambda: server.state != State.UNAVAILABLE, f"{server.id} started")
 
     def alive(self) -> list[Server]:
         return [s for s in self.servers.values() if s.state != State.UNAVAILABLE]

@@ -121,7 +121,7 @@ def test_snapshot_and_install_on_a_lagging_server(tmp_path, run_loop):
         await c.wait(lambda: all(machine_of(c.servers[i]).snapshots for i in (1, 2)),
                      "snapshots on both")
         assert c.storages[leader.id].snapshots_put
-        await c.servers[3].start()
+        await c.boot(c.servers[3])
         try:
             await c.converge()
             third = machine_of(c.servers[3])
@@ -141,7 +141,7 @@ def test_add_assign_remove(tmp_path, run_loop):
             leader = await c.leader()
             await leader.apply_many([cmd(i) for i in range(5)])
             fourth = c.make(4)
-            await fourth.start()                      # empty: waits to be added
+            await c.boot(fourth)                      # empty: waits to be added
             await leader.add(4, c.address(4))
             await leader.assign(4, Role.VOTER)
             conf = leader.raft.configuration
@@ -184,6 +184,7 @@ def test_barrier(tmp_path, run_loop):
         try:
             leader = await c.leader()
             applies = [asyncio.ensure_future(leader.apply(cmd(i))) for i in range(50)]
+            await asyncio.sleep(0)                   # the tasks submit their applies
             index = await leader.barrier()
             assert machine_of(leader).count == 50     # applied before the barrier was
             assert leader.last_applied >= index
