@@ -1,6 +1,6 @@
 """Server benchmark: applies per second through three in-process raftpy Servers.
 
-    python benchmarks/server.py [--dir DIR] [--seconds S] [--loop uvloop|asyncio]
+    python benchmarks/server.py [--dir DIR] [--seconds S] [--loop uvloop|asyncio|both]
                                 [--json] [--quick]
 
 Three ``raftpy.Server`` objects on one event loop, each with a real DiskStore
@@ -12,7 +12,8 @@ and 1024 applies in flight (that many clients, each awaiting its apply then
 sending the next) it reports applies/s committed and applied on the leader,
 p50/p99 latency from ``apply()`` to its result, and how well the shell batches:
 entries per leader Storage.append and AppendEntries per follower per 1,000
-applies.  A last case sends batches of 1024 through ``apply_many``.
+applies.  A last case sends batches of 1024 through ``apply_many``.  By
+default it runs on uvloop and on the plain asyncio loop.
 """
 
 from __future__ import annotations
@@ -142,18 +143,19 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--dir", default=None, help="directory on the disk to use")
     p.add_argument("--seconds", type=float, default=3.0, help="per case")
-    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default="both")
     args = p.parse_args()
     seconds = 0.3 if args.quick else args.seconds
     report = Report("3 in-process Servers, memory transport, DiskStore, 8-byte commands",
                     args.json)
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-bench-") as root:
-        coro = bench(root, seconds, report, args.loop)
-        if args.loop == "uvloop":
-            import uvloop
-            uvloop.run(coro)
-        else:
-            asyncio.run(coro)
+    for kind in ("uvloop", "asyncio") if args.loop == "both" else (args.loop,):
+        with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-bench-") as root:
+            coro = bench(root, seconds, report, kind)
+            if kind == "uvloop":
+                import uvloop
+                uvloop.run(coro)
+            else:
+                asyncio.run(coro)
     report.print_table()
 
 
