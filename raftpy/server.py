@@ -181,6 +181,7 @@ class Server:
         self._snapshot_asked: list[asyncio.Future[int]] = []
         self._snapshot_waiters: list[asyncio.Future[int]] = []
         self._snapshot_index = 0       # the snapshot being taken (0: none)
+        self._machine_snapshot: asyncio.Future[Any] | None = None   # an async snapshot()
         self._durable = (0, 0)         # term and vote as last written
         self._storage_open = False
         self._closed = False
@@ -242,6 +243,8 @@ class Server:
             self._finish(raft.step(Close(self._now_ms())), io=False)
             await self.transport.close()
         self._set_timer(None)
+        if self._machine_snapshot is not None:
+            self._machine_snapshot.cancel()
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         for waiter in self._snapshot_waiters + self._snapshot_asked:
@@ -592,6 +595,10 @@ class Server:
             data = self.state_machine.snapshot()
             if inspect.iscoroutine(data):
                 data = _start_eagerly(data)
+            if inspect.isawaitable(data):
+                # A task of its own, so that close can cancel a state machine
+                # that never finishes its snapshot.
+                data = self._machine_snapshot = asyncio.ensure_future(_awaited(data))
         except Exception as exc:
             log.warning("server %d: snapshot at %d failed: %s", self.id, request.index, exc)
             data = None
@@ -601,7 +608,10 @@ class Server:
         taken: bytes | memoryview | None = None
         try:
             if data is not None and not isinstance(data, bytes | bytearray | memoryview):
-                data = await data
+                try:
+                    data = await data
+                finally:
+                    self._machine_snapshot = None
             if data is not None:
                 taken = bytes(data)
                 await self.storage.snapshot_put(self.config.snapshot_trailing,
@@ -736,6 +746,10 @@ class _StoredSnapshot:
 def _for_storage(snapshot: Snapshot, data: bytes) -> _StoredSnapshot:
     return _StoredSnapshot(snapshot.term, snapshot.index, snapshot.configuration,
                            snapshot.configuration_index, data)
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
 
 
 async def _maybe_await(value: object) -> None:

@@ -17,8 +17,10 @@ loop thread, in log order; the rules they may rely on and must keep:
   returns the bytes, or an awaitable of them (e.g. a coroutine: ``async def
   snapshot``), which the Server awaits while the loop keeps serving and
   applying (libraft's non-blocking fsm v3).  A coroutine is run at once up
-  to its first ``await``: copy (or freeze) what the snapshot needs before
-  that first await; later entries may be applied while it is suspended.
+  to its first ``await`` (as Python 3.12's eager tasks do; that first step
+  runs outside any task, so ``asyncio.current_task()`` is None there): copy
+  (or freeze) what the snapshot needs before that first await; later entries
+  may be applied while it is suspended.  Closing the server cancels it.
   Returning ``None`` (or raising) means "not now": no snapshot is written
   and the server asks again after a later apply pass (libraft's RAFT_BUSY).
 - ``restore(data)`` replaces the whole state with a snapshot's (at start, from

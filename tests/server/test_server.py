@@ -416,3 +416,46 @@ def test_trace_lines_from_the_environment(tmp_path):
                             os.path.dirname(__file__)], env=env, capture_output=True,
                            text=True, timeout=60)
     assert quiet.returncode == 0 and "became leader" not in quiet.stderr, quiet.stderr
+
+
+def test_close_cancels_a_snapshot_that_never_finishes(tmp_path, run_loop):
+    async def go():
+        SlowSnapshotCounter.release = asyncio.Event()       # never set
+        SlowSnapshotCounter.started = asyncio.Event()
+        c = Cluster(tmp_path, machine=SlowSnapshotCounter)
+        await c.start()
+        leader = await c.leader()
+        await leader.apply(cmd(1))
+        taking = asyncio.ensure_future(leader.take_snapshot())
+        await SlowSnapshotCounter.started.wait()
+        await c.close()                                      # bounded by run()'s limit
+        with pytest.raises(ShutdownError):
+            await taking
+        assert c.storages[leader.id].snapshots_put == []
+    run(run_loop, go, limit=20)
+
+
+def test_async_with_starts_and_closes(tmp_path, run_loop):
+    async def go():
+        path = str(tmp_path / "one")
+        os.makedirs(path)
+        conf = raftpy.Configuration.of((1, "127.0.0.1:9001"))
+        machine = Counter()
+        server = Server(1, "127.0.0.1:9001", path, machine, FAST,
+                        transport=MemoryNetwork().transport())
+        await server.bootstrap(conf)
+        async with server as s:
+            assert s is server
+            while s.state != State.LEADER:
+                await s.changed()
+            assert await s.apply(cmd(7)) == 1
+            assert s.leader == (1, "127.0.0.1:9001")
+        assert server.state == State.UNAVAILABLE
+        with pytest.raises(ShutdownError):
+            await server.apply(cmd(8))
+        async with Server(1, "127.0.0.1:9001", path, Counter(), FAST,
+                          transport=MemoryNetwork().transport()) as again:
+            while again.state != State.LEADER:
+                await again.changed()
+            assert await again.apply(cmd(8)) == 2            # replayed from the default store
+    run(run_loop, go)
