@@ -459,3 +459,76 @@ def test_async_with_starts_and_closes(tmp_path, run_loop):
                 await again.changed()
             assert await again.apply(cmd(8)) == 2            # replayed from the default store
     run(run_loop, go)
+
+
+def test_restart_from_a_snapshot(tmp_path, run_loop):
+    config = Config(election_timeout_ms=300, heartbeat_timeout_ms=30, snapshot_threshold=16,
+                    snapshot_trailing=4)
+
+    async def go():
+        c = Cluster(tmp_path, config=config)
+        await c.start()
+        leader = await c.leader()
+        for k in range(5):
+            await leader.apply_many([cmd(10 * k + i) for i in range(10)])
+        await c.converge()
+        await c.wait(lambda: all(s.raft.snapshot is not None for s in c.servers.values()),
+                     "a snapshot everywhere")
+        state = machine_of(leader).state()
+        await c.close()
+        c2 = Cluster(tmp_path, config=config)
+        await c2.start(bootstrap=False)
+        try:
+            assert all(machine_of(s).restores == 1 for s in c2.servers.values())
+            leader = await c2.leader()
+            assert await leader.apply(cmd(1000)) == state[0] + 1
+            await c2.converge()
+            assert len({machine_of(s).state() for s in c2.servers.values()}) == 1
+        finally:
+            await c2.close()
+    run(run_loop, go)
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_default_io_three_servers_over_tcp(tmp_path, run_loop):
+    """The defaults: DiskStore(data_dir) and TcpTransport(config) on loopback."""
+    pytest.importorskip("raftpy.io.tcp", reason="raftpy.io.tcp (branch tcp) not merged yet")
+
+    async def go():
+        ports = free_ports(3)
+        members = [(i + 1, f"127.0.0.1:{port}") for i, port in enumerate(ports)]
+        conf = raftpy.Configuration.of(*members)
+        servers = []
+        for server_id, address in members:
+            path = tmp_path / str(server_id)
+            path.mkdir()
+            server = Server(server_id, address, path, Counter(), FAST)
+            await server.bootstrap(conf)
+            await server.start()
+            servers.append(server)
+        try:
+            while not any(s.state == State.LEADER for s in servers):
+                await asyncio.wait([asyncio.ensure_future(s.changed()) for s in servers],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            leader = next(s for s in servers if s.state == State.LEADER)
+            assert await leader.apply_many([cmd(i) for i in range(100)]) == list(
+                range(1, 101))
+            while not all(s.last_applied == leader.commit_index for s in servers):
+                await asyncio.wait([asyncio.ensure_future(s.changed()) for s in servers],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            assert len({s.state_machine.state() for s in servers}) == 1
+        finally:
+            for server in servers:
+                await server.close()
+    run(run_loop, go)
