@@ -17,7 +17,9 @@ from raftpy.core.messages import Message
 from raftpy.io.disk import DiskStore
 from raftpy.io.memory import MemoryNetwork
 
-FAST = Config(election_timeout_ms=300, heartbeat_timeout_ms=30)
+# Short timeouts keep tests quick; long enough that a loop stalled by a busy
+# machine (the whole suite on 2 cores) does not start spurious elections.
+FAST = Config(election_timeout_ms=500, heartbeat_timeout_ms=50)
 
 
 def cmd(i: int) -> bytes:
