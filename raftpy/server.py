@@ -83,7 +83,7 @@ from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer, tracer_from_env
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
-from raftpy.errors import BusyError, InvalidError, NotLeaderError, ShutdownError
+from raftpy.errors import BusyError, InvalidError, NotLeaderError, RaftError, ShutdownError
 from raftpy.io.interfaces import SnapshotLike, Storage, Transport
 from raftpy.state_machine import StateMachine
 
@@ -185,6 +185,7 @@ class Server:
         self._durable = (0, 0)         # term and vote as last written
         self._storage_open = False
         self._closed = False
+        self._error: RaftError | None = None    # an internal error stopped the server
         self._watchers: list[asyncio.Future[None]] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -366,6 +367,8 @@ class Server:
         applied, installing one, unavailable)."""
         if self._closed:
             raise ShutdownError()
+        if self._error is not None:
+            raise self._error
         if self._raft is None:
             raise NotLeaderError("take_snapshot: the server is not started")
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -398,6 +401,8 @@ class Server:
     def _request(self, kind: int, return_exceptions: bool = False) -> _Request:
         if self._closed:
             raise ShutdownError()
+        if self._error is not None:
+            raise self._error
         if self._raft is None:
             raise NotLeaderError("the server is not started")
         if len(self._requests) >= self.config.pending_requests_max:
@@ -418,7 +423,7 @@ class Server:
         return self._clock_ms
 
     def _post(self, event: Event) -> None:
-        if self._closed:
+        if self._closed or self._error is not None:
             return
         self._pending.append(event)
         self._schedule()
@@ -450,14 +455,28 @@ class Server:
     def _drain(self) -> None:
         self._scheduled = False
         raft = self._raft
-        if self._busy or self._closed or raft is None or not self._pending:
+        if self._busy or self._closed or self._error is not None or raft is None \
+                or not self._pending:
             return
         events, self._pending = self._pending, []
         self._group = None
         if self._snapshot_asked:
             self._snapshot_waiters += self._snapshot_asked
             self._snapshot_asked = []
-        self._carry_out(raft.step_all(events))
+        try:
+            self._carry_out(raft.step_all(events))
+        except Exception as exc:
+            self._broken(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        """A bug in the core, the shell or a transport: say so loudly and fail what
+        waits, instead of leaving requests hanging on a server that stopped."""
+        log.exception("server %d: internal error; the server stops", self.id)
+        error = RaftError(f"internal error: {exc!r}")
+        for req in list(self._requests):
+            self._fail(req, error)
+        self._resolve_snapshot_waiters(0)
+        self._error = error             # nothing more is stepped; close() still cleans up
 
     def _carry_out(self, u: Update) -> None:
         if u.hard_state is not None:
@@ -478,13 +497,16 @@ class Server:
         raft = self._raft
         if self._closed or raft is None:
             return
-        if error is None:
-            self._finish(u, io=True)
-        else:
-            log.error("server %d: could not persist term/vote: %s", self.id, error)
-            self._trace(f"term/vote write failed: {error}")
-            self._finish(u, io=False)
-            self._finish(raft.step(HardStateFailed(self._now_ms(), error)), io=False)
+        try:
+            if error is None:
+                self._finish(u, io=True)
+            else:
+                log.error("server %d: could not persist term/vote: %s", self.id, error)
+                self._trace(f"term/vote write failed: {error}")
+                self._finish(u, io=False)
+                self._finish(raft.step(HardStateFailed(self._now_ms(), error)), io=False)
+        except Exception as exc:
+            self._broken(exc)
         self._schedule()
 
     async def _persist_hard_state(self, term: int, voted_for: int) -> None:

@@ -533,3 +533,66 @@ def test_default_io_three_servers_over_tcp(tmp_path, run_loop):
             for server in servers:
                 await server.close()
     run(run_loop, go)
+
+
+class BrokenTransport:
+    """A transport with a bug: send raises once armed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.armed = False
+
+    async def start(self, *args):
+        await self.inner.start(*args)
+
+    def send(self, to_id, to_address, message):
+        if self.armed:
+            raise RuntimeError("transport bug")
+        self.inner.send(to_id, to_address, message)
+
+    async def close(self):
+        await self.inner.close()
+
+
+def test_an_internal_error_fails_requests_instead_of_hanging(tmp_path, run_loop, caplog):
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            broken = BrokenTransport(c.transports[leader.id].inner)
+            c.transports[leader.id].inner = broken
+            broken.armed = True
+            with pytest.raises(raftpy.RaftError, match="internal error.*transport bug"):
+                await leader.apply(cmd(1))
+            with pytest.raises(raftpy.RaftError, match="internal error"):
+                await leader.apply(cmd(2))
+        finally:
+            await c.close()                                  # still closes cleanly
+    run(run_loop, go)
+    assert "internal error; the server stops" in caplog.text
+
+
+def test_a_new_server_added_after_compaction_catches_up_by_snapshot(tmp_path, run_loop):
+    config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50, snapshot_threshold=16,
+                    snapshot_trailing=4)
+
+    async def go():
+        c = Cluster(tmp_path, config=config)
+        await c.start()
+        try:
+            leader = await c.leader()
+            for k in range(6):
+                await leader.apply_many([cmd(10 * k + i) for i in range(10)])
+            await c.wait(lambda: leader.raft.log.offset > 1, "the leader's log compacted")
+            fourth = c.make(4)
+            await c.boot(fourth)                             # empty, never bootstrapped
+            await leader.add(4, c.address(4))
+            await leader.assign(4, Role.VOTER)
+            await c.converge()
+            assert machine_of(fourth).restores >= 1          # InstallSnapshot, then entries
+            assert machine_of(fourth).state() == machine_of(leader).state()
+            assert machine_of(fourth).count == 60
+        finally:
+            await c.close()
+    run(run_loop, go)
