@@ -45,6 +45,7 @@ Transport and the user's StateMachine, all on one event loop.  Rules kept:
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import os
@@ -92,6 +93,7 @@ __all__ = ["Server"]
 log = logging.getLogger(__name__)
 
 _ONE, _MANY, _OTHER = 0, 1, 2          # kinds of request
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class _Raised:
@@ -685,8 +687,13 @@ class Server:
                 if not token.future.done():
                     token.future.set_result(value)
         for token, error in u.failed:
-            for req in token.members if isinstance(token, _Group) else (token,):
-                self._fail(req, error)
+            if isinstance(token, _Group):
+                head, *others = token.members
+                self._fail(head, error)
+                for req in others:          # each raise gets its own traceback
+                    self._fail(req, copy.copy(error))
+            else:
+                self._fail(token, error)
         if not self._proposals and self._results:
             self._results.clear()
 
@@ -739,7 +746,7 @@ def _resolve_all(futures: list[asyncio.Future[int]], value: int) -> None:
 
 
 def _check_command(command: bytes) -> None:
-    if not isinstance(command, bytes | bytearray | memoryview):
+    if type(command) is not bytes and not isinstance(command, _BYTES_LIKE):
         raise InvalidError(f"a command is bytes, not {type(command).__name__}")
     if len(command) % 8:
         # libraft's segments and wire carry entry payloads of whole 8-byte words

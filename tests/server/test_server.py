@@ -76,6 +76,11 @@ def test_apply_on_follower_names_the_leader(tmp_path, run_loop):
             assert str(leader.id) in str(info.value) and leader.address in str(info.value)
             assert info.value.code == 7
             assert follower.leader == (leader.id, leader.address)
+            # concurrent applies go to the core as one Propose: each fails on its own
+            errors = await asyncio.gather(*[follower.apply(cmd(i)) for i in range(3)],
+                                          return_exceptions=True)
+            assert all(isinstance(e, NotLeaderError) and e.leader_id == leader.id
+                       for e in errors) and len({id(e) for e in errors}) == 3
         finally:
             await c.close()
     run(run_loop, go)
