@@ -601,3 +601,31 @@ def test_a_new_server_added_after_compaction_catches_up_by_snapshot(tmp_path, ru
         finally:
             await c.close()
     run(run_loop, go)
+
+
+def test_recover_a_lost_majority(tmp_path, run_loop):
+    """raft_recover on the one survivor: it forces a configuration of itself and
+    leads alone, with everything it had."""
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        leader = await c.leader()
+        await leader.apply_many([cmd(i) for i in range(10)])
+        await c.converge()
+        await c.close()
+        survivor = c.make(1)
+        await c.boot(survivor)
+        with pytest.raises(BusyError):                   # only a stopped server recovers
+            await survivor.recover(c.configuration)
+        await survivor.close()
+        survivor = c.make(1)
+        index = await survivor.recover(raftpy.Configuration.of((1, c.address(1))))
+        assert index > 10
+        await c.boot(survivor)
+        try:
+            await c.wait(lambda: survivor.state == State.LEADER, "the survivor leads")
+            assert await survivor.apply(cmd(10)) == 11
+            assert survivor.raft.configuration.voter_ids == (1,)
+        finally:
+            await survivor.close()
+    run(run_loop, go)
