@@ -1,15 +1,24 @@
 """raftpy: Raft consensus for Python, compatible with libraft's formats.
 
-The public surface grows with the project; today it holds the error classes
-(with libraft's codes) and the log entry types.  The C engine is reached
+The public surface: ``Server`` (the asyncio shell), ``StateMachine`` (what the
+user replicates), ``Config`` (libraft's tunables and raftpy's limits),
+``Configuration``/``Role`` (cluster membership), ``State``, the log entry
+types and the error classes (with libraft's codes).  The C engine is reached
 through ``raftpy._bindings``; the sans-I/O algorithm lives in ``raftpy.core``.
+
+May import: every raftpy module (it only re-exports).
 """
 
 from raftpy import errors as _errors
-from raftpy.core.types import Entry, EntryType
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration, Role
+from raftpy.core.types import Entry, EntryType, State
 from raftpy.errors import *  # noqa: F403  (the error classes are public API)
+from raftpy.server import Server
+from raftpy.state_machine import StateMachine
 
 __version__ = "0.1.0"
 
-__all__ = ["Entry", "EntryType", "__version__"]
+__all__ = ["Server", "StateMachine", "Config", "Configuration", "Role", "State", "Entry",
+           "EntryType", "__version__"]
 __all__ += _errors.__all__

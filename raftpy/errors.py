@@ -85,6 +85,10 @@ class NotLeaderError(RaftError):
 
     def __init__(self, message: str | None = None, leader_id: int = 0,
                  leader_address: str | None = None) -> None:
+        if message is None:
+            message = self.default_message + (
+                f" (the leader is {leader_id} at {leader_address})" if leader_id
+                else " (no leader known)")
         super().__init__(message)
         self.leader_id = leader_id
         self.leader_address = leader_address
