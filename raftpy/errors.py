@@ -51,7 +51,6 @@ BadIdError = _make("BadIdError", 2, "server ID is not valid")
 DuplicateIdError = _make("DuplicateIdError", 3, "server ID already in use")
 DuplicateAddressError = _make("DuplicateAddressError", 4, "server address already in use")
 BadRoleError = _make("BadRoleError", 5, "server role is not valid")
-MalformedError = _make("MalformedError", 6, "encoded data is malformed")
 LeadershipLostError = _make("LeadershipLostError", 8, "server has lost leadership")
 ShutdownError = _make("ShutdownError", 9, "server is shutting down")
 CantBootstrapError = _make("CantBootstrapError", 10, "bootstrap only works on new clusters")
@@ -68,6 +67,14 @@ InvalidError = _make("InvalidError", 20, "Invalid parameter")
 UnauthorizedError = _make("UnauthorizedError", 21, "No access to resource")
 NoSpaceError = _make("NoSpaceError", 22, "Not enough disk space")
 TooManyError = _make("TooManyError", 23, "System or raft limit met or exceeded")
+
+
+class MalformedError(RaftError):
+    """RAFT error 6: encoded data is malformed (a real class: raftpy.io.wire.WireError
+    subclasses it, which mypy cannot check for the classes _make builds)."""
+
+    code = 6
+    default_message = "encoded data is malformed"
 
 
 class NotLeaderError(RaftError):
