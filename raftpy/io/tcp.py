@@ -32,7 +32,8 @@ Rules kept:
   attempt failed (as libraft, all but the newest 3 queued, spec §4.1);
   written into a connection's write buffer but still there, wholly or in
   part, when the connection was lost; queued on a client torn down by an
-  address change.  Each is counted in ``stats`` and logged at DEBUG with the
+  address change; refused by the wire encoder (a WireError: the caller's
+  bug, also logged as a warning).  Each is counted in ``stats`` and logged at DEBUG with the
   peer and the reason.  A message in the kernel's buffer when the
   connection breaks is lost without a report, as in libraft.
 - After a failed connect or a lost connection the client waits
@@ -77,6 +78,7 @@ QUEUE_FULL = "queue full"
 NO_CONNECTION = "no connection"
 CONNECTION_LOST = "connection lost"
 ADDRESS_CHANGED = "address changed"
+NOT_ENCODABLE = "not encodable"
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -233,10 +235,17 @@ class _Peer:
             batch_bytes = 0
             while queue and (not batch or batch_bytes + queue[0][1] <= room):
                 item = queue.popleft()
+                self.queue_bytes -= item[1]
+                try:
+                    parts.extend(encode(item[0]))
+                except WireError as exc:     # the caller's bug: report it, send the rest
+                    _log.warning("send to %r: cannot encode %s: %s", self, item[0], exc)
+                    self.owner.fail(self, item[0], NOT_ENCODABLE)
+                    continue
                 batch.append(item)
                 batch_bytes += item[1]
-                parts.extend(encode(item[0]))
-            self.queue_bytes -= batch_bytes
+            if not batch:
+                continue
             stats.messages_sent += len(batch)
             stats.bytes_sent += batch_bytes
             transport.writelines(parts)       # may call pause_writing at once
@@ -375,15 +384,20 @@ class _Inbound(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        stats = self.owner.stats
-        stats.bytes_received += len(data)
+        self.owner.stats.bytes_received += len(data)
         try:
             messages = self.reader.feed(data)
         except WireError as exc:
+            self.deliver(exc.messages)        # what came before the damage
             self.malformed(str(exc))
             return
+        if messages:
+            self.deliver(messages)
+
+    def deliver(self, messages: list[Message]) -> None:
         if not messages:
             return
+        stats = self.owner.stats
         if not self.from_address:
             handshake = self.reader.handshake
             assert handshake is not None
@@ -444,7 +458,7 @@ class TcpTransport:
         self.closed = False
         self.inbound: set[_Inbound] = set()
         self.handshake = b""
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._peers: dict[int, _Peer] = {}
         self._dirty: list[_Peer] = []

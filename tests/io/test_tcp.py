@@ -382,19 +382,45 @@ def truncated() -> bytes:
     return handshake_then(frame[:-10])
 
 
-BAD_INPUTS = {
-    "garbage": (b"\xde\xad\xbe\xef" * 64, "protocol"),
-    "bad handshake protocol": (struct.pack("<QQQ", 2, 7, 8) + b"x:1\0\0\0\0\0", "protocol"),
-    "garbage after the handshake": (handshake_then(b"\xff" * 64), ""),
-    "truncated frame then EOF": (truncated(), "middle of a frame"),
-    "huge declared header length": (huge_header(), ""),
-    "EOF in the handshake": (wire.encode_handshake(7, "127.0.0.1:1")[:20], "before the handshake"),
+def huge_entry() -> bytes:
+    """An AppendEntries announcing one entry of 4 GiB - 1 (over the 1 GiB payload limit)."""
+    head = struct.pack("<7Q", 1, 48 + 16, 1, 0, 0, 0, 1)
+    return handshake_then(head + struct.pack("<QB3xI", 1, 1, 0xFFFFFFFF) + bytes(8))
+
+
+def huge_snapshot() -> bytes:
+    """An InstallSnapshot announcing 2^60 bytes of data."""
+    frame = bytearray(wire.encode(InstallSnapshot(1, 1, 1, 1, CONF, b""))[0])
+    conf_len = struct.unpack_from("<Q", frame, 16 + 32)[0]
+    struct.pack_into("<Q", frame, 16 + 40 + conf_len, 1 << 60)
+    return handshake_then(bytes(frame))
+
+
+UNKNOWN_TYPE = struct.pack("<QQ", 99, 8) + bytes(8)
+
+
+def good_then_garbage() -> bytes:
+    return handshake_then(b"".join(wire.encode(TimeoutNow(7, 7, 7))) + UNKNOWN_TYPE)
+
+
+BAD_INPUTS = {     # bytes, words the warning has, messages delivered before the damage
+    "garbage": (b"\xde\xad\xbe\xef" * 64, "protocol", 0),
+    "bad handshake protocol": (struct.pack("<QQQ", 2, 7, 8) + b"x:1\0\0\0\0\0", "protocol", 0),
+    "garbage after the handshake": (handshake_then(b"\xff" * 64), "exceeds the limit", 0),
+    "unknown message type": (handshake_then(UNKNOWN_TYPE), "unknown message type", 0),
+    "a good frame then garbage": (good_then_garbage(), "unknown message type", 1),
+    "truncated frame then EOF": (truncated(), "middle of a frame", 0),
+    "huge declared header length": (huge_header(), "exceeds the limit", 0),
+    "huge declared entry": (huge_entry(), "exceeds the limit", 0),
+    "huge declared snapshot": (huge_snapshot(), "exceeds the limit", 0),
+    "EOF in the handshake": (wire.encode_handshake(7, "127.0.0.1:1")[:20], "before the handshake",
+                             0),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_a_malformed_stream_closes_that_connection_only(run_loop, case, caplog):
-    data, reason = BAD_INPUTS[case]
+    data, reason, delivered = BAD_INPUTS[case]
 
     async def body():
         a = await Node(1, f"127.0.0.1:{free_port()}").start()
@@ -418,8 +444,10 @@ def test_a_malformed_stream_closes_that_connection_only(run_loop, case, caplog):
                              "the malformed count")
             assert len(b.transport.inbound) == 1      # a's connection is still there
             a.send(b, TimeoutNow(2, 2, 2))
-            await b.wait_received(2)
-            assert [m for _, _, m in b.received] == [TimeoutNow(1, 1, 1), TimeoutNow(2, 2, 2)]
+            await b.wait_received(2 + delivered)
+            assert [m for f, _, m in b.received if f == 1] == [TimeoutNow(1, 1, 1),
+                                                                 TimeoutNow(2, 2, 2)]
+            assert [m for f, _, m in b.received if f == 7] == [TimeoutNow(7, 7, 7)] * delivered
             writer.close()
         finally:
             await a.close()
@@ -606,3 +634,25 @@ def test_close_is_idempotent_and_reports_nothing_after(run_loop):
         with pytest.raises(InvalidError):
             await a.transport.start(1, a.address, a._receive, a._failed)
     run(run_loop, body)
+
+
+def test_a_message_the_wire_refuses_is_reported_and_the_rest_sent(run_loop, caplog):
+    async def body():
+        a = await Node(1, f"127.0.0.1:{free_port()}").start()
+        b = await Node(2, f"127.0.0.1:{free_port()}").start()
+        bad = AppendEntries(1, 0, 0, 0, [Entry(1, 9, b"x" * 8)])        # entry type 9
+        try:
+            a.send(b, TimeoutNow(1, 0, 0))
+            a.send(b, bad)
+            a.send(b, TimeoutNow(2, 0, 0))
+            await b.wait_received(2)
+            await wait_until(lambda: a.failed, "the report")
+            assert a.failed == [(2, bad)]
+            assert [m.term for _, _, m in b.received] == [1, 2]
+            assert a.transport.stats.dropped_by_reason == {"not encodable": 1}
+        finally:
+            await a.close()
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
+        run(run_loop, body)
+    assert any("cannot encode" in r.getMessage() for r in caplog.records)
