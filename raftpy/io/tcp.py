@@ -206,6 +206,9 @@ class _Peer:
             stats.peak_queue_bytes = self.queue_bytes
         if self.writable:
             if not self.dirty:
+                # Write-through: the first message of a loop iteration goes out at
+                # once (no added latency); later ones wait for one batched write.
+                self.flush()
                 self.dirty = True
                 owner.schedule_flush(self)
         elif self.transport is None and self.connect_task is None and self.retry_handle is None:
