@@ -105,7 +105,9 @@ def parse_address(address: str) -> tuple[str, int]:
 class TransportStats:
     """Counters of one TcpTransport (read them; the transport updates them)."""
 
-    messages_sent: int = 0            # handed to a socket (written, or in its write buffer)
+    # Handed to a socket (written, or in its write buffer; one still in the
+    # buffer when its connection is lost is also counted in send_failed).
+    messages_sent: int = 0
     bytes_sent: int = 0               # frame bytes of those (handshakes not counted)
     messages_received: int = 0
     bytes_received: int = 0           # every byte read from accepted connections
@@ -116,6 +118,7 @@ class TransportStats:
     connections_lost: int = 0         # outbound connections that broke or were closed by the peer
     connections_accepted: int = 0
     connections_closed_malformed: int = 0   # accepted connections closed for bad input
+    connections_read_errors: int = 0  # accepted connections closed by a read error
     bytes_discarded: int = 0          # bytes a peer wrote on one of our outbound connections
     peak_queue_messages: int = 0      # the most any client's queue held
     peak_queue_bytes: int = 0
@@ -369,7 +372,8 @@ class _Inbound(asyncio.Protocol):
         self.closed = False
 
     def __repr__(self) -> str:
-        who = f" (server {self.from_id}, {self.from_address})" if self.from_address else ""
+        handshake = self.reader.handshake
+        who = f" (server {handshake[0]}, {handshake[1]})" if handshake is not None else ""
         return f"connection from {self.peer}{who}"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -407,7 +411,10 @@ class _Inbound(asyncio.Protocol):
             self.from_id, self.from_address = handshake
         stats.messages_received += len(messages)
         receive, from_id, from_address = self.owner.receive, self.from_id, self.from_address
+        owner = self.owner
         for i, message in enumerate(messages):
+            if owner.closed:              # the callback closed the transport
+                return
             try:
                 receive(from_id, from_address, message)
             except Exception:
@@ -415,7 +422,7 @@ class _Inbound(asyncio.Protocol):
                 _log.exception("receive callback failed on message %d from %r", i, self)
 
     def eof_received(self) -> bool | None:
-        if self.reader.handshake is None:
+        if self.reader.handshake is None and self.reader.buffered_bytes:
             self.malformed("end of stream before the handshake")
         elif self.reader.buffered_bytes:
             self.malformed(f"end of stream in the middle of a frame "
@@ -427,7 +434,8 @@ class _Inbound(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.inbound.discard(self)
         if exc is not None and not self.closed:
-            self.malformed(f"read error: {_reason(exc)}")
+            self.owner.stats.connections_read_errors += 1
+            _log.warning("%r: read error: %s; closed", self, _reason(exc))
         self.closed = True
 
     def malformed(self, reason: str) -> None:
@@ -540,6 +548,7 @@ class TcpTransport:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        tasks = [p.connect_task for p in self._peers.values() if p.connect_task is not None]
         for peer in self._peers.values():
             peer.close(None)
         self._peers.clear()
@@ -549,7 +558,9 @@ class TcpTransport:
         self.inbound.clear()
         if server is not None:
             await server.wait_closed()
-        # Let the aborted transports run their connection_lost callbacks.
+        # Let the cancelled connects end and the aborted transports run
+        # their connection_lost callbacks (which do nothing now).
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0)
 
     # Internal: batching writes and reporting failures -------------------

@@ -656,3 +656,32 @@ def test_a_message_the_wire_refuses_is_reported_and_the_rest_sent(run_loop, capl
     with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
         run(run_loop, body)
     assert any("cannot encode" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_connection_is_quiet_and_a_reset_is_a_read_error(run_loop, caplog):
+    async def body():
+        b = await Node(2, f"127.0.0.1:{free_port()}").start()
+        port = int(b.address.split(":")[1])
+        try:
+            # a probe that connects and closes without a byte: no warning
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await wait_until(lambda: b.transport.stats.connections_accepted == 1
+                             and not b.transport.inbound, "the probe's close")
+            # a peer that resets the connection after its handshake
+            raw = socket.create_connection(("127.0.0.1", port))
+            raw.sendall(wire.encode_handshake(7, "127.0.0.1:1"))
+            await wait_until(lambda: len(b.transport.inbound) == 1, "the second connection")
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.close()
+            await wait_until(lambda: not b.transport.inbound, "the reset")
+            stats = b.transport.stats
+            assert stats.connections_read_errors == 1
+            assert stats.connections_closed_malformed == 0
+        finally:
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
+        run(run_loop, body)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "read error" in warnings[0], warnings
+    assert "(server 7, 127.0.0.1:1)" in warnings[0]
