@@ -40,6 +40,8 @@ enum rp_status {
     RP_BAD_FORMAT = 9,      /* segment format word is not 1 */
     RP_EMPTY = 10,          /* file is empty, or an open segment never written */
     RP_TOO_SMALL = 11,      /* file shorter than the 8-byte format word */
+    RP_OVERRUN = 12,        /* wire: an entry would end past the AppendEntries payload */
+    RP_TOO_LONG = 13,       /* wire: an entry of 2^32 bytes or more (u32 length field) */
 };
 
 /* Where a scanned segment ends. */
@@ -109,6 +111,33 @@ int rp_scan_segment(const uint8_t *buf, size_t len, size_t off,
  * in the middle. */
 int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit,
                       uint64_t budget);
+
+/* ---- Wire: AppendEntries entry descriptors (layout in wire.c) --------- */
+
+/* Bytes from the type word through the unused trailing word: 64 + 16n. */
+uint64_t rp_append_entries_head_size(uint64_t n);
+
+/* Write an AppendEntries frame head (type word, H, fields = term,
+ * prev_log_index, prev_log_term, leader_commit, n, the n descriptors, the
+ * unused word) into out[0..cap).  Returns its size with res->needed = the
+ * payload size (Σ lengths), -ENOBUFS if cap is too small, -E2BIG for an
+ * absurd n, or -EINVAL with res->status = RP_BAD_TYPE (type outside 1..3),
+ * RP_TOO_LONG (length >= 2^32) or RP_OVERRUN (a non-empty entry after one
+ * whose length is not a multiple of 8), res->error_offset = the entry index
+ * and res->detail = the bad value. */
+int64_t rp_encode_append_entries(uint8_t *out, size_t cap, const uint64_t fields[4],
+                                 uint64_t n, const uint64_t *terms, const uint8_t *types,
+                                 const uint64_t *lengths, struct rp_result *res);
+
+/* Decode the n descriptors at buf[desc_off..) into out (offsets relative to
+ * the payload start, libraft's padded running sums).  Returns RP_OK with
+ * res->n_entries = n and res->needed = the payload size, or RP_SHORT (the
+ * descriptors do not fit in buf; detail = n), RP_MORE (n > out->cap; detail
+ * = n), RP_BAD_TYPE (error_offset = index, detail = type) or RP_OVERRUN
+ * (entry error_offset of detail bytes at payload offset res->end would end
+ * past the res->needed-byte payload).  Never reads outside buf. */
+int rp_decode_append_entries(const uint8_t *buf, size_t len, size_t desc_off, uint64_t n,
+                             struct rp_entries *out, struct rp_result *res);
 
 /* ---- Linux AIO (io_setup/io_submit, completion on an eventfd) ---------- */
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import gc
+import operator
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Any
 
 from raftpy._native import ffi, lib
@@ -37,7 +39,7 @@ __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
     "decode_batches", "scan_segment", "find_batch", "SegmentScan", "ScanOutcome", "Status",
     "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
-    "MAX_BATCH_ENTRIES",
+    "MAX_BATCH_ENTRIES", "encode_append_entries", "EntryDecoder",
 ]
 
 MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
@@ -64,6 +66,8 @@ class Status(IntEnum):
     BAD_FORMAT = lib.RP_BAD_FORMAT
     EMPTY = lib.RP_EMPTY
     TOO_SMALL = lib.RP_TOO_SMALL
+    OVERRUN = lib.RP_OVERRUN
+    TOO_LONG = lib.RP_TOO_LONG
 
 
 class ScanOutcome(IntEnum):
@@ -372,6 +376,120 @@ def find_batch(buf: bytes | bytearray | memoryview, start: int,
         return -1
     return int(lib.rp_find_batch(ffi.from_buffer(view), len(view), start, _FIND_LIMIT,
                                  budget))
+
+
+# -------------------------------------------------------------------- wire
+# AppendEntries entry descriptors (spec §4.4; layout in csrc/wire.c).
+
+def encode_append_entries(term: int, prev_log_index: int, prev_log_term: int,
+                          leader_commit: int, entries: Sequence[Entry]
+                          ) -> tuple[memoryview, tuple[bytes | memoryview, ...], int]:
+    """An AppendEntries frame head (type word through the unused trailing word)
+    as a read-only view, the entries' payload objects themselves (not copied)
+    and the payload size.  One C call; InvalidError for what the wire cannot
+    carry (a term outside 0..2^64-1, a type outside 1..3, a length of 2^32 or
+    more, a non-empty entry after one whose length is not a multiple of 8)."""
+    n = len(entries)
+    terms: tuple[int, ...] = ()
+    types: tuple[int, ...] = ()
+    payloads: tuple[bytes | memoryview, ...] = ()
+    if n:
+        terms, types, payloads = zip(*entries, strict=True)
+    lengths = list(map(len, payloads))
+    head = bytearray(int(lib.rp_append_entries_head_size(n)))
+    res = ffi.new("struct rp_result *")
+    try:
+        rv = lib.rp_encode_append_entries(ffi.from_buffer(head), len(head),
+                                          [term, prev_log_index, prev_log_term, leader_commit],
+                                          n, terms, types, lengths, res)
+    except OverflowError as err:
+        raise _range_error(terms, types) if n and _range_bad(terms, types) else \
+            InvalidError(f"AppendEntries: a field does not fit a u64: {err}") from err
+    if rv < 0:
+        raise _wire_encode_error(rv, res, n)
+    return memoryview(head).toreadonly(), payloads, int(res.needed)
+
+
+def _range_bad(terms: Sequence[int], types: Sequence[int]) -> bool:
+    return any(not 0 <= t < 1 << 64 for t in terms) or any(not 0 <= t < 256 for t in types)
+
+
+def _wire_encode_error(rv: int, res: Any, n: int) -> RaftError:
+    if rv != -_errno.EINVAL:
+        return _errno_error(rv, "encode AppendEntries")
+    where = f"entry {res.error_offset + 1} of {n}"
+    if res.status == Status.BAD_TYPE:
+        return InvalidError(f"{where}: entry type {res.detail} is not valid")
+    if res.status == Status.TOO_LONG:
+        return InvalidError(f"{where}: {res.detail} bytes do not fit the u32 length field")
+    return InvalidError(f"{where} ({res.detail} bytes) follows an entry whose length is not a "
+                        f"multiple of 8: libraft would read it from the wrong offset")
+
+
+_make_entry = partial(tuple.__new__, Entry)
+
+
+class EntryDecoder:
+    """Decodes AppendEntries entry descriptors; keeps its output arrays between
+    calls (one per connection), up to _KEEP entries."""
+
+    __slots__ = ("_arrays",)
+    _KEEP = 65536
+
+    def __init__(self) -> None:
+        self._arrays = _Arrays(64)
+
+    def decode(self, buf: memoryview, desc_at: int, n: int, payload_at: int,
+               payload_max: int) -> tuple[int, list[Entry] | None]:
+        """Check and decode the n descriptors at buf[desc_at:]; return the payload
+        size and, if buf holds the whole payload (from payload_at on), the entries
+        with payloads as slices of buf.  MalformedError for an entry type outside
+        1..3, an entry ending past the payload, or a payload over payload_max."""
+        if n > (len(buf) - desc_at) // 16:
+            raise MalformedError(f"{n} entry descriptors do not fit in the header")
+        arrays = self._arrays
+        if n > arrays.cap:
+            arrays = _Arrays(n)
+            if n <= self._KEEP:
+                self._arrays = arrays
+        res = arrays.res
+        status = lib.rp_decode_append_entries(ffi.from_buffer(buf), len(buf), desc_at, n,
+                                              arrays.struct, res)
+        if status != Status.OK:
+            raise _wire_decode_error(status, res, n)
+        size = int(res.needed)
+        if size > payload_max:
+            raise MalformedError(f"payload of {size} bytes exceeds the limit of "
+                                 f"{payload_max} bytes")
+        if len(buf) - payload_at < size:
+            return size, None
+        if n == 0:
+            return size, []
+        return size, self._entries(arrays, buf[payload_at:payload_at + size], n)
+
+    @staticmethod
+    def _entries(arrays: _Arrays, payload: memoryview, n: int) -> list[Entry]:
+        # All C-level iteration: no Python frame per entry.
+        offsets = ffi.unpack(arrays.offsets, n)
+        ends = map(operator.add, offsets, ffi.unpack(arrays.lengths, n))
+        views = map(payload.__getitem__, map(slice, offsets, ends))
+        rows = zip(ffi.unpack(arrays.terms, n), ffi.unpack(arrays.types, n), views,
+                   strict=True)
+        if n < 256:
+            return list(map(_make_entry, rows))
+        with gc_paused():
+            return list(map(_make_entry, rows))
+
+
+def _wire_decode_error(status: int, res: Any, n: int) -> RaftError:
+    where = f"entry {res.error_offset + 1} of {n}"
+    if status == Status.BAD_TYPE:
+        return MalformedError(f"{where}: entry type {res.detail} is not valid")
+    if status == Status.OVERRUN:
+        return MalformedError(f"{where}: {res.detail} bytes at payload offset {res.end} end "
+                              f"past the {res.needed}-byte payload (an earlier entry's length "
+                              f"is not a multiple of 8)")
+    return MalformedError(f"{n} entry descriptors do not fit in the header")
 
 
 # --------------------------------------------------------------------- AIO

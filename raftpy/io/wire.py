@@ -52,8 +52,9 @@ encoder refuses to produce such a frame (WireError).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from raftpy import _bindings
 from raftpy.core.configuration import Configuration, decode_configuration, encode_configuration
 from raftpy.core.messages import (
     AppendEntries,
@@ -65,7 +66,6 @@ from raftpy.core.messages import (
     RequestVoteResult,
     TimeoutNow,
 )
-from raftpy.core.types import Entry
 from raftpy.errors import InvalidError, MalformedError
 
 __all__ = ["WireError", "encode_handshake", "encode", "frame_size", "Reader", "PROTOCOL",
@@ -89,6 +89,7 @@ _AER = struct.Struct("<6Q")     # type, H, term, rejected, last index, features
 _TN = struct.Struct("<5Q")      # type, H, term, last index, last term
 _IS = struct.Struct("<7Q")      # type, H, term, last index, last term, conf index, C
 _IS_TAIL = struct.Struct("<2Q")  # data length, unused word
+_HEARTBEAT = struct.Struct("<8Q")  # AppendEntries with n = 0: type, H, 4 fields, n, unused
 
 # Header sizes sent (0.18) and the fixed part of the variable ones.
 RV_HEADER = 40
@@ -164,9 +165,12 @@ def _enc_is(m: InstallSnapshot) -> list[bytes | memoryview]:
 
 
 def _enc_ae(m: AppendEntries) -> list[bytes | memoryview]:
-    head, payloads = _py_encode_append_entries(
+    if not m.entries:
+        return [_HEARTBEAT.pack(MessageType.APPEND_ENTRIES, AE_FIXED, m.term, m.prev_log_index,
+                                m.prev_log_term, m.leader_commit, 0, 0)]
+    head, payloads, _ = _bindings.encode_append_entries(
         m.term, m.prev_log_index, m.prev_log_term, m.leader_commit, m.entries)
-    return [head, *payloads]
+    return [head, *filter(len, payloads)]
 
 
 _ENCODERS: dict[type, Callable[[Message], list[bytes | memoryview]]] = {
@@ -292,7 +296,7 @@ class Reader:
         self.handshake: tuple[int, str] | None = None
         self._header_max = header_max_bytes
         self._payload_max = payload_max_bytes
-        self._decoder = _PyEntryDecoder()
+        self._decoder = _bindings.EntryDecoder()
         # A unit (handshake or frame) that spans chunks: views of its bytes so
         # far, how many, and how many it needs at least (known so far).
         self._pieces: list[memoryview] = []
@@ -463,53 +467,3 @@ class Reader:
         return payload_at + size
 
 
-
-# -------------------------------------------- entry descriptors (pure Python)
-
-_AE_HEAD = struct.Struct("<7Q")     # type, H, term, prev index, prev term, commit, n
-_DESC = struct.Struct("<QB3xI")
-
-
-def _py_encode_append_entries(term: int, prev_index: int, prev_term: int, commit: int,
-                              entries: Sequence[Entry]
-                              ) -> tuple[bytes, list[bytes | memoryview]]:
-    n = len(entries)
-    head = bytearray(PREAMBLE_SIZE + AE_FIXED + 16 * n)
-    _AE_HEAD.pack_into(head, 0, MessageType.APPEND_ENTRIES, AE_FIXED + 16 * n, term,
-                       prev_index, prev_term, commit, n)
-    unaligned = False
-    for i, e in enumerate(entries):
-        length = len(e.payload)
-        if not 1 <= e.type <= 3:
-            raise InvalidError(f"entry {i + 1} of {n}: entry type {e.type} is not valid")
-        if length >= 1 << 32:
-            raise InvalidError(f"entry {i + 1} of {n}: {length} bytes do not fit a u32")
-        if length and unaligned:
-            raise InvalidError(f"entry {i + 1} of {n} follows an entry whose length is not a "
-                               f"multiple of 8")
-        unaligned = unaligned or length % 8 != 0
-        _DESC.pack_into(head, 56 + 16 * i, e.term, e.type, length)
-    return bytes(head), [e.payload for e in entries if len(e.payload)]
-
-
-class _PyEntryDecoder:
-    def decode(self, buf: memoryview, desc_at: int, n: int, payload_at: int,
-               payload_max: int) -> tuple[int, list[Entry] | None]:
-        descs = [_DESC.unpack_from(buf, desc_at + 16 * i) for i in range(n)]
-        total = sum(d[2] for d in descs)
-        offsets, off = [], 0
-        for i, (_t, ty, length) in enumerate(descs):
-            if not 1 <= ty <= 3:
-                raise MalformedError(f"entry {i + 1} of {n}: entry type {ty} is not valid")
-            if length and off + length > total:
-                raise MalformedError(f"entry {i + 1} of {n}: {length} bytes at payload offset "
-                                     f"{off} end past the {total}-byte payload")
-            offsets.append(off)
-            off += _pad8(length)
-        if total > payload_max:
-            raise MalformedError(f"payload of {total} bytes exceeds the limit of "
-                                 f"{payload_max} bytes")
-        if len(buf) - payload_at < total:
-            return total, None
-        return total, [Entry(t, ty, buf[payload_at + o:payload_at + o + ln])
-                       for (t, ty, ln), o in zip(descs, offsets, strict=True)]

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "csrc" / name for name in ("crc32.c", "batch.c", "aio.c")]
+SOURCES = [ROOT / "csrc" / name for name in ("crc32.c", "batch.c", "wire.c", "aio.c")]
 
 
 def test_fuzz_driver_under_asan_and_ubsan(tmp_path, seeded_random):
