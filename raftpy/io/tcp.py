@@ -120,8 +120,8 @@ class TransportStats:
     connections_closed_malformed: int = 0   # accepted connections closed for bad input
     connections_read_errors: int = 0  # accepted connections closed by a read error
     bytes_discarded: int = 0          # bytes a peer wrote on one of our outbound connections
-    peak_queue_messages: int = 0      # the most any client's queue held
-    peak_queue_bytes: int = 0
+    peak_queue_messages: int = 0      # the most any client's queue held (seen at
+    peak_queue_bytes: int = 0         # each flush and each trim)
 
 
 class _Outbound(asyncio.Protocol):
@@ -150,6 +150,7 @@ class _Outbound(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.peer.protocol is self:
             self.peer.writable = True
+            self.peer.note_peak()
             self.peer.flush()
 
     def data_received(self, data: bytes) -> None:
@@ -176,6 +177,8 @@ class _Peer:
         self.address = address
         self.queue: deque[tuple[Message, int]] = deque()
         self.queue_bytes = 0
+        self.max_messages = owner.config.send_queue_max_messages
+        self.max_bytes = owner.config.send_queue_max_bytes
         self.inflight: deque[tuple[Message, int]] = deque()
         self.inflight_bytes = 0
         self.protocol: _Outbound | None = None
@@ -194,33 +197,36 @@ class _Peer:
 
     def send(self, message: Message) -> None:
         size = frame_size(message)
-        self.queue.append((message, size))
+        queue = self.queue
+        queue.append((message, size))
         self.queue_bytes += size
-        owner = self.owner
-        if self._over_limits():
-            if self.writable:
-                self.flush()
-            while self._over_limits():
-                self._fail_oldest(QUEUE_FULL)
-        stats = owner.stats
-        if len(self.queue) > stats.peak_queue_messages:
-            stats.peak_queue_messages = len(self.queue)
-        if self.queue_bytes > stats.peak_queue_bytes:
-            stats.peak_queue_bytes = self.queue_bytes
+        if len(queue) > self.max_messages or self.queue_bytes > self.max_bytes:
+            self._make_room()
         if self.writable:
             if not self.dirty:
                 # Write-through: the first message of a loop iteration goes out at
                 # once (no added latency); later ones wait for one batched write.
                 self.flush()
                 self.dirty = True
-                owner.schedule_flush(self)
+                self.owner.schedule_flush(self)
         elif self.transport is None and self.connect_task is None and self.retry_handle is None:
             self.connect()
 
-    def _over_limits(self) -> bool:
-        config = self.owner.config
-        return (len(self.queue) > config.send_queue_max_messages
-                or (self.queue_bytes > config.send_queue_max_bytes and len(self.queue) > 1))
+    def _make_room(self) -> None:
+        """Past a limit: hand what the socket takes over, then drop the oldest."""
+        if self.writable:
+            self.flush()
+        queue = self.queue
+        while len(queue) > self.max_messages or (self.queue_bytes > self.max_bytes
+                                                 and len(queue) > 1):
+            self._fail_oldest(QUEUE_FULL)
+        self.note_peak()
+
+    def note_peak(self) -> None:
+        # Called where the queue is at its longest: before a batched flush, after a trim.
+        stats = self.owner.stats
+        stats.peak_queue_messages = max(stats.peak_queue_messages, len(self.queue))
+        stats.peak_queue_bytes = max(stats.peak_queue_bytes, self.queue_bytes)
 
     def _fail_oldest(self, reason: str) -> None:
         message, size = self.queue.popleft()
@@ -299,6 +305,7 @@ class _Peer:
         _log.debug("connected to %r", self)
         transport.write(owner.handshake)
         self.writable = True
+        self.note_peak()
         self.flush()
 
     def connect_failed(self, exc: BaseException) -> None:
@@ -307,6 +314,7 @@ class _Peer:
         level = logging.INFO if self.failures_in_row == 1 else logging.DEBUG
         _log.log(level, "connect to %r failed: %s (retry in %d ms)", self, _reason(exc),
                  self.owner.config.connect_retry_delay_ms)
+        self.note_peak()
         while len(self.queue) > _KEEP_AFTER_CONNECT_FAILURE:
             self._fail_oldest(NO_CONNECTION)
         self._wait_then_retry()
@@ -574,6 +582,7 @@ class TcpTransport:
         dirty, self._dirty = self._dirty, []
         for peer in dirty:
             if peer.dirty:
+                peer.note_peak()
                 peer.flush()
 
     def fail(self, peer: _Peer, message: Message, reason: str) -> None:
