@@ -737,3 +737,30 @@ def test_a_slow_reader_gets_every_message_not_reported_in_order(run_loop):
             await a.close()
             server.close()
     run(run_loop, body)
+
+
+def test_frames_split_anywhere_by_a_raw_peer_arrive_whole(run_loop, seeded_random):
+    sent = every_message_type() + every_message_type(1)
+    stream = wire.encode_handshake(7, "127.0.0.1:7007") + b"".join(
+        bytes(p) for m in sent for p in wire.encode(m))
+    cuts = sorted(seeded_random.sample(range(1, len(stream)), 150))
+    chunks = [stream[i:j] for i, j in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+    async def body():
+        b = await Node(2, f"127.0.0.1:{free_port()}").start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", b.address.split(":")[1])
+            writer.transport.get_extra_info("socket").setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+                await asyncio.sleep(0)          # let b read between the pieces
+            await b.wait_received(len(sent))
+            assert [canon(m) for _, _, m in b.received] == [canon(m) for m in sent]
+            assert {(f, a) for f, a, _ in b.received} == {(7, "127.0.0.1:7007")}
+            assert b.transport.stats.bytes_received == len(stream)
+            writer.close()
+        finally:
+            await b.close()
+    run(run_loop, body)
