@@ -11,11 +11,11 @@ raftpy.io.interfaces, raftpy.io.wire.
 
 Rules kept:
 - Connections are one-way, as libraft's: nothing is ever written on an
-  accepted connection, nothing is read from an outbound one.  A reply goes
-  over our own client to the address the caller gives (the Server passes the
-  one from the request's handshake).  A message for a known id with another
-  address tears the old client down (its messages are reported failed) and
-  makes a new one.
+  accepted connection; what a peer writes on one of our outbound ones is
+  read and discarded.  A reply goes over our own client to the address the
+  caller gives (the Server passes the one from the request's handshake).  A
+  message for a known id with another address tears the old client down
+  (what it still held is reported failed) and makes a new one.
 - Addresses are libraft's "host:port" (port 8080 when absent or empty), the
   host a name (getaddrinfo; create_connection tries each result in turn) or
   an IPv4 literal; raftpy also takes IPv6 literals in brackets, "[::1]:9001".
@@ -26,23 +26,29 @@ Rules kept:
   its write buffer is under its high-water mark (pause_writing /
   resume_writing), so a peer that does not read holds at most the queue,
   the write buffer's high-water mark plus one batch, and the kernel's buffer.
+  The first message of a loop iteration is written at once; the others of
+  that iteration go out together in one write at its end.
 - Every message that is not handed over is reported once with
   ``send_failed(to_id, message)``, always from a later loop callback (never
   from inside ``send``): dropped from a full queue; failed after a connect
   attempt failed (as libraft, all but the newest 3 queued, spec §4.1);
   written into a connection's write buffer but still there, wholly or in
-  part, when the connection was lost; queued on a client torn down by an
-  address change; refused by the wire encoder (a WireError: the caller's
-  bug, also logged as a warning).  Each is counted in ``stats`` and logged at DEBUG with the
-  peer and the reason.  A message in the kernel's buffer when the
-  connection breaks is lost without a report, as in libraft.
-- After a failed connect or a lost connection the client waits
-  connect_retry_delay_ms, then connects again if it has messages queued
-  (else the next send connects).
+  part, when the connection was lost (judged from the buffer's size when
+  last written to, so a message the kernel took since may be reported too);
+  queued on a client torn down by an address change; refused by the wire
+  encoder (a WireError: the caller's bug, also logged as a warning).  Each
+  is counted in ``stats`` and logged at DEBUG with the peer and the reason.
+  A message in the kernel's buffer when the connection breaks is lost
+  without a report, as in libraft.
+- While connecting, messages queue.  After a failed connect or a lost
+  connection the client waits connect_retry_delay_ms, then connects again
+  if it has messages queued (else the next send connects).  There is no
+  connect timeout of our own (libraft has none): the kernel's applies.
 - A malformed byte stream (any WireError, a handshake with protocol other
-  than 1, EOF before the handshake or in the middle of a frame, a read
-  error) closes that connection only, with a warning naming the peer and the
-  reason; nothing raises into the loop or the caller.
+  than 1, EOF before the handshake or in the middle of a frame) closes that
+  connection only, with a warning naming the peer and the reason; a read
+  error likewise (counted apart); nothing raises into the loop or the
+  caller.  The messages decoded before the damage are delivered.
 - ``close()`` stops listening, aborts every connection, cancels connects
   and retry timers and drops the queues; no send_failed runs after it
   returns.  It is idempotent.
