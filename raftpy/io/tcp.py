@@ -36,7 +36,8 @@ Rules kept:
   part, when the connection was lost (judged from the buffer's size when
   last written to, so a message the kernel took since may be reported too);
   queued on a client torn down by an address change; refused by the wire
-  encoder (a WireError: the caller's bug, also logged as a warning).  Each
+  encoder (a WireError, found in ``send``: the caller's bug, also logged as
+  a warning).  Each
   is counted in ``stats`` and logged at DEBUG with the peer and the reason.
   A message in the kernel's buffer when the connection breaks is lost
   without a report, as in libraft.
@@ -68,7 +69,7 @@ from raftpy.core.config import Config
 from raftpy.core.messages import Message
 from raftpy.errors import InvalidError, IOError_, RaftError
 from raftpy.io.interfaces import ReceiveCallback, SendFailedCallback
-from raftpy.io.wire import Reader, WireError, encode, encode_handshake, frame_size
+from raftpy.io.wire import Reader, WireError, encode, encode_handshake
 
 __all__ = ["TcpTransport", "TransportStats", "parse_address", "DEFAULT_PORT"]
 
@@ -130,6 +131,10 @@ class TransportStats:
     peak_queue_bytes: int = 0         # each flush and each trim)
 
 
+# A queued message: the message, its frame's buffers (wire.encode), its bytes.
+_Item = tuple[Message, list[bytes | memoryview], int]
+
+
 class _Outbound(asyncio.Protocol):
     """One outbound connection of a client: forwards its events to the _Peer."""
 
@@ -172,20 +177,21 @@ class _Peer:
 
     States: idle (no transport, no connect task, no retry timer), connecting
     (connect_task), connected (protocol/transport), waiting (retry_handle).
-    ``queue`` holds (message, frame bytes) not yet handed to the socket;
-    ``inflight`` those handed over whose bytes may still be in its write
-    buffer (the newest ones covering get_write_buffer_size() bytes).
+    ``queue`` holds (message, its frame's buffers, frame bytes) not yet
+    handed to the socket; ``inflight`` those handed over whose bytes may
+    still be in its write buffer (the newest ones covering
+    get_write_buffer_size() bytes).
     """
 
     def __init__(self, owner: TcpTransport, server_id: int, address: str) -> None:
         self.owner = owner
         self.id = server_id
         self.address = address
-        self.queue: deque[tuple[Message, int]] = deque()
+        self.queue: deque[_Item] = deque()
         self.queue_bytes = 0
         self.max_messages = owner.config.send_queue_max_messages
         self.max_bytes = owner.config.send_queue_max_bytes
-        self.inflight: deque[tuple[Message, int]] = deque()
+        self.inflight: deque[_Item] = deque()
         self.inflight_bytes = 0
         self.protocol: _Outbound | None = None
         self.transport: asyncio.Transport | None = None
@@ -202,9 +208,17 @@ class _Peer:
     # Queueing -----------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        size = frame_size(message)
+        # Encoded at once: a message the wire refuses is reported now, and the
+        # size comes from the buffers (the per-entry sum runs in C).
+        try:
+            parts = encode(message)
+        except WireError as exc:          # the caller's bug: report it
+            _log.warning("send to %r: cannot encode %s: %s", self, message, exc)
+            self.owner.fail(self, message, NOT_ENCODABLE)
+            return
+        size = sum(map(len, parts))
         queue = self.queue
-        queue.append((message, size))
+        queue.append((message, parts, size))
         self.queue_bytes += size
         if len(queue) > self.max_messages or self.queue_bytes > self.max_bytes:
             self._make_room()
@@ -235,7 +249,7 @@ class _Peer:
         stats.peak_queue_bytes = max(stats.peak_queue_bytes, self.queue_bytes)
 
     def _fail_oldest(self, reason: str) -> None:
-        message, size = self.queue.popleft()
+        message, _, size = self.queue.popleft()
         self.queue_bytes -= size
         self.owner.fail(self, message, reason)
 
@@ -248,28 +262,22 @@ class _Peer:
         stats = self.owner.stats
         while queue and self.writable and transport is not None and not transport.is_closing():
             room = high - transport.get_write_buffer_size()
-            parts: list[bytes | memoryview] = []
-            batch: list[tuple[Message, int]] = []
-            batch_bytes = 0
-            while queue and (not batch or batch_bytes + queue[0][1] <= room):
-                item = queue.popleft()
-                self.queue_bytes -= item[1]
-                try:
-                    parts.extend(encode(item[0]))
-                except WireError as exc:     # the caller's bug: report it, send the rest
-                    _log.warning("send to %r: cannot encode %s: %s", self, item[0], exc)
-                    self.owner.fail(self, item[0], NOT_ENCODABLE)
-                    continue
-                batch.append(item)
-                batch_bytes += item[1]
-            if not batch:
-                continue
+            item = queue.popleft()
+            batch, parts, batch_bytes = [item], item[1], item[2]
+            if queue and batch_bytes + queue[0][2] <= room:
+                parts = list(parts)           # a batch: gather the buffers of several
+                while queue and batch_bytes + queue[0][2] <= room:
+                    item = queue.popleft()
+                    batch.append(item)
+                    parts += item[1]
+                    batch_bytes += item[2]
+            self.queue_bytes -= batch_bytes
             stats.messages_sent += len(batch)
             stats.bytes_sent += batch_bytes
             transport.writelines(parts)       # may call pause_writing at once
             self._track_inflight(transport, batch, batch_bytes)
 
-    def _track_inflight(self, transport: asyncio.Transport, batch: list[tuple[Message, int]],
+    def _track_inflight(self, transport: asyncio.Transport, batch: list[_Item],
                         batch_bytes: int) -> None:
         buffered = transport.get_write_buffer_size()
         inflight = self.inflight
@@ -280,8 +288,8 @@ class _Peer:
         inflight.extend(batch)
         self.inflight_bytes += batch_bytes
         # The buffer holds the newest `buffered` bytes: older messages are out.
-        while inflight and self.inflight_bytes - inflight[0][1] >= buffered:
-            self.inflight_bytes -= inflight.popleft()[1]
+        while inflight and self.inflight_bytes - inflight[0][2] >= buffered:
+            self.inflight_bytes -= inflight.popleft()[2]
 
     # Connecting ---------------------------------------------------------
 
@@ -336,7 +344,7 @@ class _Peer:
     def _fail_inflight(self, reason: str) -> None:
         inflight, self.inflight = self.inflight, deque()
         self.inflight_bytes = 0
-        for message, _ in inflight:
+        for message, _, _ in inflight:
             self.owner.fail(self, message, reason)
 
     def _wait_then_retry(self) -> None:
