@@ -41,7 +41,6 @@ enum rp_status {
     RP_EMPTY = 10,          /* file is empty, or an open segment never written */
     RP_TOO_SMALL = 11,      /* file shorter than the 8-byte format word */
     RP_OVERRUN = 12,        /* wire: an entry would end past the AppendEntries payload */
-    RP_TOO_LONG = 13,       /* wire: an entry of 2^32 bytes or more (u32 length field) */
 };
 
 /* Where a scanned segment ends. */
@@ -117,17 +116,16 @@ int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit,
 /* Bytes from the type word through the unused trailing word: 64 + 16n. */
 uint64_t rp_append_entries_head_size(uint64_t n);
 
-/* Write an AppendEntries frame head (type word, H, fields = term,
- * prev_log_index, prev_log_term, leader_commit, n, the n descriptors, the
- * unused word) into out[0..cap).  Returns its size with res->needed = the
- * payload size (Σ lengths), -ENOBUFS if cap is too small, -E2BIG for an
- * absurd n, or -EINVAL with res->status = RP_BAD_TYPE (type outside 1..3),
- * RP_TOO_LONG (length >= 2^32) or RP_OVERRUN (a non-empty entry after one
- * whose length is not a multiple of 8), res->error_offset = the entry index
- * and res->detail = the bad value. */
-int64_t rp_encode_append_entries(uint8_t *out, size_t cap, const uint64_t fields[4],
-                                 uint64_t n, const uint64_t *terms, const uint8_t *types,
-                                 const uint64_t *lengths, struct rp_result *res);
+/* Write an AppendEntries frame head (type word, H, term, prev_log_index,
+ * prev_log_term, leader_commit, n, the n descriptors, the unused word) into
+ * out[0..cap).  Returns its size, -ENOBUFS if cap is too small, -E2BIG for an
+ * absurd n, or -EINVAL for an entry type outside 1..3, a length of 2^32 or
+ * more, or a non-empty entry after one whose length is not a multiple of 8
+ * (the caller finds which entry: that is the error path only). */
+int64_t rp_encode_append_entries(uint8_t *out, size_t cap, uint64_t term,
+                                 uint64_t prev_log_index, uint64_t prev_log_term,
+                                 uint64_t leader_commit, uint64_t n, const uint64_t *terms,
+                                 const uint8_t *types, const uint64_t *lengths);
 
 /* Decode the n descriptors at buf[desc_off..) into out (offsets relative to
  * the payload start, libraft's padded running sums).  Returns RP_OK with

@@ -69,25 +69,23 @@ uint64_t rp_append_entries_head_size(uint64_t n)
     return AE_HEAD + 16 * n;
 }
 
-int64_t rp_encode_append_entries(uint8_t *out, size_t cap, const uint64_t fields[4],
-                                 uint64_t n, const uint64_t *terms, const uint8_t *types,
-                                 const uint64_t *lengths, struct rp_result *res)
+int64_t rp_encode_append_entries(uint8_t *out, size_t cap, uint64_t term,
+                                 uint64_t prev_log_index, uint64_t prev_log_term,
+                                 uint64_t leader_commit, uint64_t n, const uint64_t *terms,
+                                 const uint8_t *types, const uint64_t *lengths)
 {
-    memset(res, 0, sizeof *res);
     if (n > (UINT64_MAX - AE_HEAD) / 16) return -E2BIG;
     uint64_t size = rp_append_entries_head_size(n);
     if (size > cap) return -ENOBUFS;
     int unaligned = 0;
-    uint64_t total = 0;
     uint8_t *d = out + AE_HEAD - 8;
     for (uint64_t i = 0; i < n; i++, d += 16) {
         uint64_t len = lengths[i];
-        int bad = types[i] < 1 || types[i] > 3 ? fail(res, RP_BAD_TYPE, i, types[i])
-                  : len > UINT32_MAX ? fail(res, RP_TOO_LONG, i, len)
-                  : len && unaligned ? fail(res, RP_OVERRUN, i, len) : RP_OK;
-        if (bad) return -EINVAL;
+        /* A bad type, a length the u32 field cannot hold, or a non-empty
+         * entry libraft would look for at a padded offset. */
+        if (types[i] < 1 || types[i] > 3 || len > UINT32_MAX || (len && unaligned))
+            return -EINVAL;
         unaligned |= len % 8 != 0;
-        total += len;
         put_u64(d, terms[i]);
         d[8] = types[i];
         d[9] = d[10] = d[11] = 0;
@@ -95,10 +93,12 @@ int64_t rp_encode_append_entries(uint8_t *out, size_t cap, const uint64_t fields
     }
     put_u64(out, AE_TYPE);
     put_u64(out + 8, AE_FIXED + 16 * n);
-    for (int k = 0; k < 4; k++) put_u64(out + 16 + 8 * k, fields[k]);
+    put_u64(out + 16, term);
+    put_u64(out + 24, prev_log_index);
+    put_u64(out + 32, prev_log_term);
+    put_u64(out + 40, leader_commit);
     put_u64(out + 48, n);
     put_u64(d, 0);
-    res->needed = total;
     return (int64_t)size;
 }
 

@@ -4,8 +4,9 @@ May import: the standard library, raftpy.core (values), raftpy._bindings, raftpy
 
 Sending: ``encode_handshake`` once per outbound connection, then ``encode``
 per message; ``encode`` returns the frame as a list of buffers for
-``transport.writelines``: one header buffer, then the entry payloads or the
-snapshot data exactly as the message holds them (no concatenation copy).  It
+``transport.writelines``: one header buffer, then the entry payloads (empty
+ones included) or the snapshot data exactly as the message holds them (no
+concatenation copy).  It
 always sends libraft 0.18's header sizes (RequestVote 40, RequestVoteResult
 24, AppendEntriesResult 32 bytes), whatever ``version`` the message says.
 
@@ -51,6 +52,7 @@ encoder refuses to produce such a frame (WireError).
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable
 
@@ -168,9 +170,9 @@ def _enc_ae(m: AppendEntries) -> list[bytes | memoryview]:
     if not m.entries:
         return [_HEARTBEAT.pack(MessageType.APPEND_ENTRIES, AE_FIXED, m.term, m.prev_log_index,
                                 m.prev_log_term, m.leader_commit, 0, 0)]
-    head, payloads, _ = _bindings.encode_append_entries(
+    head, payloads = _bindings.encode_append_entries(
         m.term, m.prev_log_index, m.prev_log_term, m.leader_commit, m.entries)
-    return [head, *filter(len, payloads)]
+    return [head, *payloads]
 
 
 _ENCODERS: dict[type, Callable[[Message], list[bytes | memoryview]]] = {
@@ -203,11 +205,14 @@ def configuration_size(conf: Configuration) -> int:
     return _pad8(9 + sum(10 + len(s.address.encode()) for s in conf.servers))
 
 
+_PAYLOAD = operator.itemgetter(2)     # Entry.payload, without a Python frame per entry
+
+
 def frame_size(message: Message) -> int:
     """Total bytes encode(message) produces."""
     if isinstance(message, AppendEntries):
         return (PREAMBLE_SIZE + AE_FIXED + 16 * len(message.entries)
-                + sum([len(e.payload) for e in message.entries]))
+                + sum(map(len, map(_PAYLOAD, message.entries))))
     if isinstance(message, InstallSnapshot):
         return PREAMBLE_SIZE + IS_FIXED + configuration_size(message.conf) + len(message.data)
     return PREAMBLE_SIZE + _SENT_HEADER[type(message)]
@@ -284,8 +289,6 @@ _FIXED: dict[int, tuple[Callable[[int], None], Callable[[Buffer, int, int], Mess
     MessageType.APPEND_ENTRIES_RESULT: (_check_aer, _dec_aer),
     MessageType.TIMEOUT_NOW: (_check_min("TimeoutNow", 24), _dec_tn),
 }
-_CHECK_AE = _check_min("AppendEntries", 40)
-_CHECK_IS = _check_min("InstallSnapshot", 48)
 
 
 class Reader:
@@ -323,7 +326,7 @@ class Reader:
             dead = WireError(f"stream byte {self._at}: {err}")
             dead.messages = out
             self._dead = dead
-            raise dead from None
+            raise dead from err
         self._fed += len(view)
         return out
 
@@ -414,15 +417,13 @@ class Reader:
                 return -(PREAMBLE_SIZE + h)
             out.append(fixed[1](buf, pos + PREAMBLE_SIZE, h))
             return pos + PREAMBLE_SIZE + h
-        if kind == MessageType.APPEND_ENTRIES:
-            _CHECK_AE(h)
-            return self._append_entries(buf, pos, h, out) if avail >= PREAMBLE_SIZE + h \
-                else -(PREAMBLE_SIZE + h)
-        if kind == MessageType.INSTALL_SNAPSHOT:
-            _CHECK_IS(h)
-            return self._install_snapshot(buf, pos, h, out) if avail >= PREAMBLE_SIZE + h \
-                else -(PREAMBLE_SIZE + h)
-        raise WireError(f"unknown message type {kind} (type word {word:#x})")
+        carrier = _CARRIERS.get(kind)
+        if carrier is None:
+            raise WireError(f"unknown message type {kind} (type word {word:#x})")
+        carrier[0](h)
+        if avail < PREAMBLE_SIZE + h:
+            return -(PREAMBLE_SIZE + h)
+        return carrier[1](self, buf, pos, h, out)
 
     def _payload_limit(self, name: str, size: int) -> None:
         if size > self._payload_max:
@@ -467,3 +468,9 @@ class Reader:
         return payload_at + size
 
 
+# Headers followed by a payload: type -> (length check, Reader method).
+_CARRIERS: dict[int, tuple[Callable[[int], None],
+                           Callable[[Reader, memoryview, int, int, list[Message]], int]]] = {
+    MessageType.APPEND_ENTRIES: (_check_min("AppendEntries", 40), Reader._append_entries),
+    MessageType.INSTALL_SNAPSHOT: (_check_min("InstallSnapshot", 48), Reader._install_snapshot),
+}

@@ -1,6 +1,9 @@
 /* Standalone fuzz driver for the C engine, built by test_sanitizers.py with
  * AddressSanitizer and UBSan.  Inputs are heap buffers of their exact length,
- * so any read past the end is caught.  Usage: fuzz_native SEED ROUNDS TMPDIR */
+ * so any read past the end is caught.  Covers the segment decoders and the
+ * wire's AppendEntries descriptor codec (round trips, then mutated and random
+ * frames).  Usage: fuzz_native SEED ROUNDS TMPDIR */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +88,87 @@ static void scan_all(const uint8_t *buf, size_t len)
     if (rp_find_batch(buf, len, 0, len, 64) < -2) abort();      /* a tiny budget: -2 */
 }
 
+/* An AppendEntries frame head from random entries (some with bad types or
+ * unaligned lengths, which the encoder must refuse); on success the decoder
+ * must give back exactly what went in. */
+static size_t make_append_entries(uint8_t *out, size_t cap, uint64_t *n_out)
+{
+    uint64_t n = next() % 10, t[9], l[9];
+    uint8_t ty[9];
+    int bad = 0, unaligned = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        t[i] = next();
+        ty[i] = (uint8_t)(next() % 16 == 0 ? next() % 256 : 1 + next() % 3);
+        l[i] = next() % 8 == 0 ? next() % 40 : 8 * (next() % 6);
+        if (next() % 64 == 0) l[i] = (uint64_t)UINT32_MAX + 1 + next() % 8;
+        bad |= ty[i] < 1 || ty[i] > 3 || l[i] > UINT32_MAX || (l[i] && unaligned);
+        unaligned |= l[i] % 8 != 0;
+    }
+    int64_t rv = rp_encode_append_entries(out, cap, next(), next(), next(), next(), n, t, ty, l);
+    if (bad != (rv == -EINVAL)) abort();
+    if (bad) {
+        *n_out = 0;
+        return 0;
+    }
+    if (rv != (int64_t)rp_append_entries_head_size(n)) abort();
+    if (rp_encode_append_entries(out, (size_t)rv - 1, 0, 0, 0, 0, n, t, ty, l) != -ENOBUFS) abort();
+    struct rp_entries ents = {terms, offsets, lengths, types, CAP};
+    struct rp_result res;
+    int st = rp_decode_append_entries(out, (size_t)rv, 56, n, &ents, &res);
+    if (n > CAP) {
+        if (st != RP_MORE || res.detail != n) abort();
+    } else {
+        uint64_t total = 0;
+        for (uint64_t i = 0; i < n; i++) total += l[i];
+        if (st != RP_OK || res.n_entries != n || res.needed != total) abort();
+        for (uint64_t i = 0, at = 0; i < n; at += l[i], i++)
+            if (terms[i] != t[i] || types[i] != ty[i] || lengths[i] != l[i]
+                || (l[i] && offsets[i] != at)) abort();
+    }
+    *n_out = n;
+    return (size_t)rv;
+}
+
+/* Decode arbitrary bytes as descriptors: never out of bounds, and what is
+ * accepted lies inside the payload it announces. */
+static void decode_wire(const uint8_t *buf, size_t len, uint64_t n)
+{
+    struct rp_entries ents = {terms, offsets, lengths, types, CAP};
+    struct rp_result res;
+    size_t desc_off = next() % 4 == 0 ? next() % (len + 8) : (len < 56 ? 0 : 56);
+    if (next() % 4 == 0) n = next() % 4 == 0 ? next() : next() % 12;
+    int st = rp_decode_append_entries(buf, len, desc_off, n, &ents, &res);
+    if (st == RP_OK) {
+        if (res.n_entries != n || n > CAP || desc_off + 16 * n > len) abort();
+        for (uint64_t i = 0; i < n; i++)
+            if (types[i] < 1 || types[i] > 3
+                || (lengths[i] && offsets[i] + lengths[i] > res.needed)) abort();
+    } else if (st != RP_SHORT && st != RP_MORE && st != RP_BAD_TYPE && st != RP_OVERRUN) {
+        abort();
+    }
+}
+
+static void fuzz_wire(void)
+{
+    uint8_t tmp[64 + 16 * 9];
+    uint64_t n = 0;
+    size_t len = make_append_entries(tmp, sizeof tmp, &n);
+    int muts = (int)(next() % 4);
+    for (int m = 0; m < muts && len > 0; m++) {
+        size_t at = next() % len;
+        if (next() % 2) tmp[at] ^= (uint8_t)(1u << (next() % 8));
+        else len = at;
+    }
+    if (next() % 8 == 0) {
+        len = next() % sizeof tmp;
+        for (size_t i = 0; i < len; i++) tmp[i] = (uint8_t)next();
+    }
+    uint8_t *buf = malloc(len ? len : 1);
+    memcpy(buf, tmp, len);
+    decode_wire(buf, len, n);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) return 2;
@@ -114,6 +198,7 @@ int main(int argc, char **argv)
         }
         scan_all(buf, len);
         free(buf);
+        fuzz_wire();
     }
     /* The AIO path once, on a real file. */
     char path[4096];
