@@ -24,7 +24,10 @@ into ``Reader.handshake``.  Rules it keeps:
   chunks is joined into one new buffer (one copy) and sliced from there.
   Hence the rule for callers: a chunk given to ``feed`` must never be
   mutated afterwards (the messages, and a partial frame, keep views of it).
-  asyncio's ``data_received`` hands over a fresh ``bytes`` each time.
+  asyncio's ``data_received`` hands over a fresh ``bytes`` each time.  The
+  other side of zero copy: one live payload view keeps its whole chunk (or
+  joined frame) alive; whoever keeps entries for long (a log held in memory)
+  holds those buffers.
 - Checks happen at three points of a frame, whatever the chunk boundaries:
   when its 16-byte preamble is in (zero header length, unknown type, header
   over the limit or too short for the type), when its header is in (entry
@@ -77,6 +80,7 @@ PROTOCOL = 1
 HANDSHAKE_SIZE = 24             # protocol, server id, address length
 PREAMBLE_SIZE = 16              # type word, header length
 _TYPE_MASK = 0xFFFF             # 0.18 reads only the low 16 bits of the type word
+_COPY_BELOW = 4096              # partial-frame pieces smaller than this are copied
 
 _HANDSHAKE = struct.Struct("<QQQ")
 _PREAMBLE = struct.Struct("<QQ")
@@ -302,7 +306,8 @@ class Reader:
         self._decoder = _bindings.EntryDecoder()
         # A unit (handshake or frame) that spans chunks: views of its bytes so
         # far, how many, and how many it needs at least (known so far).
-        self._pieces: list[memoryview] = []
+        self._pieces: list[memoryview | bytearray] = []
+        self._tail: bytearray | None = None     # the owned last piece small ones go into
         self._pending = 0
         self._want = 0
         self._fed = 0               # stream bytes fed before the current chunk
@@ -343,8 +348,8 @@ class Reader:
             self._at = base + pos
             got = self._step(view, pos, out)
             if got < 0:
-                self._pieces = [view[pos:]]
-                self._pending = end - pos
+                self._pieces, self._tail, self._pending = [], None, 0
+                self._add(view[pos:])
                 self._want = -got
                 return
             pos = got
@@ -354,19 +359,36 @@ class Reader:
         while True:
             take = min(len(view), self._want - self._pending)
             if take:
-                self._pieces.append(view[:take])
-                self._pending += take
+                self._add(view[:take])
                 view = view[take:]
             if self._pending < self._want:
                 return view
             pieces = self._pieces
-            buf = pieces[0] if len(pieces) == 1 else memoryview(b"".join(pieces))
+            one = pieces[0]
+            buf = one if len(pieces) == 1 and isinstance(one, memoryview) \
+                else memoryview(b"".join(pieces))
             got = self._step(buf, 0, out)
+            self._tail = None
             if got >= 0:
                 assert got == len(buf), (got, len(buf))
                 self._pieces, self._pending, self._want = [], 0, 0
                 return view
             self._pieces, self._want = [buf], -got
+
+    def _add(self, piece: memoryview) -> None:
+        """Keep piece for the unit in progress.  Small pieces are copied into one
+        owned buffer: a view costs about 200 bytes, so a peer trickling its bytes
+        one by one would otherwise make us hold 200 times what it sent (and a
+        small view would keep its whole chunk alive)."""
+        if len(piece) < _COPY_BELOW:
+            if self._tail is None:
+                self._tail = bytearray()
+                self._pieces.append(self._tail)
+            self._tail += piece
+        else:
+            self._pieces.append(piece)
+            self._tail = None
+        self._pending += len(piece)
 
     def _step(self, buf: memoryview, pos: int, out: list[Message]) -> int:
         """Decode the unit at pos: its end, or minus the bytes it needs from pos."""

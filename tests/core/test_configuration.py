@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import time
+
 import pytest
 
 from raftpy.core.configuration import (
@@ -52,10 +55,23 @@ def test_size_formula() -> None:
     bytes.fromhex("01" "0200000000000000" "0500000000000000" "6100" "01"
                   "0600000000000000" "6100" "01"),                                # dup addr
     bytes.fromhex("01" "0200000000000000" "0500000000000000" "6100" "01"),      # short
+    bytes.fromhex("01" "0100000000000000" "0000000000000000" "6100" "01"),      # id 0
 ])
 def test_malformed(data: bytes) -> None:
     with pytest.raises(MalformedError):
         decode_configuration(data)
+
+
+def test_decode_is_linear_in_the_number_of_servers() -> None:
+    """A peer's InstallSnapshot carries a configuration: 30,000 servers (~600 KB)
+    decode in well under a second (server-by-server add() took about 36 s)."""
+    n = 30000
+    data = b"\x01" + struct.pack("<Q", n) + b"".join(
+        struct.pack("<Q", i + 1) + f"h{i}".encode() + b"\0\x01" for i in range(n))
+    start = time.perf_counter()
+    conf = decode_configuration(data)
+    assert len(conf) == n and conf.servers[-1] == Server(n, f"h{n - 1}", Role.VOTER)
+    assert time.perf_counter() - start < 3.0
 
 
 def test_bytes_after_the_last_server_are_ignored() -> None:

@@ -147,6 +147,41 @@ def test_spanning_frame_is_joined_once_and_sliced():
     assert plain(got) == plain(msg)
 
 
+def test_trickled_bytes_cost_about_what_was_sent():
+    """A frame fed one byte at a time is held in one owned buffer, not one view
+    per byte (about 200 bytes each)."""
+    import tracemalloc
+
+    msg = InstallSnapshot(1, 2, 1, 1, Configuration.of((1, "a:1")), bytes(60000))
+    frame = b"".join(wire.encode(msg))
+    chunks = [frame[i:i + 1] for i in range(len(frame) - 1)]
+    reader = Reader(1 << 20, 1 << 20)
+    reader.feed(HS)
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * len(frame), held
+    (got,) = reader.feed(frame[-1:])
+    assert plain(got) == plain(msg)
+
+
+def test_mixed_piece_sizes_reassemble():
+    msg = AppendEntries(1, 0, 0, 0, [Entry(1, 1, bytes([i % 256]) * 4096) for i in range(8)])
+    frame = b"".join(wire.encode(msg))
+    sizes = [1, 5000, 3, 2, 9000, 1, 1, 4095, 4096, 7]
+    chunks, pos = [], 0
+    for k in sizes * 10:
+        chunks.append(frame[pos:pos + k])
+        pos += k
+    chunks.append(frame[pos:])
+    got = feed_all(Reader(1 << 20, 1 << 20), [HS] + chunks)
+    assert [plain(m) for m in got] == [plain(msg)]
+
+
 def test_bytearray_chunk_gives_read_only_views():
     frame = b"".join(wire.encode(AppendEntries(1, 0, 0, 0, [Entry(1, 1, b"q" * 8)])))
     (got,) = Reader(64, 64).feed(bytearray(HS + frame))
