@@ -10,7 +10,7 @@ import pytest
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["codec.py", "disk.py", "server.py"])
+@pytest.mark.parametrize("script", ["codec.py", "disk.py", "server.py", "transport.py"])
 def test_benchmark_prints_json_cases(script, tmp_path):
     args = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "disk.py":

@@ -336,6 +336,12 @@ class Reader:
         self._fed += len(view)
         return out
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of a handshake or frame begun but not complete (0 at a boundary):
+        an end of stream now truncates it (the transport's "EOF mid-frame")."""
+        return self._pending
+
     def _scan(self, view: memoryview, base: int, out: list[Message]) -> None:
         """Decode the units that lie wholly in view; stash the partial one."""
         pos, end = 0, len(view)
