@@ -1,0 +1,197 @@
+"""Real raftpy server processes for the cluster tests (example/server.py).
+
+Each Node is one process of example/server.py on loopback, with its Raft port
+and control port chosen free by the test; ``Cluster`` starts, kills (SIGKILL,
+SIGSTOP/SIGCONT: only the PIDs it started) and queries them over the
+control port (one JSON object per line).  Every wait is bounded: ``wait_for``
+polls a condition until a deadline and fails with what it last saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER = os.path.join(ROOT, "example", "server.py")
+REQUEST_TIMEOUT_S = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Node:
+    id: int
+    directory: str
+    raft_port: int = field(default_factory=free_port)
+    control_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S
+                ) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=timeout) as s:
+            s.sendall(json.dumps(message).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"server {self.id} closed the control connection")
+                buf += chunk
+        reply: dict[str, Any] = json.loads(buf)
+        return reply
+
+    def status(self) -> dict[str, Any] | None:
+        if not self.alive():
+            return None
+        try:
+            return self.request({"op": "status"}, timeout=1.0)
+        except (OSError, ValueError):
+            return None
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+
+class Cluster:
+    def __init__(self, top: str, size: int, snapshot_threshold: int = 64,
+                 snapshot_trailing: int = 16) -> None:
+        self.top = top
+        self.nodes = [Node(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
+        self.snapshot = (snapshot_threshold, snapshot_trailing)
+        self.bootstrap = ",".join(f"{n.id}={n.address}" for n in self.nodes)
+
+    def node(self, server_id: int) -> Node:
+        return next(n for n in self.nodes if n.id == server_id)
+
+    def start(self, node: Node, join: bool = False, extra: tuple[str, ...] = ()) -> None:
+        assert not node.alive()
+        node.log_path = os.path.join(self.top, f"server-{node.id}.log")
+        log = open(node.log_path, "ab")
+        args = [sys.executable, SERVER, node.directory, str(node.id),
+                "--address", node.address, "--control", f"127.0.0.1:{node.control_port}",
+                "--cluster", self.bootstrap,
+                "--snapshot-threshold", str(self.snapshot[0]),
+                "--snapshot-trailing", str(self.snapshot[1]), *extra]
+        if join:
+            args.append("--join")
+        node.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log.close()
+        wait_for(lambda: node.status() is not None or not node.alive(), 20,
+                 f"server {node.id} to answer on its control port")
+        assert node.alive(), f"server {node.id} exited:\n{node.log()}"
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            self.start(node)
+
+    def add_node(self, join: bool = True) -> Node:
+        node = Node(max(n.id for n in self.nodes) + 1,
+                    os.path.join(self.top, str(len(self.nodes) + 1)))
+        self.nodes.append(node)
+        self.start(node, join=join)
+        return node
+
+    def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
+        assert node.process is not None
+        node.process.send_signal(sig)
+        if sig == signal.SIGKILL:
+            node.process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.alive():
+                assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
+                node.process.send_signal(signal.SIGKILL)
+        for node in self.nodes:
+            if node.process is not None:
+                node.process.wait(timeout=10)
+
+    def statuses(self) -> dict[int, dict[str, Any] | None]:
+        return {n.id: n.status() for n in self.nodes}
+
+    def leader(self, timeout: float = 20.0, among: list[Node] | None = None) -> Node:
+        """The one server that says it leads (waits for one)."""
+        found: list[Node] = []
+
+        def one() -> bool:
+            found[:] = [n for n in (among or self.nodes)
+                        if (s := n.status()) is not None and s["state"] == "LEADER"]
+            return len(found) == 1
+        wait_for(one, timeout, "one leader", lambda: str(self.statuses()))
+        return found[0]
+
+    def apply(self, n: int = 1, timeout: float = 20.0) -> list[int]:
+        """Apply n increments through whoever leads (retrying NotLeader)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader(timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                reply = leader.request({"op": "apply", "n": n})
+            except OSError:
+                reply = {"ok": False, "error": "connection"}
+            if reply.get("ok"):
+                values: list[int] = reply["values"]
+                return values
+            if time.monotonic() > deadline:
+                raise AssertionError(f"apply failed until the deadline: {reply}")
+            time.sleep(0.1)
+
+    def converged(self, nodes: list[Node] | None = None, timeout: float = 30.0) -> int:
+        """Wait until the nodes have applied the same log; their counter."""
+        nodes = nodes or [n for n in self.nodes if n.alive()]
+        seen: list[Any] = []
+
+        def same() -> bool:
+            s = [n.status() for n in nodes]
+            seen[:] = s
+            if any(x is None for x in s):
+                return False
+            return (len({(x["commit"], x["counter"]) for x in s if x}) == 1
+                    and all(x["applied"] == x["commit"] for x in s if x))
+        wait_for(same, timeout, "the servers to converge", lambda: str(seen))
+        counter: int = seen[0]["counter"]
+        return counter
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             describe: Callable[[], str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            extra = f": {describe()}" if describe else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
+        time.sleep(0.05)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
