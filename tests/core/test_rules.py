@@ -89,7 +89,8 @@ def test_mypy_strict_on_the_package() -> None:
 
 
 def test_ruff_clean() -> None:
-    """House style 13: ruff clean over the package, the tests and the benchmarks."""
+    """House style 13: ruff clean over the package, tests, benchmarks and examples."""
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "raftpy", "tests",
-                          "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          "benchmarks", "example"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
