@@ -72,6 +72,13 @@ from raftpy.errors import BadIdError, BadRoleError, NotFoundError, NotLeaderErro
 
 __all__ = ["Raft", "bootstrap_entries"]
 
+# The highest term a message may carry.  libraft adopts any 64-bit term; one
+# frame with term 2**64-1 (from anyone: the wire has no authentication) then
+# leaves no room for the next election's term + 1, which cannot be stored
+# or sent, and every server that saw it becomes UNAVAILABLE for good (the term
+# is durable).  A deliberate deviation: such a message is dropped and traced.
+MAX_TERM = 2**63 - 1
+
 
 def bootstrap_entries(configuration: Configuration) -> list[Entry]:
     """The log of a freshly bootstrapped server: one CHANGE entry at index 1, term 1."""
@@ -241,6 +248,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         message = event.message
         if self.tracer is not None:
             self._trace(f"recv {event.from_id} {message}")
+        if message.term > MAX_TERM:
+            self._trace(f"drop: term {message.term} is above {MAX_TERM}")
+            return
         _RECEIVERS[type(message)](self, event.from_id, event.from_address, message)
         if (self.transfer is not None and self.state == State.FOLLOWER
                 and self.current_leader_id):

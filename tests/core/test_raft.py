@@ -576,3 +576,25 @@ def test_config_defaults_are_libraft_s() -> None:
         1000, 100, 30000, 1024, 2048, 10, 5000, False)
     with pytest.raises(ValueError):
         Config(election_timeout_ms=100, heartbeat_timeout_ms=100)
+
+
+# -- input from anyone --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", [
+    AppendEntries(2**64 - 1, 0, 0, 0),
+    RequestVote(2**64 - 1, 7, 1, 1, pre_vote=True),
+    RequestVote(2**63, 7, 1, 1),
+    RequestVoteResult(2**64 - 1, True),
+    AppendEntriesResult(2**64 - 1, 0, 1),
+], ids=["heartbeat", "pre-vote", "vote", "vote-result", "append-result"])
+def test_a_term_leaving_no_room_for_the_next_is_dropped(message) -> None:
+    # libraft adopts it; then the next election's term + 1 cannot be stored
+    # or sent and the server is UNAVAILABLE for good (review of issue 9).
+    raft = leader()
+    update = recv(raft, 7, message, raft.now)
+    assert raft.current_term == 2 and raft.state == State.LEADER
+    assert update.hard_state is None and not update.messages
+    # The highest term still allowed is adopted as before.
+    recv(raft, 3, AppendEntries(2**63 - 1, 2, 2, 2), raft.now)
+    assert raft.current_term == 2**63 - 1 and raft.state == State.FOLLOWER
