@@ -178,6 +178,9 @@ class Server:
         self._group: _Group | None = None     # the group the last pending event proposes
         self._results: dict[int, Any] = {}    # index -> apply result, while proposals wait
         self._writes: set[asyncio.Task[None]] = set()     # storage work in flight
+        self._starting: asyncio.Future[None] | None = None    # start() in progress
+        self._closing: asyncio.Future[None] | None = None     # close() begun
+        self._transport_started = False
         # take_snapshot callers: asked (their TakeSnapshot not yet stepped), and
         # waiting (stepped: answered by the Update, or when the snapshot is written)
         self._snapshot_asked: list[asyncio.Future[int]] = []
@@ -205,16 +208,23 @@ class Server:
         return await self.storage.recover(configuration)
 
     async def start(self) -> None:
-        """Load the data directory, start listening, start the core (spec §2.1)."""
+        """Load the data directory, start listening, start the core (spec §2.1).
+
+        A close() while this runs wins: start stops at its next step with
+        ShutdownError, and close() waits for it (nothing is left listening)."""
         self._check_not_started("start")
         self._loop = asyncio.get_running_loop()
         self._busy = True
+        self._starting = self._loop.create_future()
         try:
             await self._open_storage()
+            self._check_open()
             loaded = await self.storage.load()
+            self._check_open()
             snapshot = _core_snapshot(loaded.snapshot)
             if snapshot is not None:
                 await _maybe_await(self.state_machine.restore(bytes(snapshot.data)))
+                self._check_open()
             self._durable = (loaded.term, loaded.voted_for)
             self._raft = Raft(self.id, self.address, self.config, self._rng,
                               term=loaded.term, voted_for=loaded.voted_for,
@@ -223,27 +233,53 @@ class Server:
             self._pending.append(Start(self._now_ms()))
             await self.transport.start(self.id, self.address, self._on_receive,
                                        self._on_send_failed)
-        except BaseException:
+            self._transport_started = True
+            self._check_open()
+        except BaseException as exc:
             self._raft = None
             self._pending.clear()
+            error = exc if isinstance(exc, RaftError) else ShutdownError()
+            for req in list(self._requests):       # admitted while it listened
+                self._fail(req, copy.copy(error))
             raise
         finally:
             self._busy = False
+            self._starting.set_result(None)
         self._schedule()
 
-    async def close(self) -> None:
-        """Fail pending requests with ShutdownError, stop the core, close the I/O."""
+    def _check_open(self) -> None:
         if self._closed:
+            raise ShutdownError("start: the server was closed meanwhile")
+
+    async def close(self) -> None:
+        """Fail pending requests with ShutdownError, stop the core, close the I/O.
+
+        A second call waits for the first to finish."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
             return
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            await self._close()
+        finally:
+            self._closing.set_result(None)
+
+    async def _close(self) -> None:
         self._closed = True
         for req in list(self._requests):
             self._fail(req, ShutdownError())
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
         if self._busy_task is not None:
             await asyncio.gather(self._busy_task, return_exceptions=True)
         raft = self._raft
         if raft is not None:
             self._pending.clear()
-            self._finish(raft.step(Close(self._now_ms())), io=False)
+            try:
+                self._finish(raft.step(Close(self._now_ms())), io=False)
+            except Exception:          # a broken core (_broken): close the I/O anyway
+                log.exception("server %d: stepping Close failed", self.id)
+        if self._transport_started:
             await self.transport.close()
         self._set_timer(None)
         if self._machine_snapshot is not None:
@@ -478,6 +514,7 @@ class Server:
         for req in list(self._requests):
             self._fail(req, error)
         self._resolve_snapshot_waiters(0)
+        self._notify()
         self._error = error             # nothing more is stepped; close() still cleans up
 
     def _carry_out(self, u: Update) -> None:
@@ -637,9 +674,12 @@ class Server:
                 finally:
                     self._machine_snapshot = None
             if data is not None:
-                taken = bytes(data)
+                # Reported taken only once written: the core compacts its
+                # log on SnapshotTaken with data (None: not taken).
+                blob = bytes(data)
                 await self.storage.snapshot_put(self.config.snapshot_trailing,
-                                                _for_storage(request, taken))
+                                                _for_storage(request, blob))
+                taken = blob
         except Exception as exc:
             log.warning("server %d: snapshot at %d not written: %s", self.id,
                         request.index, exc)

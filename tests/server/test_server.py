@@ -629,3 +629,73 @@ def test_recover_a_lost_majority(tmp_path, run_loop):
         finally:
             await survivor.close()
     run(run_loop, go)
+
+
+# -- found by the outside review of the shell ---------------------------------------
+
+
+class _SlowRestore(Counter):
+    async def restore(self, snapshot: bytes) -> None:  # type: ignore[override]
+        await asyncio.sleep(0.3)
+        super().restore(snapshot)
+
+
+def test_close_during_start_wins_and_leaves_nothing_running(tmp_path, run_loop):
+    # close() while start() awaited an async restore: start went on after
+    # close returned and left the transport listening (review F2).
+    async def go():
+        net = MemoryNetwork()
+        address = "m1"
+        conf = raftpy.Configuration.of((1, address))
+        first = Server(1, address, tmp_path, Counter(), FAST, transport=net.transport())
+        await first.bootstrap(conf)
+        await first.start()
+        while first.state != State.LEADER:
+            await first.changed()
+        await first.apply(cmd(1))
+        assert await first.take_snapshot() > 0
+        await first.close()
+        transport = net.transport()
+        again = Server(1, address, tmp_path, _SlowRestore(), FAST, transport=transport)
+        start = asyncio.ensure_future(again.start())
+        await asyncio.sleep(0.1)                  # inside restore
+        await again.close()
+        with pytest.raises(ShutdownError):
+            await start
+        assert again.state == State.UNAVAILABLE
+        with pytest.raises(ShutdownError):
+            await again.apply(cmd(2))
+        # Nothing listens: the address is free for a new transport.
+        probe = net.transport()
+        await probe.start(9, address, lambda *a: None, lambda *a: None)
+        await probe.close()
+    run(run_loop, go)
+
+
+class _FailingSnapshotPut(DiskStore):
+    async def snapshot_put(self, trailing, snapshot):
+        raise IOError_("disk full (injected)")
+
+
+def test_a_failed_snapshot_write_is_not_a_snapshot_taken(tmp_path, run_loop):
+    # The shell reported SnapshotTaken with data although snapshot_put failed:
+    # the core compacted its log and take_snapshot returned the index (review F3).
+    async def go():
+        net = MemoryNetwork()
+        config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50, snapshot_trailing=0)
+        s = Server(1, "m1", tmp_path, Counter(), config,
+                   storage=_FailingSnapshotPut(str(tmp_path)), transport=net.transport())
+        await s.bootstrap(raftpy.Configuration.of((1, "m1")))
+        await s.start()
+        try:
+            while s.state != State.LEADER:
+                await s.changed()
+            for i in range(5):
+                await s.apply(cmd(i))
+            assert await s.take_snapshot() == 0
+            assert s.raft.snapshot is None and s.raft.log.snapshot_index == 0
+            assert await s.storage.snapshot_get() is None
+            assert await s.apply(cmd(9)) is not None        # still serving
+        finally:
+            await s.close()
+    run(run_loop, go)
