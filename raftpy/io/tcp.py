@@ -526,6 +526,10 @@ class TcpTransport:
             if exc.errno == errno.EADDRINUSE:
                 raise IOError_(f"listen on {listen}: address already in use") from exc
             raise IOError_(f"listen on {listen}: {_reason(exc)}") from exc
+        if self.closed:            # close() ran while create_server was awaited
+            self._server.close()
+            self._server = None
+            raise InvalidError("TcpTransport.start: closed meanwhile")
         self._loop = loop
         self._receive, self._send_failed = receive, send_failed
         _log.debug("server %d listening on %s (announcing %s)", server_id, listen, address)
