@@ -68,12 +68,14 @@ class Node:
         except (OSError, ValueError):
             return None
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 3000) -> str:
+        """The process's output (its last tail characters; None: all of it)."""
         try:
             with open(self.log_path, errors="replace") as f:
-                return f.read()[-3000:]
+                text = f.read()
         except OSError:
             return ""
+        return text if tail is None else text[-tail:]
 
 
 class Cluster:
