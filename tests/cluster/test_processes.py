@@ -269,3 +269,26 @@ def test_address_in_use_is_a_clear_error(tmp_path):
     text = out.stderr + out.stdout
     assert out.returncode != 0
     assert "in use" in text.lower(), text
+
+
+def test_a_leader_cut_off_from_its_quorum_acknowledges_nothing(cluster):
+    # Both followers stopped: the leader can append but not commit.  A write it
+    # acknowledged now would be lost once it dies and the others elect a leader
+    # without it (with writes acknowledged at acceptance, this test fails).
+    c = cluster()
+    before = c.apply(30)[-1]
+    leader = c.leader()
+    followers = [n for n in c.nodes if n is not leader]
+    for n in followers:
+        c.kill(n, signal.SIGSTOP)
+    try:
+        reply = _try(leader, {"op": "apply", "n": 4}, timeout=4)
+        assert not reply.get("ok"), f"a write acknowledged without a quorum: {reply}"
+        c.kill(leader)
+    finally:
+        for n in followers:
+            c.kill(n, signal.SIGCONT)
+    c.leader(among=followers)
+    c.start(leader)
+    counter = c.converged()
+    assert before <= counter <= before + 4
