@@ -77,6 +77,12 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080                 # libraft's, when an address has no port (spec §4.1)
 _KEEP_AFTER_CONNECT_FAILURE = 3     # libraft fails the oldest queued down to 3 (spec §4.1)
+# A peer that this many connects in a row failed to reach, with nothing new
+# sent to it since the first of them, is forgotten: what it holds is reported
+# failed and no retry is scheduled; the next send starts afresh.  libraft
+# retries forever, so any id a stranger announces in a handshake (and that
+# the core answers) kept a connection retrying every second for good.
+_IDLE_AFTER_FAILURES = 3
 _WRITE_HIGH_BYTES_MAX = 1024 * 1024  # a socket's write buffer high-water mark, at most
 _LISTEN_BACKLOG = 64                # libraft's is 1: too few for a cluster starting at once
 
@@ -200,6 +206,7 @@ class _Peer:
         self.connect_task: asyncio.Task[None] | None = None
         self.retry_handle: asyncio.TimerHandle | None = None
         self.failures_in_row = 0
+        self.news = False               # a message queued since the last connect began
         self.closed = False
 
     def __repr__(self) -> str:
@@ -217,6 +224,7 @@ class _Peer:
             self.owner.fail(self, message, NOT_ENCODABLE)
             return
         size = sum(map(len, parts))
+        self.news = True
         queue = self.queue
         queue.append((message, parts, size))
         self.queue_bytes += size
@@ -295,6 +303,8 @@ class _Peer:
 
     def connect(self) -> None:
         loop = self.owner.loop
+        if self.failures_in_row == 0:
+            self.news = False
         self.connect_task = loop.create_task(self._open())
 
     async def _open(self) -> None:
@@ -331,6 +341,13 @@ class _Peer:
         self.note_peak()
         while len(self.queue) > _KEEP_AFTER_CONNECT_FAILURE:
             self._fail_oldest(NO_CONNECTION)
+        if self.failures_in_row >= _IDLE_AFTER_FAILURES and not self.news:
+            _log.debug("forgetting %r: %d connects failed, nothing new to send",
+                       self, self.failures_in_row)
+            self.owner.forget(self)
+            return
+        if self.failures_in_row % _IDLE_AFTER_FAILURES == 0:
+            self.news = False         # count the next round of attempts afresh
         self._wait_then_retry()
 
     def lost(self, exc: Exception | None) -> None:
@@ -552,6 +569,12 @@ class TcpTransport:
                 peer.close(ADDRESS_CHANGED)
             peer = self._peers[to_id] = _Peer(self, to_id, to_address)
         peer.send(message)
+
+    def forget(self, peer: _Peer) -> None:
+        """Drop a peer nobody sends to any more (its queue reported failed)."""
+        if self._peers.get(peer.id) is peer:
+            del self._peers[peer.id]
+        peer.close(NO_CONNECTION)
 
     def queued(self, to_id: int) -> tuple[int, int]:
         """(messages, bytes) queued for to_id and not yet handed to its socket."""

@@ -571,6 +571,35 @@ def test_nothing_listening_reports_failures_and_retries(run_loop):
     run(run_loop, body)
 
 
+def test_a_peer_nobody_sends_to_any_more_is_forgotten(run_loop):
+    # Review of issue 9: every id a stranger announced (and the core answered
+    # once) kept a client retrying every connect_retry_delay_ms for good.
+    async def body():
+        a = await Node(1, f"127.0.0.1:{free_port()}").start()
+        try:
+            dead = [free_port() for _ in range(50)]
+            for i, port in enumerate(dead):
+                a.transport.send(100 + i, f"127.0.0.1:{port}", TimeoutNow(1, 0, 0))
+            await wait_until(lambda: len(a.failed) == 50, "each one reported failed")
+            assert not a.transport._peers
+            failures = a.transport.stats.connect_failures
+            assert failures == 50 * 3
+            await asyncio.sleep(4 * FAST.connect_retry_delay_ms / 1000)
+            assert a.transport.stats.connect_failures == failures    # no more retries
+            # A peer still sent to keeps being retried, and gets what is kept.
+            port = free_port()
+            for t in range(8):
+                a.transport.send(2, f"127.0.0.1:{port}", TimeoutNow(t, 0, 0))
+                await asyncio.sleep(FAST.connect_retry_delay_ms / 1000)
+            assert 2 in a.transport._peers
+            b = await Node(2, f"127.0.0.1:{port}").start()
+            await b.wait_received(3)
+            await b.close()
+        finally:
+            await a.close()
+    run(run_loop, body)
+
+
 def test_unresolvable_and_invalid_addresses_fail_without_raising(run_loop):
     async def body():
         a = await Node(1, f"127.0.0.1:{free_port()}").start()
