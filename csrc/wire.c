@@ -26,35 +26,13 @@
 #include <errno.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "native.h"
 
 #define AE_TYPE 1
 #define AE_FIXED 48         /* header bytes besides the descriptors */
 #define AE_HEAD (16 + AE_FIXED)
 
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static inline uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 static int fail(struct rp_result *res, int status, uint64_t index, uint64_t detail)
 {
