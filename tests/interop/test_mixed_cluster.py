@@ -1,0 +1,160 @@
+"""Mixed clusters of real processes (issue 10, items 1-2): libraft 0.15
+servers (tests/interop/counter_server.c, real raft_uv I/O) and raftpy servers
+(example/server.py) in one cluster on 127.0.0.1, each with its own data
+directory and the same counter state machine and control protocol, driven by
+tests/cluster/processes.py.  Layouts: 2 libraft + 1 raftpy and 1 libraft + 2
+raftpy.  Faults are SIGKILLs of the PIDs these tests started.  A ledger of
+acknowledged writes (tests/cluster/test_processes.Load) must all be in the
+final counter of every server.  Without libraft these tests skip with the
+reason (fail under CI), as the wire tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_wire_libraft import build_against_libraft
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "cluster"))
+from processes import SERVER, Cluster, Node, wait_for  # noqa: E402 (tests/cluster)
+from test_processes import Load  # noqa: E402 (tests/cluster)
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def counter_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_against_libraft(HERE / "counter_server.c",
+                                 tmp_path_factory.mktemp("counter_server"))
+
+
+class MixedCluster(Cluster):
+    """A Cluster whose servers in ``libraft`` run counter_server, the others
+    example/server.py; same arguments, same control protocol."""
+
+    def __init__(self, top: str, size: int, libraft: set[int], exe: Path, **kw: int) -> None:
+        super().__init__(top, size, **kw)
+        self.libraft, self.exe = libraft, exe
+
+    def kind(self, node: Node) -> str:
+        return "libraft" if node.id in self.libraft else "raftpy"
+
+    def start(self, node: Node, join: bool = False, extra: tuple[str, ...] = ()) -> None:
+        assert not node.alive()
+        node.log_path = os.path.join(self.top, f"server-{node.id}.log")
+        program = [str(self.exe)] if node.id in self.libraft else [sys.executable, SERVER]
+        args = [*program, node.directory, str(node.id),
+                "--address", node.address, "--control", f"127.0.0.1:{node.control_port}",
+                "--cluster", self.bootstrap,
+                "--snapshot-threshold", str(self.snapshot[0]),
+                "--snapshot-trailing", str(self.snapshot[1]), *extra]
+        if join:
+            args.append("--join")
+        os.makedirs(node.directory, exist_ok=True)  # libraft does not create it
+        with open(node.log_path, "ab") as log:
+            node.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        wait_for(lambda: node.status() is not None or not node.alive(), 20,
+                 f"server {node.id} to answer on its control port")
+        assert node.alive(), f"server {node.id} exited:\n{node.log()}"
+
+    def logs(self) -> str:
+        def code(n: Node) -> str:
+            return "running" if n.process is None or n.alive() else f"exit {n.process.poll()}"
+        return "\n".join(f"--- {self.kind(n)} server {n.id} ({code(n)}):\n{n.log()}"
+                         for n in self.nodes)
+
+
+LAYOUTS = {"2-libraft-1-raftpy": {1, 2}, "1-libraft-2-raftpy": {1}}
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def mixed(request, tmp_path, counter_server):
+    c = MixedCluster(str(tmp_path), 3, LAYOUTS[request.param], counter_server,
+                     snapshot_threshold=64, snapshot_trailing=16)
+    try:
+        c.start_all()
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop_all()
+
+
+def transfer_to(c: MixedCluster, target: Node) -> None:
+    """Make target the leader (raft_transfer / Server.transfer on the leader)."""
+    def leads() -> bool:
+        leader = c.leader()
+        if leader is target:
+            return True
+        try:
+            leader.request({"op": "transfer", "id": target.id}, timeout=5.0)
+        except OSError:
+            pass
+        s = target.status()
+        return s is not None and s["state"] == "LEADER"
+    wait_for(leads, 40, f"server {target.id} ({c.kind(target)}) to lead", c.logs)
+    assert c.leader() is target
+
+
+def test_election_replication_and_each_server_leading_in_turn(mixed):
+    c = mixed
+    c.leader()
+    assert c.apply(20) == list(range(1, 21))
+    assert c.converged() == 20
+    total = 20
+    # Every server, of either kind, leads in turn and replicates to the others.
+    for node in [*c.nodes, c.nodes[0]]:
+        transfer_to(c, node)
+        reply = node.request({"op": "apply", "n": 10})
+        assert reply.get("ok"), (node.id, c.kind(node), reply)
+        assert reply["values"] == list(range(total + 1, total + 11))
+        total += 10
+        assert node.request({"op": "barrier"}) == {"ok": True}
+        assert c.converged() == total
+        statuses = c.statuses()
+        assert {s["leader"] for s in statuses.values() if s} == {node.id}, statuses
+
+
+def kill_the_leader_and_restart_it(c: MixedCluster, load: Load, victim: Node) -> None:
+    """victim leads, takes 100 writes, is SIGKILLed; the survivors elect a
+    leader and take 100 more; victim restarts from its directory and catches
+    up with the commit of the moment (the load goes on)."""
+    kind = c.kind(victim)
+    transfer_to(c, victim)
+    before = len(load.acked)
+    wait_for(lambda: len(load.acked) >= before + 100, 30,
+             f"100 writes acknowledged under {kind} server {victim.id}", c.logs)
+    c.kill(victim)
+    new = c.leader(among=[n for n in c.nodes if n is not victim], timeout=30)
+    assert new is not victim
+    print(f"{kind} leader {victim.id} killed: {c.kind(new)} server {new.id} took over")
+    before = len(load.acked)
+    wait_for(lambda: len(load.acked) >= before + 100, 30,
+             f"100 writes acknowledged after the failover to {c.kind(new)} server {new.id}",
+             c.logs)
+    mark = new.request({"op": "status"})["commit"]
+    c.start(victim)
+    wait_for(lambda: (s := victim.status()) is not None and s["applied"] >= mark, 40,
+             f"restarted {kind} server {victim.id} to apply up to {mark}",
+             lambda: f"{c.statuses()}\n{c.logs()}")
+
+
+@pytest.mark.parametrize("first", ["libraft", "raftpy"])
+def test_sigkill_of_the_leader_fails_over_and_loses_no_acknowledged_write(mixed, first):
+    """A leader of each kind (first, then the other) is SIGKILLed under load."""
+    c = mixed
+    c.leader()
+    with Load(c) as load:
+        for kind in [first, "raftpy" if first == "libraft" else "libraft"]:
+            victim = next(n for n in c.nodes if c.kind(n) == kind)
+            kill_the_leader_and_restart_it(c, load, victim)
+    counter = c.converged(timeout=40)
+    load.check(counter)
+    assert counter >= 400
