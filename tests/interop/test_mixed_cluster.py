@@ -11,17 +11,29 @@ reason (fail under CI), as the wire tests do.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_wire_libraft import build_against_libraft
 
+from raftpy.core.config import Config
+from raftpy.core.configuration import Configuration
+from raftpy.core.events import Persisted, Propose, Receive, Start, Tick
+from raftpy.core.messages import AppendEntries, AppendEntriesResult, RequestVoteResult
+from raftpy.core.raft import Raft, bootstrap_entries
+from raftpy.core.types import State
+from raftpy.io.tcp import TcpTransport
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "cluster"))
-from processes import SERVER, Cluster, Node, wait_for  # noqa: E402 (tests/cluster)
+from processes import SERVER, Cluster, Node, free_port, wait_for  # noqa: E402 (tests/cluster)
 from test_processes import Load  # noqa: E402 (tests/cluster)
 
 HERE = Path(__file__).resolve().parent
@@ -158,3 +170,71 @@ def test_sigkill_of_the_leader_fails_over_and_loses_no_acknowledged_write(mixed,
     counter = c.converged(timeout=40)
     load.check(counter)
     assert counter >= 400
+
+
+# -- libraft's stale-term refusal from index 1 (the known risk of issue 10) ---------
+
+
+def test_libraft_refuses_a_stale_append_entries_from_index_1_with_rejected_0(
+        run_loop, counter_server: Path, tmp_path: Path) -> None:
+    """libraft 0.15 refuses a stale-term AppendEntries with rejected =
+    prev_log_index, so from index 1 with 0: a success to read.  raftpy's own
+    followers say 1 (raftpy/core/replication.py, accept_leader); a raftpy
+    leader cannot tell libraft's refusal from a success, as the second half
+    shows on the core: a leader re-elected in the follower's term takes the
+    follower's unverified last index as matched and commits on it.  This test
+    pins libraft's behaviour (it fails if a libraft fixes it) and the exposure
+    of a mixed cluster (it fails if raftpy's leader learns to guard)."""
+    me = f"127.0.0.1:{free_port()}"
+    node = Node(1, str(tmp_path / "1"))
+    os.makedirs(node.directory)
+    got: list = []
+
+    async def body() -> None:
+        transport = TcpTransport(Config())
+        await transport.start(2, me, lambda f, a, m: got.append((f, m)), lambda t, m: None)
+        proc = subprocess.Popen(
+            [str(counter_server), node.directory, "1", "--address", node.address,
+             "--control", f"127.0.0.1:{node.control_port}", "--cluster",
+             f"1={node.address},2={me}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await asyncio.sleep(0.2)
+            # A leader of term 50 (far above anything pre-vote reaches) ...
+            transport.send(1, node.address, AppendEntries(50, 1, 1, 1))
+            await wait_async(lambda: any(isinstance(m, AppendEntriesResult) for _, m in got))
+            # ... then a stale AppendEntries from index 1 (prev 0) of term 40.
+            del got[:]
+            transport.send(1, node.address, AppendEntries(40, 0, 0, 1))
+            await wait_async(lambda: any(isinstance(m, AppendEntriesResult) for _, m in got))
+        finally:
+            proc.kill()  # our own child, by its handle
+            proc.wait(timeout=10)
+            await transport.close()
+    run_loop(asyncio.wait_for(body(), 30))
+    [refusal] = [m for f, m in got if f == 1 and isinstance(m, AppendEntriesResult)]
+    assert (refusal.term, refusal.rejected, refusal.last_log_index) == (50, 0, 1), refusal
+
+    # A raftpy leader in the follower's term, with an entry 3 of its term no
+    # follower has, reads the same refusal from a follower whose last index is
+    # 3 (say entries 2..3 of an older term): it counts 3 as matched and
+    # commits its entry 3 on itself alone, a safety violation.
+    raft = Raft(1, "1", Config(), random.Random(1), term=1,
+                entries=bootstrap_entries(Configuration.of((1, "1"), (2, "2"), (3, "3"))))
+    raft.step(Start(0))
+    raft.step(Tick(raft.election_timer_start + raft.randomized_election_timeout))
+    raft.step(Receive(raft.now, 2, "2", RequestVoteResult(raft.current_term, True)))
+    assert raft.state == State.LEADER
+    term = raft.current_term
+    raft.step(Propose(raft.now, [b"x" * 8], req="r"))
+    raft.step(Persisted(raft.now, raft.log.last_index, term))
+    assert raft.commit_index < raft.log.last_index == 3
+    raft.step(Receive(raft.now, 2, "2", AppendEntriesResult(term, 0, 3)))
+    assert raft.progress[2].match_index == 3 and raft.commit_index == 3, \
+        "the raftpy leader no longer takes libraft's refusal for success: update this test"
+
+
+async def wait_async(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for libraft's reply"
+        await asyncio.sleep(0.01)
