@@ -85,18 +85,24 @@ class MixedCluster(Cluster):
 LAYOUTS = {"2-libraft-1-raftpy": {1, 2}, "1-libraft-2-raftpy": {1}}
 
 
-@pytest.fixture(params=list(LAYOUTS))
-def mixed(request, tmp_path, counter_server):
-    c = MixedCluster(str(tmp_path), 3, LAYOUTS[request.param], counter_server,
-                     snapshot_threshold=64, snapshot_trailing=16)
+def running(c: MixedCluster):
     try:
         c.start_all()
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
     finally:
         c.stop_all()
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def mixed(request, tmp_path, counter_server):
+    yield from running(MixedCluster(str(tmp_path), 3, LAYOUTS[request.param], counter_server))
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def mixed_small_snapshots(request, tmp_path, counter_server):
+    """As mixed, with a snapshot every 32 entries keeping 8."""
+    yield from running(MixedCluster(str(tmp_path), 3, LAYOUTS[request.param], counter_server,
+                                    snapshot_threshold=32, snapshot_trailing=8))
 
 
 def transfer_to(c: MixedCluster, target: Node) -> None:
@@ -170,6 +176,43 @@ def test_sigkill_of_the_leader_fails_over_and_loses_no_acknowledged_write(mixed,
     counter = c.converged(timeout=40)
     load.check(counter)
     assert counter >= 400
+
+
+@pytest.mark.parametrize("joiner_kind", ["libraft", "raftpy"])
+def test_a_server_of_one_kind_added_to_a_leader_of_the_other_catches_up_by_snapshot(
+        mixed_small_snapshots, joiner_kind):
+    """A new, empty server joins (add as spare, assign voter) under a leader of
+    the other kind whose log is compacted: it catches up by InstallSnapshot
+    (a snapshot file in its directory, though it takes none itself), counts in
+    the quorum, and all four counters agree; then it is removed."""
+    c = mixed_small_snapshots
+    other = "raftpy" if joiner_kind == "libraft" else "libraft"
+    leader = next(n for n in c.nodes if c.kind(n) == other)
+    transfer_to(c, leader)
+    total = len(c.apply(200))
+    assert c.converged() == total
+    new = Node(4, os.path.join(c.top, "4"))
+    c.nodes.append(new)
+    if joiner_kind == "libraft":
+        c.libraft.add(4)
+    else:
+        c.libraft.discard(4)
+    # Its own threshold out of reach: any snapshot in its directory came from
+    # the leader, by InstallSnapshot.
+    c.start(new, join=True, extra=("--snapshot-threshold", "1000000"))
+    assert leader.request({"op": "add", "id": 4, "address": new.address}) == {"ok": True}
+    assert leader.request({"op": "assign", "id": 4, "role": "voter"}) == {"ok": True}
+    assert c.converged(timeout=40) == total
+    assert any(name.startswith("snapshot-") for name in os.listdir(new.directory)), \
+        sorted(os.listdir(new.directory))
+    # It counts toward the quorum: writes go on with one old follower killed.
+    c.kill(next(n for n in c.nodes if n is not leader and n is not new))
+    reply = leader.request({"op": "apply", "n": 5})
+    assert reply.get("ok"), reply
+    assert reply["values"][-1] == total + 5
+    assert leader.request({"op": "remove", "id": 4}) == {"ok": True}
+    statuses = c.statuses()
+    assert statuses[4] is not None and statuses[4]["counter"] >= total, statuses
 
 
 # -- libraft's stale-term refusal from index 1 (the known risk of issue 10) ---------
