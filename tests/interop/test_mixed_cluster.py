@@ -29,6 +29,7 @@ from raftpy.core.events import Persisted, Propose, Receive, Start, Tick
 from raftpy.core.messages import AppendEntries, AppendEntriesResult, RequestVoteResult
 from raftpy.core.raft import Raft, bootstrap_entries
 from raftpy.core.types import State
+from raftpy.io.inspect import inspect_directory, read_entries
 from raftpy.io.tcp import TcpTransport
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -138,6 +139,29 @@ def test_election_replication_and_each_server_leading_in_turn(mixed):
         assert c.converged() == total
         statuses = c.statuses()
         assert {s["leader"] for s in statuses.values() if s} == {node.id}, statuses
+    commit = c.nodes[0].request({"op": "status"})["commit"]
+    c.stop_all()
+    assert_same_logs(c, commit)
+
+
+def log_of(directory: str) -> dict[int, tuple[int, int, bytes]]:
+    """index -> (term, type, payload) of the entries a load of directory finds
+    (raftpy.io.inspect reads both kinds' directories: the same format)."""
+    report = inspect_directory(directory)
+    assert report.ok, report.problems
+    return {e.index: (e.term, int(e.type), bytes(e.payload))
+            for seg in report.segments if seg.loaded for e in read_entries(report, seg)}
+
+
+def assert_same_logs(c: MixedCluster, commit: int) -> None:
+    """Every two servers' logs agree where they overlap, and the overlap of
+    all holds the last committed entries."""
+    logs = {n.id: log_of(n.directory) for n in c.nodes}
+    common = set.intersection(*(set(log) for log in logs.values()))
+    assert commit in common, {i: (min(log), max(log)) for i, log in logs.items()}
+    for i in sorted(common):
+        assert len({log[i] for log in logs.values()}) == 1, (i, {k: v[i] for k, v in logs.items()})
+    print(f"the logs agree on the {len(common)} entries {min(common)}..{max(common)} they share")
 
 
 def kill_the_leader_and_restart_it(c: MixedCluster, load: Load, victim: Node) -> None:
