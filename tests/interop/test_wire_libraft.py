@@ -50,9 +50,9 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def wirecompat(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of wirecompat.c compiled against the installed libraft."""
+def build_against_libraft(source: Path, build: Path) -> Path:
+    """Compile one C program of tests/interop against the installed libraft
+    (skips, or fails under CI, when libraft or a compiler is missing)."""
     cc = shutil.which(os.environ.get("CC") or "gcc") or shutil.which("cc")
     if cc is None:
         _missing("no C compiler found")
@@ -62,15 +62,20 @@ def wirecompat(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              check=False, capture_output=True, text=True)
         if res.returncode == 0:
             flags = res.stdout.split()
-    build = tmp_path_factory.mktemp("wirecompat")
-    exe = build / "wirecompat"
+    exe = build / source.stem
     res = subprocess.run([cc, "-std=c11", "-D_DEFAULT_SOURCE", "-O1", "-g", "-Wall", "-Wextra",
-                          "-Werror", str(SOURCE), "-o", str(exe), *flags],
+                          "-Werror", str(source), "-o", str(exe), *flags],
                          check=False, capture_output=True, text=True)
     if res.returncode != 0 and "raft.h" in res.stderr:
         _missing(res.stderr.strip().splitlines()[0])
-    assert res.returncode == 0, f"building wirecompat failed:\n{res.stderr}"
+    assert res.returncode == 0, f"building {source.name} failed:\n{res.stderr}"
     return exe
+
+
+@pytest.fixture(scope="session")
+def wirecompat(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of wirecompat.c compiled against the installed libraft."""
+    return build_against_libraft(SOURCE, tmp_path_factory.mktemp("wirecompat"))
 
 
 def _recv_all(conn: socket.socket, deadline: float) -> bytes:
