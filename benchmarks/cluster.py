@@ -1,6 +1,7 @@
 """Cluster benchmark: 3 server processes on loopback, raftpy against PySyncObj.
 
-    python benchmarks/cluster.py [--systems raftpy,pysyncobj] [--dir DIR]
+    python benchmarks/cluster.py [--systems raftpy,pysyncobj,pysyncobj-nobatch]
+                                 [--policies libraft,off] [--dir DIR]
                                  [--json] [--quick] [--plot FILE]
 
 Each case starts a fresh cluster: three processes of this script (``--node``),
@@ -15,6 +16,10 @@ entries/s committed and applied on the leader, p50/p99 latency from submit to
 result, CPU per entry of each server process (utime+stime+cutime+cstime from
 /proc/<pid>/stat, whole process, over the measured part only) and the peak RSS
 (VmHWM from /proc/<pid>/status) of each process.
+
+PySyncObj runs twice: "pysyncobj" with its defaults, "pysyncobj-nobatch" with
+appendEntriesUseBatch=False (its option for single-request latency; with the
+default the leader sends new entries every appendEntriesPeriod, 0.1 s).
 
 Durability: raftpy's DiskStore fdatasyncs every append before it counts as
 persisted; PySyncObj's file journal (journalFile) is an mmap that it never
@@ -161,6 +166,7 @@ def pysyncobj_node(a: dict[str, Any]) -> None:
     else:
         min_entries, min_time = 1 << 62, 1e12
     conf = SyncObjConf(journalFile=os.path.join(a["dir"], "journal"),
+                       appendEntriesUseBatch=a.get("batch", True),
                        fullDumpFile=os.path.join(a["dir"], "dump"),
                        logCompactionMinEntries=min_entries, logCompactionMinTime=min_time)
     addrs = [f"127.0.0.1:{p}" for p in a["ports"]]
@@ -223,11 +229,13 @@ class System:
     """One system under test: how its node is started, what its output must say."""
 
     name: str
+    node: str                  # which node main runs it
     note: str
+    options: tuple[tuple[str, Any], ...] = ()   # passed to the node
 
     def available(self) -> str | None:
         """None if it can run here, else why not."""
-        if self.name == "pysyncobj":
+        if self.node == "pysyncobj":
             try:
                 import pysyncobj  # noqa: F401
             except ImportError:
@@ -235,13 +243,18 @@ class System:
         return None
 
     def command(self, args: dict[str, Any]) -> list[str]:
-        return [sys.executable, HERE, "--node", self.name, json.dumps(args)]
+        return [sys.executable, HERE, "--node", self.node,
+                json.dumps({**args, **dict(self.options)})]
 
 
-SYSTEMS = {
-    "raftpy": System("raftpy", "DiskStore: fdatasync per append, TCP transport, uvloop"),
-    "pysyncobj": System("pysyncobj", f"file journal on; {JOURNAL_NOTE}"),
-}
+SYSTEMS = {s.name: s for s in (
+    System("raftpy", "raftpy", "DiskStore: fdatasync per append, TCP transport, uvloop"),
+    System("pysyncobj", "pysyncobj", f"defaults, file journal on; {JOURNAL_NOTE}"),
+    # PySyncObj's own switch for single-request latency: without it the leader
+    # sends new entries only every appendEntriesPeriod (0.1 s)
+    System("pysyncobj-nobatch", "pysyncobj", "appendEntriesUseBatch=False, otherwise "
+           f"as pysyncobj; {JOURNAL_NOTE}", (("batch", False),)),
+)}
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -345,18 +358,18 @@ COLUMNS = [("rate", "entries/s", "{:>10,.0f}"), ("p50_us", "p50 us", "{:>9,.0f}"
 
 def print_case(title: str, rows: dict[str, dict[str, Any]]) -> None:
     print(f"\n{title}")
-    head = f"{'system':<16}" + "".join(f"  {h:>{len(f.format(0))}}" for _, h, f in COLUMNS)
+    head = f"{'system':<26}" + "".join(f"  {h:>{len(f.format(0))}}" for _, h, f in COLUMNS)
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         flag = " (timed out)" if r.get("timed_out") else ""
-        print(f"{name:<16}" + "".join("  " + f.format(r[k]) for k, _, f in COLUMNS) + flag)
+        print(f"{name:<26}" + "".join("  " + f.format(r[k]) for k, _, f in COLUMNS) + flag)
     base = rows.get("raftpy")
     for name, r in rows.items():
         if name == "raftpy" or base is None:
             continue
         label = f"raftpy/{name}"
-        print(f"{label:<16}" + "".join(
+        print(f"{label:<26}" + "".join(
             f"  {(base[k] / r[k] if r[k] else float('nan')):>{len(f.format(0)) - 1},.2f}x"
             for k, _, f in COLUMNS))
 
@@ -407,7 +420,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--dir", default=None, help="directory on the disk to use")
-    p.add_argument("--systems", default="raftpy,pysyncobj")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     p.add_argument("--policies", default="libraft,off")
     p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
     args = p.parse_args()
@@ -438,7 +451,7 @@ def main() -> None:
                        "value": round(r["rate"], 1), "unit": "entries/s", **case,
                        **{k: (round(v, 2) if isinstance(v, float) else v)
                           for k, v in r.items() if k != "ev"}}
-                if s.name == "pysyncobj":
+                if s.node == "pysyncobj":
                     row["durability"] = JOURNAL_NOTE
                 rows[s.name] = row
                 results.append(row)

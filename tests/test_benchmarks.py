@@ -26,3 +26,19 @@ def test_benchmark_prints_json_cases(script, tmp_path):
     for row in rows:
         assert {"name", "value", "unit"} <= row.keys()
         assert row["value"] > 0, row
+    if script == "cluster.py":
+        assert not _processes_mentioning(str(tmp_path)), "cluster.py left server processes"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains text (the node processes get their data dir)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
