@@ -20,6 +20,8 @@ result, CPU per entry of each server process (utime+stime+cutime+cstime from
 PySyncObj runs twice: "pysyncobj" with its defaults, "pysyncobj-nobatch" with
 appendEntriesUseBatch=False (its option for single-request latency; with the
 default the leader sends new entries every appendEntriesPeriod, 0.1 s).
+With it, PySyncObj 0.3.17 logs "truncating already-applied log entries ...
+state machine may have diverged" under load (its own warning, on stderr).
 
 Durability: raftpy's DiskStore fdatasyncs every append before it counts as
 persisted; PySyncObj's file journal (journalFile) is an mmap that it never
