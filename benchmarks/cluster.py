@@ -57,7 +57,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from _common import parser, percentile
+from _common import free_ports, parser, percentile
 
 HERE = os.path.abspath(__file__)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -272,18 +272,6 @@ def proc_hwm_kib(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def read_event(procs: list[subprocess.Popen[str]], want: str, timeout_s: float

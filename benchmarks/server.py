@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import struct
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import Report, parser, percentile
+from _common import Report, free_ports, parser, percentile
 
 from raftpy import Config, Configuration, Server, State, StateMachine
 from raftpy.core.messages import AppendEntries, Message
@@ -80,17 +79,6 @@ class CountingTransport:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def cluster(root: str, transport_kind: str, config: Config) -> tuple[
