@@ -91,6 +91,7 @@ class ConvertMixin(RaftState):
         self.election_timer_start = self.now
         self.voter_contacts = 1
         self.promotee_id = 0
+        self.reign_first_index = self.log.last_index + 1
         self._build_progress()
         self._trace(f"became leader term={self.current_term}")
         if len(self._voters) == 1:

@@ -18,7 +18,8 @@ from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry
 
 __all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
-           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "Message"]
+           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "Message",
+           "FEATURE_CHECKED_ACKS", "FEATURES"]
 
 
 class MessageType(IntEnum):
@@ -81,6 +82,18 @@ class AppendEntries:
                 f"entries={len(self.entries)}")
 
 
+# Feature bits of AppendEntriesResult.features.  libraft sends 0 (0.18: its
+# RAFT_DEFAULT_FEATURE_FLAGS; 0.15 has no such field); raftpy's own bits live
+# high in the word, clear of any libraft may define from the low end.
+#
+# FEATURE_CHECKED_ACKS: this follower's success reports only entries the
+# leader's messages checked (``_acknowledged``), and its refusal of a stale
+# AppendEntries is never 0.  A leader may stop an AppendEntries short of the
+# follower's tail only for such a follower (send_append_entries).
+FEATURE_CHECKED_ACKS = 1 << 48
+FEATURES = FEATURE_CHECKED_ACKS  # what a raftpy server announces
+
+
 @dataclass(frozen=True, slots=True)
 class AppendEntriesResult:
     """Reply to AppendEntries and InstallSnapshot: rejected is 0 or the failing index."""
@@ -88,7 +101,7 @@ class AppendEntriesResult:
     term: int
     rejected: int
     last_log_index: int
-    features: int = 0
+    features: int = FEATURES
     version: int = 1
 
     def __str__(self) -> str:

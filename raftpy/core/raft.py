@@ -136,6 +136,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         self._targets = []
         self.pending = deque()
         self.voter_contacts = -1
+        self.reign_first_index = 0
         self.transfer = None
         self._out = Update()
     def _load_configuration(self) -> None:

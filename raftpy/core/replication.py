@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from raftpy.core.configuration import decode_configuration
 from raftpy.core.messages import (
+    FEATURE_CHECKED_ACKS,
     AppendEntries,
     AppendEntriesResult,
     InstallSnapshot,
@@ -99,12 +100,34 @@ class ReplicationMixin(RaftState):
                 max_bytes -= log.bytes_between(p.match_index + 1, prev)
             last = (log.send_limit(prev + 1, max_entries, max_bytes)
                     if max_entries > 0 and max_bytes > 0 else prev)
+            if not p.features & FEATURE_CHECKED_ACKS and last < self.reign_first_index:
+                last = self._reach_reign(prev, last)
         entries = log.slice(prev + 1, last) if last > prev else ()
         self._send(server_id, address, AppendEntries(
             self.current_term, prev, prev_term, self.commit_index, entries))
         p.last_send = self.now
+        if last > p.sent_index:
+            p.sent_index = last
         if p.mode == _PIPELINE:
             p.next_index = last + 1  # optimistic (spec §2.5)
+
+    def _reach_reign(self, prev: int, last: int) -> int:
+        """Where an AppendEntries to a follower without FEATURE_CHECKED_ACKS ends.
+
+        Deviation from flow control, for libraft followers (issue 10): such a
+        follower's success reports last_stored, and entries of older terms it
+        holds past the range we sent would count as ours.  A message that
+        reaches this reign's first entry cannot leave such a tail: the follower
+        either truncates at a conflict inside the range, or already holds our
+        entry of this term there, after which all it holds is ours.  A libraft
+        leader sends its whole tail and so always reaches it; this sends no
+        more than that, and only while prev lies before the reign's start."""
+        reach = min(self.reign_first_index, self.log.last_index)
+        if last < reach:
+            self._trace(f"send through {reach}, not {last}: follower may report "
+                        "unchecked entries")
+            return reach
+        return last
 
     # -- leader: results -----------------------------------------------------
 
@@ -125,7 +148,14 @@ class ReplicationMixin(RaftState):
             if self._maybe_decrement(p, m.rejected, m.last_log_index):
                 p.last_send = _NEVER  # retry at once, from the new next_index
             return
-        last = min(m.last_log_index, self.log.last_index)
+        # Deviation from libraft (spec §2.5 step 5 clamps to the local last
+        # index only): also clamp to what this reign has sent the follower.  A
+        # libraft follower reports last_stored, entries it holds beyond the
+        # range our AppendEntries checked included; with flow control our
+        # messages can stop short of such a stale tail, and a libraft leader's
+        # whole-tail messages never do.  A raftpy follower caps its own report
+        # (_acknowledged), so for it this changes nothing.
+        last = min(m.last_log_index, self.log.last_index, p.sent_index)
         installed = p.mode == _SNAPSHOT and last >= p.snapshot_index
         if installed:
             # Installed, or it had the entries already: probe from what it has

@@ -72,6 +72,9 @@ class RaftState:
         # voters heard from at the last check-quorum, counting itself; -1
         # unless leader (raft_voter_contacts)
         "voter_contacts",
+        # the index of this reign's first entry (its barrier), see
+        # ReplicationMixin.send_append_entries
+        "reign_first_index",
         # snapshots (spec §2.11, §2.13): the latest one, one being taken, one
         # being installed (a follower; then last_stored is 0) and the term then,
         # and one received while taking our own: (term, snapshot), installed
@@ -117,6 +120,7 @@ class RaftState:
     _targets: list[tuple[int, str, Progress]]
     pending: deque[tuple[int, Any]]
     voter_contacts: int
+    reign_first_index: int
     snapshot: Snapshot | None
     _taking: Snapshot | None
     _installing: Snapshot | None

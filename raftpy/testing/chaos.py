@@ -105,8 +105,8 @@ class RunReport:
     catch_up_ratio: float = 0.0    # worst member: time taken / its bound
 
 
-def _setup(seed: int, servers: int, swarm: Swarm,
-           tracer: Tracer | None) -> tuple[Cluster, random.Random]:
+def _setup(seed: int, servers: int, swarm: Swarm, tracer: Tracer | None,
+           libraft: frozenset[int] = frozenset()) -> tuple[Cluster, random.Random]:
     rng = random.Random(seed ^ 0x5EED)
     T = 1000  # election timeout
     config = Config(election_timeout_ms=T, heartbeat_timeout_ms=100,
@@ -137,16 +137,17 @@ def _setup(seed: int, servers: int, swarm: Swarm,
     # Some larger clusters carry a standby (replicated to, never counted).
     voters = servers - 1 if servers >= 5 and rng.random() < 0.3 else servers
     cluster = Cluster(servers, seed, config=config, network=network, disk=disk,
-                      voters=voters, tracer=tracer)
+                      voters=voters, tracer=tracer, libraft=libraft)
     return cluster, rng
 
 
 class _Run:
     """The state of one run: its streams, its scheduled actions, its checks."""
 
-    def __init__(self, seed: int, servers: int, tracer: Tracer | None) -> None:
+    def __init__(self, seed: int, servers: int, tracer: Tracer | None,
+                 libraft: frozenset[int] = frozenset()) -> None:
         self.swarm = swarm = Swarm.draw(seed)
-        self.cluster, self.rng = _setup(seed, servers, swarm, tracer)
+        self.cluster, self.rng = _setup(seed, servers, swarm, tracer, libraft)
         # Features draw from their own stream: the main one stays comparable.
         self.frng = random.Random(seed ^ 0x510E)
         self.latencies = (0, 1, 5, 20) if swarm.slow_machines else (0,)
@@ -407,9 +408,13 @@ def _disaster(run: _Run) -> None:
 
 
 def random_run(seed: int, servers: int = 3, steps: int = 5000,
-               tracer: Tracer | None = None) -> RunReport:
-    """One seeded run; raises Violation or LivenessError, else returns a report."""
-    run = _Run(seed, servers, tracer)
+               tracer: Tracer | None = None,
+               libraft: frozenset[int] = frozenset()) -> RunReport:
+    """One seeded run; raises Violation or LivenessError, else returns a report.
+
+    ``libraft``: ids of servers that answer as libraft followers do
+    (raftpy/testing/libraft_follower.py), for a mixed cluster."""
+    run = _Run(seed, servers, tracer, libraft)
     cluster, rng = run.cluster, run.rng
     counter = 0
     next_client = rng.randint(0, 300)

@@ -1,6 +1,7 @@
 """A deterministic simulated cluster: servers, a clock, a network and disks.
 
-May import: the standard library, ``raftpy.errors`` and ``raftpy.core``.
+May import: the standard library, ``raftpy.errors``, ``raftpy.core`` and
+``raftpy.testing``.
 Everything random comes from one ``random.Random(seed)``, so a seed replays a
 run exactly.  Rules the simulation keeps (they are the shell's duties, see
 raftpy/core/update.py):
@@ -102,6 +103,7 @@ from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 from raftpy.testing.checkers import SafetyChecker, Violation
+from raftpy.testing.libraft_follower import LibraftFollowerRaft
 
 __all__ = ["Network", "Disk", "StateMachine", "DigestMachine", "ClientRequest",
            "SimServer", "Cluster", "FixedTimeouts"]
@@ -267,8 +269,10 @@ class Cluster:
                  voters: int | None = None, manual: bool = False,
                  tracer: Tracer | None = None, check: bool = True,
                  machine: Callable[[], StateMachine] = DigestMachine,
-                 fixed_timeouts: bool = False, snapshot: Snapshot | None = None) -> None:
+                 fixed_timeouts: bool = False, snapshot: Snapshot | None = None,
+                 libraft: frozenset[int] = frozenset()) -> None:
         self.rng = random.Random(seed)
+        self.libraft = libraft  # ids that answer as libraft followers do
         self.seed = seed
         self.config = config or Config()
         self.network = network or Network()
@@ -333,7 +337,8 @@ class Cluster:
         snapshot = server.snapshot
         if snapshot is not None and server.offset + len(server.durable) < snapshot.index:
             server.durable, server.offset = [], snapshot.index  # stale entries (spec §2.1)
-        server.raft = Raft(server_id, server.address, self.config, self._rng_for(server_id),
+        kind = LibraftFollowerRaft if server_id in self.libraft else Raft
+        server.raft = kind(server_id, server.address, self.config, self._rng_for(server_id),
                            term=server.term, voted_for=server.voted_for,
                            entries=list(server.durable), start_index=server.offset + 1,
                            snapshot=snapshot, tracer=self.tracer)

@@ -12,6 +12,8 @@ Commands::
 
     cluster N [pre-vote] [voters=V] [append-max=K] [latency=MS] [threshold=K]
               [trailing=K] [install-timeout=MS] [rounds=K] [round-ms=MS]
+              [libraft=ID,ID]  (these answer as libraft followers do,
+                                raftpy/testing/libraft_follower.py)
     timeout ID            fire ID's timer (time jumps to its deadline)
     elapse MS             time passes; due timers fire, lowest id first
     run MS                elapse 100 then stabilize, until MS have passed
@@ -157,7 +159,9 @@ class Interpreter:
         self.cluster = Cluster(int(plain[0]), 0, config=config, manual=True,
                                tracer=self.tracer, fixed_timeouts=True,
                                voters=int(named["voters"]) if "voters" in named else None,
-                               network=Network(latency, latency), disk=Disk())
+                               network=Network(latency, latency), disk=Disk(),
+                               libraft=frozenset(int(i) for i in named["libraft"].split(","))
+                               if "libraft" in named else frozenset())
         return []
 
     def cmd_timeout(self, args: list[str]) -> list[str]:
