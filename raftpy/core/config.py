@@ -39,6 +39,11 @@ class Config:
     send_queue_max_bytes: int = 64 * 1024 * 1024
     send_queue_max_messages: int = 4096
     connect_retry_delay_ms: int = 1000          # libraft's (spec §4.1)
+    # A connect that has not completed by then fails (and is retried after
+    # connect_retry_delay_ms).  libraft has none: the kernel's SYN retries
+    # (about two minutes) keep a peer behind a silent partition unreachable
+    # that long after the partition heals.
+    connect_timeout_ms: int = 3000
     # Server: client requests (apply, barrier, membership, transfer) not yet
     # completed; past it a request fails at once with BusyError.
     pending_requests_max: int = 65536
@@ -51,6 +56,7 @@ class Config:
             raise ValueError("append limits must be positive")
         for name in ("message_header_max_bytes", "message_payload_max_bytes",
                      "send_queue_max_bytes", "send_queue_max_messages",
-                     "connect_retry_delay_ms", "pending_requests_max"):
+                     "connect_retry_delay_ms", "connect_timeout_ms",
+                     "pending_requests_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")

@@ -43,8 +43,9 @@ Rules kept:
   without a report, as in libraft.
 - While connecting, messages queue.  After a failed connect or a lost
   connection the client waits connect_retry_delay_ms, then connects again
-  if it has messages queued (else the next send connects).  There is no
-  connect timeout of our own (libraft has none): the kernel's applies.
+  if it has messages queued (else the next send connects).  A connect fails
+  after Config.connect_timeout_ms (libraft has no timeout of its own; the
+  kernel's, about two minutes, is too long behind a silent partition).
 - A malformed byte stream (any WireError, a handshake with protocol other
   than 1, EOF before the handshake or in the middle of a frame) closes that
   connection only, with a warning naming the peer and the reason; a read
@@ -311,8 +312,10 @@ class _Peer:
         loop = self.owner.loop
         try:
             host, port = parse_address(self.address)
-            await loop.create_connection(lambda: _Outbound(self), host, port)
-        except Exception as exc:      # OSError, gaierror, InvalidError, UnicodeError...
+            await asyncio.wait_for(
+                loop.create_connection(lambda: _Outbound(self), host, port),
+                self.owner.config.connect_timeout_ms / 1000)
+        except Exception as exc:      # OSError, gaierror, InvalidError, TimeoutError...
             self.connect_task = None
             if not self.closed and self.transport is None:
                 self.connect_failed(exc)

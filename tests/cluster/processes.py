@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from raftpy.testing.netns import NetnsLab
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "example", "server.py")
 REQUEST_TIMEOUT_S = 5.0
@@ -39,17 +41,18 @@ class Node:
     control_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    host: str = "127.0.0.1"   # its address in a NetnsLab, else loopback
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S
                 ) -> dict[str, Any]:
-        with socket.create_connection(("127.0.0.1", self.control_port), timeout=timeout) as s:
+        with socket.create_connection((self.host, self.control_port), timeout=timeout) as s:
             s.sendall(json.dumps(message).encode() + b"\n")
             buf = b""
             while not buf.endswith(b"\n"):
@@ -79,10 +82,18 @@ class Node:
 
 
 class Cluster:
+    """``lab``: run server i in host i of that NetnsLab (raftpy/testing/netns.py),
+    on its address, instead of on loopback."""
+
     def __init__(self, top: str, size: int, snapshot_threshold: int = 64,
-                 snapshot_trailing: int = 16) -> None:
+                 snapshot_trailing: int = 16, lab: NetnsLab | None = None) -> None:
         self.top = top
-        self.nodes = [Node(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
+        self.lab = lab
+        if lab is None:
+            self.nodes = [Node(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
+        else:
+            self.nodes = [Node(i, os.path.join(top, str(i)), 9000, 9100, host=lab.host(i))
+                          for i in range(1, size + 1)]
         self.snapshot = (snapshot_threshold, snapshot_trailing)
         self.bootstrap = ",".join(f"{n.id}={n.address}" for n in self.nodes)
 
@@ -94,14 +105,18 @@ class Cluster:
         node.log_path = os.path.join(self.top, f"server-{node.id}.log")
         log = open(node.log_path, "ab")
         args = [sys.executable, SERVER, node.directory, str(node.id),
-                "--address", node.address, "--control", f"127.0.0.1:{node.control_port}",
+                "--address", node.address, "--control", f"{node.host}:{node.control_port}",
                 "--cluster", self.bootstrap,
                 "--snapshot-threshold", str(self.snapshot[0]),
                 "--snapshot-trailing", str(self.snapshot[1]), *extra]
         if join:
             args.append("--join")
-        node.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.lab is None:
+            node.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        else:
+            node.process = self.lab.popen(node.id, args, stdout=log, stderr=subprocess.STDOUT,
+                                          env=env)
         log.close()
         wait_for(lambda: node.status() is not None or not node.alive(), 20,
                  f"server {node.id} to answer on its control port")
