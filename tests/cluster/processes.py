@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftpy.testing.netns import NetnsLab
+from netns import NetnsLab  # tests/cluster, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "example", "server.py")
@@ -82,7 +82,7 @@ class Node:
 
 
 class Cluster:
-    """``lab``: run server i in host i of that NetnsLab (raftpy/testing/netns.py),
+    """``lab``: run server i in host i of that NetnsLab (tests/cluster/netns.py),
     on its address, instead of on loopback."""
 
     def __init__(self, top: str, size: int, snapshot_threshold: int = 64,

@@ -1,5 +1,5 @@
 """Real network partitions: example/server.py processes, each in a network
-namespace of its own (raftpy/testing/netns.py), cut apart by nftables drop
+namespace of its own (tests/cluster/netns.py), cut apart by nftables drop
 rules (issue 12, item 3).
 
 A silent partition is what loopback tests cannot give: packets vanish, no
@@ -22,9 +22,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "cluster"))
-from processes import Cluster, Node, wait_for  # noqa: E402 (tests/cluster)
-
-from raftpy.testing.netns import NetnsLab, available  # noqa: E402
+from netns import NetnsLab, available  # noqa: E402 (tests/cluster)
+from processes import Cluster, Node, wait_for  # noqa: E402
 
 WHY_NOT = available()
 if WHY_NOT is not None:

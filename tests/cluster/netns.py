@@ -1,7 +1,8 @@
 """A lab of Linux network namespaces for fault tests: one per server, one bridge,
 partitions made of nftables drop rules.
 
-May import: the standard library.  Needs root and ``ip`` and ``nft``
+Test infrastructure beside processes.py (not in the package: raftpy/testing stays
+free of I/O).  Needs root and ``ip`` and ``nft``
 (iproute2, nftables); ``available()`` says why not where they are missing,
 and the tests skip with that reason (CI on our machines has both).
 
