@@ -27,8 +27,7 @@ class Progress:
     """next_index/match_index and the send bookkeeping for one follower."""
 
     __slots__ = ("next_index", "match_index", "mode", "snapshot_index", "last_send",
-                 "snapshot_last_send", "recent_recv", "features", "unreachable",
-                 "sent_index")
+                 "snapshot_last_send", "recent_recv", "features", "unreachable")
 
     def __init__(self, next_index: int, match_index: int = 0) -> None:
         self.next_index = next_index
@@ -40,10 +39,6 @@ class Progress:
         self.recent_recv = False          # heard from since the last check-quorum
         self.features = 0
         self.unreachable = False          # a send failed since it was last heard from
-        # The highest index this reign's messages to the follower covered
-        # (prev_log_index + entries of an AppendEntries, last_index of an
-        # InstallSnapshot): no success can truthfully vouch for more.
-        self.sent_index = 0
 
     def to_probe(self, next_index: int) -> None:
         self.mode = ProgressMode.PROBE

@@ -106,8 +106,6 @@ class ReplicationMixin(RaftState):
         self._send(server_id, address, AppendEntries(
             self.current_term, prev, prev_term, self.commit_index, entries))
         p.last_send = self.now
-        if last > p.sent_index:
-            p.sent_index = last
         if p.mode == _PIPELINE:
             p.next_index = last + 1  # optimistic (spec §2.5)
 
@@ -148,14 +146,7 @@ class ReplicationMixin(RaftState):
             if self._maybe_decrement(p, m.rejected, m.last_log_index):
                 p.last_send = _NEVER  # retry at once, from the new next_index
             return
-        # Deviation from libraft (spec §2.5 step 5 clamps to the local last
-        # index only): also clamp to what this reign has sent the follower.  A
-        # libraft follower reports last_stored, entries it holds beyond the
-        # range our AppendEntries checked included; with flow control our
-        # messages can stop short of such a stale tail, and a libraft leader's
-        # whole-tail messages never do.  A raftpy follower caps its own report
-        # (_acknowledged), so for it this changes nothing.
-        last = min(m.last_log_index, self.log.last_index, p.sent_index)
+        last = min(m.last_log_index, self.log.last_index)
         installed = p.mode == _SNAPSHOT and last >= p.snapshot_index
         if installed:
             # Installed, or it had the entries already: probe from what it has

@@ -107,7 +107,6 @@ class SnapshotMixin(RaftState):
         p.mode = ProgressMode.SNAPSHOT
         p.snapshot_index = snapshot.index
         p.snapshot_last_send = p.last_send = self.now
-        p.sent_index = max(p.sent_index, snapshot.index)
         self._send(server_id, address, InstallSnapshot(
             self.current_term, snapshot.index, snapshot.term, snapshot.configuration_index,
             snapshot.configuration, snapshot.data))

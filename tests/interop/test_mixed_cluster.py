@@ -249,8 +249,7 @@ def test_libraft_refuses_a_stale_append_entries_from_index_1_with_rejected_0(
     followers say 1 (raftpy/core/replication.py, accept_leader) and announce
     FEATURE_CHECKED_ACKS; a raftpy leader cannot tell libraft's refusal from a
     success, as the second half shows on the core: a leader re-elected in the
-    follower's term counts the follower's log as far as its own messages of
-    this reign reached (index 2 here, not the follower's 3: Progress.sent_index)
+    follower's term takes the follower's unchecked last index for matched
     and commits on it.  No leader-side rule can close this: libraft's replies
     do not say which message they answer.  The README lists it among a mixed
     cluster's guarantees.  This test pins libraft's behaviour (it fails if a
@@ -287,8 +286,8 @@ def test_libraft_refuses_a_stale_append_entries_from_index_1_with_rejected_0(
     # A raftpy leader in the follower's term, with entries 2 (its barrier) and 3
     # of its term that no follower has, reads the same refusal from a libraft
     # follower (features 0) whose last index is 3 (say entries 2..3 of an
-    # older term): it counts 2, the most its messages of this reign covered,
-    # and commits its barrier on itself alone, a safety violation.
+    # older term): it counts 3 as matched and commits its entry 3 on itself
+    # alone, a safety violation.
     raft = Raft(1, "1", Config(), random.Random(1), term=1,
                 entries=bootstrap_entries(Configuration.of((1, "1"), (2, "2"), (3, "3"))))
     raft.step(Start(0))
@@ -300,7 +299,7 @@ def test_libraft_refuses_a_stale_append_entries_from_index_1_with_rejected_0(
     raft.step(Persisted(raft.now, raft.log.last_index, term))
     assert raft.commit_index < raft.log.last_index == 3
     raft.step(Receive(raft.now, 2, "2", AppendEntriesResult(term, 0, 3, features=0)))
-    assert raft.progress[2].match_index == 2 and raft.commit_index == 2, \
+    assert raft.progress[2].match_index == 3 and raft.commit_index == 3, \
         "the raftpy leader no longer takes libraft's refusal for success: update this test"
 
 
