@@ -163,7 +163,12 @@ async def run(args: argparse.Namespace) -> None:
     counter = Counter()
     config = raftpy.Config(snapshot_threshold=args.snapshot_threshold,
                            snapshot_trailing=args.snapshot_trailing, pre_vote=True)
-    server = raftpy.Server(server_id, args.address, args.dir, counter, config=config)
+    storage = None
+    if args.segment_size_kib:
+        from raftpy.io.disk import DiskStore
+        storage = DiskStore(args.dir, segment_size_bytes=args.segment_size_kib * 1024)
+    server = raftpy.Server(server_id, args.address, args.dir, counter, config=config,
+                           storage=storage)
     if not args.join:
         with contextlib.suppress(raftpy.CantBootstrapError):
             await server.bootstrap(raftpy.Configuration.of(*args.cluster))
@@ -195,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--join", action="store_true", help="do not bootstrap; wait to be added")
     parser.add_argument("--snapshot-threshold", type=int, default=64)
     parser.add_argument("--snapshot-trailing", type=int, default=16)
+    parser.add_argument("--segment-size-kib", type=int, default=0,
+                        help="log segment size (default: DiskStore's, 8 MiB)")
     args = parser.parse_args(argv)
     if args.cluster is None and not 1 <= args.id <= args.servers <= 9:
         parser.error("need 1 <= id <= servers <= 9")
