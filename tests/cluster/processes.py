@@ -24,6 +24,7 @@ from netns import NetnsLab  # tests/cluster, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "example", "server.py")
+MUTANT_SERVER = os.path.join(ROOT, "tests", "cluster", "mutant_server.py")
 REQUEST_TIMEOUT_S = 5.0
 
 
@@ -83,12 +84,16 @@ class Node:
 
 class Cluster:
     """``lab``: run server i in host i of that NetnsLab (tests/cluster/netns.py),
-    on its address, instead of on loopback."""
+    on its address, instead of on loopback.  ``mutant``: run every server with
+    that known-bad rule of tests/sim/mutants.py (tests/cluster/mutant_server.py),
+    for the tests that show they catch it."""
 
     def __init__(self, top: str, size: int, snapshot_threshold: int = 64,
-                 snapshot_trailing: int = 16, lab: NetnsLab | None = None) -> None:
+                 snapshot_trailing: int = 16, lab: NetnsLab | None = None,
+                 mutant: str | None = None) -> None:
         self.top = top
         self.lab = lab
+        self.mutant = mutant
         if lab is None:
             self.nodes = [Node(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
         else:
@@ -104,7 +109,8 @@ class Cluster:
         assert not node.alive()
         node.log_path = os.path.join(self.top, f"server-{node.id}.log")
         log = open(node.log_path, "ab")
-        args = [sys.executable, SERVER, node.directory, str(node.id),
+        program = [SERVER] if self.mutant is None else [MUTANT_SERVER, self.mutant]
+        args = [sys.executable, *program, node.directory, str(node.id),
                 "--address", node.address, "--control", f"{node.host}:{node.control_port}",
                 "--cluster", self.bootstrap,
                 "--snapshot-threshold", str(self.snapshot[0]),

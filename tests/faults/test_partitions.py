@@ -36,9 +36,9 @@ if WHY_NOT is not None:
 def netns_cluster(tmp_path):
     made: list[tuple[NetnsLab, Cluster]] = []
 
-    def make(size: int = 3) -> tuple[NetnsLab, Cluster]:
+    def make(size: int = 3, mutant: str | None = None) -> tuple[NetnsLab, Cluster]:
         lab = NetnsLab(size).start()
-        cluster = Cluster(str(tmp_path), size, lab=lab)
+        cluster = Cluster(str(tmp_path), size, lab=lab, mutant=mutant)
         made.append((lab, cluster))
         cluster.start_all()
         return lab, cluster
@@ -59,20 +59,33 @@ def _try_apply(node: Node, timeout: float = 3.0) -> dict:
 
 def test_a_leader_partitioned_from_the_majority_steps_down_and_loses_nothing(
         netns_cluster) -> None:
-    lab, cluster = netns_cluster(3)
+    _cut_off_the_leader(*netns_cluster(3))
+
+
+def test_the_partition_check_finds_a_leader_that_commits_alone(netns_cluster) -> None:
+    """The check above, run on servers with tests/sim/mutants.py's commit-alone
+    (a leader counts only itself toward a commit), must fail."""
+    with pytest.raises(AssertionError, match="acknowledged a write|!= |assert ") as found:
+        _cut_off_the_leader(*netns_cluster(3, mutant="commit-alone"))
+    print("found:", str(found.value).splitlines()[0])
+
+
+def _cut_off_the_leader(lab: NetnsLab, cluster: Cluster) -> None:
     acked = len(cluster.apply(10))
     old = cluster.leader()
     rest = [n for n in cluster.nodes if n is not old]
     lab.partition([old.id], [n.id for n in rest])
     started = time.monotonic()
 
-    # The majority elects a new leader and commits; the old one acknowledges nothing.
+    # At once, while it still thinks it leads: the old leader acknowledges
+    # nothing (it fails the request when it steps down, or the client gives up).
+    answer = _try_apply(old)
+    assert not answer.get("ok"), f"the cut-off leader acknowledged a write: {answer}"
+    # The majority elects a new leader and commits.
     new = cluster.leader(timeout=30, among=rest)
     reply = new.request({"op": "apply", "n": 5})
     assert reply["ok"], reply
     acked += 5
-    answer = _try_apply(old)
-    assert not answer.get("ok"), f"the cut-off leader acknowledged a write: {answer}"
     wait_for(lambda: (s := old.status()) is not None and s["state"] != "LEADER", 10,
              "the cut-off leader to step down", lambda: str(old.status()))
     print(f"new leader {new.id} after {time.monotonic() - started:.1f} s; "

@@ -60,6 +60,10 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
         ReplicationMixin, "accept_leader",
         "self.current_term, rejected or 1, self.log.last_index))",
         "self.current_term, rejected, self.log.last_index))"),),
+    # A leader commits what it alone has stored: no quorum at all.
+    "commit-alone": (Edit(
+        ReplicationMixin, "maybe_commit",
+        "index = matches[self._quorum - 1]", "index = matches[0]"),),
     # Entries of earlier terms committed by counting replicas (dissertation 3.6.2).
     "commit-old-terms": (Edit(
         ReplicationMixin, "maybe_commit",
@@ -70,6 +74,21 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
 
 def _mutated(edit: Edit) -> object:
     return mutated(edit.cls, edit.method, edit.old, edit.new)
+
+
+class _Patcher:
+    """monkeypatch's setattr/setitem for a process that keeps the mutant for good."""
+
+    def setattr(self, target: object, name: str, value: object) -> None:
+        setattr(target, name, value)
+
+    def setitem(self, mapping: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+        mapping[key] = value
+
+
+def apply_mutant_for_good(name: str) -> None:
+    """Install mutant name in this process (tests/cluster/mutant_server.py)."""
+    apply_mutant(_Patcher(), name)  # type: ignore[arg-type]
 
 
 def apply_mutant(monkeypatch: pytest.MonkeyPatch, name: str) -> None:

@@ -64,6 +64,7 @@ CAUGHT = {
     "ack-before-durable": ("election", "does not hold it durably"),
     "vote-any-log": ("election", "state machine safety"),
     "leader-counts-unwritten": ("election", "durability: committed entry"),
+    "commit-alone": ("replication", "durability: committed entry"),
 }
 
 
