@@ -14,11 +14,12 @@ from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.errors import *  # noqa: F403  (the error classes are public API)
+from raftpy.io.tls import Tls
 from raftpy.server import Server
 from raftpy.state_machine import StateMachine
 
 __version__ = "0.1.0"
 
 __all__ = ["Server", "StateMachine", "Config", "Configuration", "Role", "State", "Entry",
-           "EntryType", "__version__"]
+           "EntryType", "Tls", "__version__"]
 __all__ += _errors.__all__

@@ -86,6 +86,7 @@ from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 from raftpy.errors import BusyError, InvalidError, NotLeaderError, RaftError, ShutdownError
 from raftpy.io.interfaces import SnapshotLike, Storage, Transport
+from raftpy.io.tls import Tls
 from raftpy.state_machine import StateMachine
 
 __all__ = ["Server"]
@@ -139,14 +140,16 @@ class Server:
     """One Raft server on the running event loop (see the module docstring).
 
     ``storage`` defaults to ``DiskStore(data_dir)``, ``transport`` to
-    ``raftpy.io.tcp.TcpTransport(config)``; ``tracer`` to one that prints the
+    ``raftpy.io.tcp.TcpTransport(config, tls=tls)`` (``tls``: mutual TLS between
+    raftpy servers, raftpy.io.tls.Tls); ``tracer`` to one that prints the
     trace lines if ``RAFTPY_TRACE`` is set.
     """
 
     def __init__(self, id: int, address: str, data_dir: str | os.PathLike[str],
                  state_machine: StateMachine, config: Config | None = None,
                  storage: Storage | None = None, transport: Transport | None = None, *,
-                 tracer: Tracer | None = None, rng: random.Random | None = None) -> None:
+                 tracer: Tracer | None = None, rng: random.Random | None = None,
+                 tls: Tls | None = None) -> None:
         if id <= 0:
             raise InvalidError(f"server id must be positive, not {id}")
         self.id = id
@@ -159,7 +162,10 @@ class Server:
             storage = DiskStore(self.data_dir)
         if transport is None:
             from raftpy.io.tcp import TcpTransport  # type: ignore[import-not-found, unused-ignore]
-            transport = TcpTransport(self.config)
+            transport = TcpTransport(self.config, tls=tls)
+        elif tls is not None:
+            raise InvalidError("tls= configures the default transport; give your own "
+                               "transport its TLS instead")
         self.storage: Storage = storage
         self.transport: Transport = transport
         self._tracer = tracer if tracer is not None else _env_tracer()

@@ -7,7 +7,7 @@ destination server id that connects, writes our handshake and then the
 messages given to ``send``.
 
 May import: the standard library, raftpy.core (values), raftpy.errors,
-raftpy.io.interfaces, raftpy.io.wire.
+raftpy.io.interfaces, raftpy.io.tls, raftpy.io.wire.
 
 Rules kept:
 - Connections are one-way, as libraft's: nothing is ever written on an
@@ -51,6 +51,13 @@ Rules kept:
   connection only, with a warning naming the peer and the reason; a read
   error likewise (counted apart); nothing raises into the loop or the
   caller.  The messages decoded before the damage are delivered.
+- With ``tls`` (raftpy.io.tls.Tls) every connection is mutual TLS: ours
+  check the certificate of the peer we dial against the host of its
+  address; an accepted one must present a certificate of our CA that names
+  the host of the address its handshake announces.  A plain peer, a failed
+  handshake (within connect_timeout_ms) or a certificate naming another
+  host closes that connection, with a warning saying why
+  (``stats.connections_refused_tls``).  libraft peers cannot use it.
 - ``close()`` stops listening, aborts every connection, cancels connects
   and retry timers and drops the queues; no send_failed runs after it
   returns.  It is idempotent.
@@ -62,6 +69,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -70,6 +78,7 @@ from raftpy.core.config import Config
 from raftpy.core.messages import Message
 from raftpy.errors import InvalidError, IOError_, RaftError
 from raftpy.io.interfaces import ReceiveCallback, SendFailedCallback
+from raftpy.io.tls import Tls, names_host
 from raftpy.io.wire import Reader, WireError, encode, encode_handshake
 
 __all__ = ["TcpTransport", "TransportStats", "parse_address", "DEFAULT_PORT"]
@@ -133,6 +142,8 @@ class TransportStats:
     connections_accepted: int = 0
     connections_closed_malformed: int = 0   # accepted connections closed for bad input
     connections_read_errors: int = 0  # accepted connections closed by a read error
+    connections_refused_tls: int = 0  # accepted: TLS handshake failed, or the
+    #                                   certificate does not name the peer
     bytes_discarded: int = 0          # bytes a peer wrote on one of our outbound connections
     peak_queue_messages: int = 0      # the most any client's queue held (seen at
     peak_queue_bytes: int = 0         # each flush and each trim)
@@ -312,9 +323,15 @@ class _Peer:
         loop = self.owner.loop
         try:
             host, port = parse_address(self.address)
-            await asyncio.wait_for(
-                loop.create_connection(lambda: _Outbound(self), host, port),
-                self.owner.config.connect_timeout_ms / 1000)
+            timeout_s = self.owner.config.connect_timeout_ms / 1000
+            tls = self.owner.tls
+            if tls is None:
+                opening = loop.create_connection(lambda: _Outbound(self), host, port)
+            else:
+                opening = loop.create_connection(
+                    lambda: _Outbound(self), host, port, ssl=tls.client,
+                    server_hostname=host, ssl_handshake_timeout=timeout_s)
+            await asyncio.wait_for(opening, timeout_s)
         except Exception as exc:      # OSError, gaierror, InvalidError, TimeoutError...
             self.connect_task = None
             if not self.closed and self.transport is None:
@@ -412,6 +429,14 @@ class _Inbound(asyncio.Protocol):
         self.from_id = 0
         self.from_address = ""
         self.closed = False
+        self.certificate: dict[str, Any] | None = None  # the peer's, with TLS
+        # With TLS: the TLS state of this connection, kept in memory buffers
+        # (the same on every event loop), and whether its handshake is on.
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in: ssl.MemoryBIO | None = None
+        self.tls_out: ssl.MemoryBIO | None = None
+        self.securing = False
+        self.tls_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         handshake = self.reader.handshake
@@ -429,11 +454,69 @@ class _Inbound(asyncio.Protocol):
             return
         self.owner.stats.connections_accepted += 1
         self.owner.inbound.add(self)
+        if self.owner.tls is not None:
+            self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = self.owner.tls.server.wrap_bio(self.tls_in, self.tls_out,
+                                                      server_side=True)
+            self.securing = True
+            self.tls_timer = self.owner.loop.call_later(
+                self.owner.config.connect_timeout_ms / 1000, self._tls_timed_out)
+
+    def _tls_timed_out(self) -> None:
+        if self.securing:
+            self.refuse(f"TLS handshake failed: not done within "
+                        f"{self.owner.config.connect_timeout_ms} ms")
+
+    def _tls_flush(self) -> None:
+        assert self.tls_out is not None and self.transport is not None
+        if self.tls_out.pending:
+            self.transport.write(self.tls_out.read())
+
+    def _tls_read(self, data: bytes) -> bytes | None:
+        """data off the socket in, application bytes out (None: refused or closed)."""
+        tls, tls_in = self.tls, self.tls_in
+        assert tls is not None and tls_in is not None
+        tls_in.write(data)
+        if self.securing:
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._tls_flush()
+                return b""
+            except (ssl.SSLError, OSError) as exc:
+                self._tls_flush()                 # the alert says why, to the peer too
+                self.refuse(f"TLS handshake failed: {_reason(exc)}")
+                return None
+            self.securing = False
+            if self.tls_timer is not None:
+                self.tls_timer.cancel()
+            self.certificate = tls.getpeercert()
+        chunks = []
+        while True:
+            try:
+                chunk = tls.read(1 << 16)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:        # the peer closed TLS; EOF follows
+                break
+            except (ssl.SSLError, OSError) as exc:
+                self.malformed(f"TLS: {_reason(exc)}")
+                return None
+            if not chunk:
+                break
+            chunks.append(chunk)
+        self._tls_flush()                         # TLS 1.3 tickets, alerts
+        return b"".join(chunks)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         self.owner.stats.bytes_received += len(data)
+        if self.tls is not None:
+            plain = self._tls_read(data)
+            if not plain:
+                return
+            data = plain
         try:
             messages = self.reader.feed(data)
         except WireError as exc:
@@ -450,6 +533,8 @@ class _Inbound(asyncio.Protocol):
         if not self.from_address:
             handshake = self.reader.handshake
             assert handshake is not None
+            if self.owner.tls is not None and not self._named(handshake[1]):
+                return
             self.from_id, self.from_address = handshake
         stats.messages_received += len(messages)
         receive, from_id, from_address = self.owner.receive, self.from_id, self.from_address
@@ -463,7 +548,31 @@ class _Inbound(asyncio.Protocol):
                 # The Server's bug, not the peer's: say so and deliver the rest.
                 _log.exception("receive callback failed on message %d from %r", i, self)
 
+    def _named(self, address: str) -> bool:
+        """Whether the peer's certificate names the host it announces; else refuse it."""
+        try:
+            host = parse_address(address)[0]
+        except RaftError:
+            host = address
+        if names_host(self.certificate, host):
+            return True
+        self.refuse(f"its certificate does not name {host!r}, the host of the address "
+                    f"its handshake announces")
+        return False
+
+    def refuse(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.owner.stats.connections_refused_tls += 1
+        _log.warning("%r refused: %s", self, reason)
+        if self.transport is not None:
+            self.transport.abort()
+
     def eof_received(self) -> bool | None:
+        if self.securing:
+            self.refuse("TLS handshake failed: end of stream")
+            return None
         if self.reader.handshake is None and self.reader.buffered_bytes:
             self.malformed("end of stream before the handshake")
         elif self.reader.buffered_bytes:
@@ -475,6 +584,8 @@ class _Inbound(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.inbound.discard(self)
+        if self.tls_timer is not None:
+            self.tls_timer.cancel()
         if exc is not None and not self.closed:
             self.owner.stats.connections_read_errors += 1
             _log.warning("%r: read error: %s; closed", self, _reason(exc))
@@ -501,11 +612,16 @@ class TcpTransport:
     ``bind_address``, if given, is where to listen instead of the server's
     own address (raft_uv_tcp_set_bind_address); the handshake still
     announces the server's address, where peers send their replies.
+    ``tls``: mutual TLS on every connection (module docstring).
     """
 
-    def __init__(self, config: Config, bind_address: str | None = None) -> None:
+
+
+    def __init__(self, config: Config, bind_address: str | None = None, *,
+                 tls: Tls | None = None) -> None:
         self.config = config
         self.bind_address = bind_address
+        self.tls = tls
         self.stats = TransportStats()
         self.write_high_bytes = min(_WRITE_HIGH_BYTES_MAX, config.send_queue_max_bytes)
         self.closed = False
