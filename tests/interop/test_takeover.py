@@ -178,7 +178,8 @@ def switch_in_place(c: MixedCluster, load: Load, node: Node, how: str) -> None:
     wait_for(lambda: (s := node.status()) is not None and s["applied"] >= mark, 40,
              f"{c.kind(node)} server {node.id} to apply up to {mark}",
              lambda: f"{c.statuses()}\n{c.logs()}")
-    print(f"server {node.id} is {c.kind(node)} now ({how}), {len(load.acked)} writes acknowledged")
+    print(f"{time.strftime('%H:%M:%S')} server {node.id} is {c.kind(node)} now (after {how}), "
+          f"{len(load.acked)} writes acknowledged")
 
 
 def test_a_whole_cluster_migrates_in_place_under_load_and_back(

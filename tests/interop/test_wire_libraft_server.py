@@ -140,8 +140,10 @@ class Peer:
                     pos = 24 + _len(stream)
                     self.handshakes.append(stream[:pos])
                 for message in messages:
-                    end = frame_end(stream, pos)
-                    assert end is not None and pos > 0
+                    end = frame_end(stream, pos) if pos else None
+                    if end is None:   # the Reader and our framing disagree
+                        self.errors.append(f"no whole frame at byte {pos} for {message}")
+                        return
                     self._got(stream, pos, end, message)
                     pos = end
 
