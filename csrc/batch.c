@@ -175,11 +175,13 @@ int rp_scan_segment(const uint8_t *buf, size_t len, size_t off, struct rp_entrie
 }
 
 /* Cheap test of the first entry header before paying for a checksum: the
- * type is 1..3, the three unused bytes are 0, the length a multiple of 8.
- * Writers always produce this; random bytes rarely do. */
+ * type is 1..3 and the length a multiple of 8.  Writers always produce this;
+ * random bytes rarely do.  The three unused bytes are NOT looked at: libraft
+ * leaves them uninitialised (uvEncodeBatchHeader skips them, on disk and on
+ * the wire), so a valid libraft batch may hold anything there. */
 static int plausible_entry(const uint8_t *e)
 {
-    return e[8] >= 1 && e[8] <= 3 && !e[9] && !e[10] && !e[11] && get_u32(e + 12) % 8 == 0;
+    return e[8] >= 1 && e[8] <= 3 && get_u32(e + 12) % 8 == 0;
 }
 
 int64_t rp_find_batch(const uint8_t *buf, size_t len, size_t from, size_t limit,

@@ -75,25 +75,72 @@ def capture(libraft_015: bool = False) -> bytes:
                                 for raw, _ in MESSAGES)
 
 
+def _u64(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + 8], "little")
+
+
+def handshake_unused(stream: bytes) -> range:
+    """The handshake's address padding (past its NUL): uninitialised in libraft."""
+    size = 24 + _u64(stream, 16)
+    return range(stream.index(b"\0", 24, size) + 1, size)
+
+
+def frame_end(stream: bytes, pos: int) -> int | None:
+    """End offset of the frame at pos (its payload included), None if the
+    stream does not hold it whole yet."""
+    if len(stream) < pos + 16:
+        return None
+    type_, h = _u64(stream, pos), _u64(stream, pos + 8)
+    end = pos + 16 + h
+    if len(stream) < end:
+        return None
+    if type_ == 1:
+        n = _u64(stream, pos + 48)
+        end += sum(int.from_bytes(stream[pos + 56 + 16 * i + 12:pos + 56 + 16 * i + 16],
+                                  "little") for i in range(n))
+    elif type_ == 5:
+        end += _u64(stream, end - 16)
+    return end if len(stream) >= end else None
+
+
+def _configuration_end(stream: bytes, at: int) -> int:
+    """Where the encoding of the configuration at ``at`` ends, before its padding
+    (spec §3.3: version byte, u64 count, then id, NUL-terminated address, role)."""
+    pos = at + 9
+    for _ in range(_u64(stream, at + 1)):
+        pos = stream.index(b"\0", pos + 8) + 2
+    return pos
+
+
+def frame_unused(stream: bytes, pos: int, entries: bool = True) -> list[range]:
+    """The bytes of the frame at pos that libraft leaves uninitialised: the
+    unused trailing word of AppendEntries and InstallSnapshot headers, the
+    padding of InstallSnapshot's configuration and (with entries) the 3 unused
+    bytes of each AppendEntries entry header (libraft's uvEncodeBatchHeader
+    skips them: a real 0.15 server sent garbage there)."""
+    type_, end = _u64(stream, pos), pos + 16 + _u64(stream, pos + 8)
+    out = []
+    if type_ == 1 and entries:
+        out += [range(pos + 56 + 16 * i + 9, pos + 56 + 16 * i + 12)
+                for i in range(_u64(stream, pos + 48))]
+    if type_ in (1, 5):
+        out.append(range(end - 8, end))
+    if type_ == 5:
+        out.append(range(_configuration_end(stream, pos + 56), pos + 56 + _u64(stream, pos + 48)))
+    return out
+
+
 def unused_ranges(stream: bytes) -> list[range]:
-    """Offsets in a capture stream that libraft leaves uninitialised: the
-    handshake's address padding, the unused trailing word of AppendEntries
-    and InstallSnapshot headers, and the configuration's padding."""
-    out = [range(24 + 15, 24 + 16)]
-    pos = len(HANDSHAKE)
+    """Offsets in a stream (a handshake, then frames) that libraft leaves
+    uninitialised: the handshake's address padding and each frame's
+    (``frame_unused``, but for the entry headers' unused bytes: the capture
+    has zeros there, and the golden tests keep them checked)."""
+    out = [handshake_unused(stream)]
+    pos = 24 + _u64(stream, 16)
     while pos < len(stream):
-        type_ = int.from_bytes(stream[pos:pos + 8], "little")
-        h = int.from_bytes(stream[pos + 8:pos + 16], "little")
-        end = pos + 16 + h
-        if type_ in (1, 5):
-            out.append(range(end - 8, end))
-        if type_ == 1:
-            n = int.from_bytes(stream[pos + 48:pos + 56], "little")
-            end += sum(int.from_bytes(stream[pos + 56 + 16 * i + 12:pos + 56 + 16 * i + 16],
-                                      "little") for i in range(n))
-        if type_ == 5:
-            out.append(range(pos + 56 + 81, pos + 56 + 88))
-            end += int.from_bytes(stream[end - 16:end - 8], "little")
+        end = frame_end(stream, pos)
+        assert end is not None, f"a truncated frame at byte {pos}"
+        out += frame_unused(stream, pos, entries=False)
         pos = end
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,7 +29,31 @@ MUTANT_SERVER = os.path.join(ROOT, "tests", "cluster", "mutant_server.py")
 REQUEST_TIMEOUT_S = 5.0
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, below the kernel's ephemeral range: a
+    port the kernel hands out (bind to 0) is also where every outgoing
+    connection on the machine takes its source port, and the control
+    requests and other tests make many, so one could take it in the seconds
+    before a server binds it (seen: counter_server's raft_start failing with
+    "address in use").  Random, so that concurrent test runs rarely pick the
+    same; bounded tries, then the kernel's pick."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(10000, max(_ephemeral_low(), 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

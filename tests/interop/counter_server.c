@@ -611,7 +611,12 @@ int main(int argc, char *argv[])
     }
     printf("%llu: starting\n", self_id);
     rv = raft_start(&raft);
-    if (rv != 0) die("raft_start", raft_errmsg(&raft));
+    if (rv != 0) {
+        /* libraft 0.15 leaves errmsg empty when the listen address is taken. */
+        fprintf(stderr, "%llu: raft_start: %s: %s\n", self_id, raft_strerror(rv),
+                raft_errmsg(&raft));
+        exit(1);
+    }
     listen_control(&control_server, control);
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from wire_capture import (
+    APPEND_ENTRIES,
     APPEND_ENTRIES_RESULT_015,
     CAPTURE,
     CONF,
@@ -86,3 +87,15 @@ def test_libraft_015_append_entries_result():
                    lambda raw: ref.decode(HANDSHAKE + raw, 64, 64)[1]):
         (got,) = decode(APPEND_ENTRIES_RESULT_015)
         assert got == AppendEntriesResult(5, 0, 8, features=0, version=0)
+
+
+def test_garbage_in_the_unused_bytes_of_entry_headers_is_ignored():
+    """libraft 0.15 leaves each entry header's 3 unused bytes uninitialised (a
+    real server sent 00 00 31): both decoders must read past them."""
+    raw = bytearray(APPEND_ENTRIES)
+    for i in range(2):
+        raw[56 + 16 * i + 9:56 + 16 * i + 12] = b"\x00\x31\xff"
+    expected = plain(MESSAGES[2][1])
+    assert [plain(m) for m in wire.Reader(1 << 20, 1 << 20).feed(HANDSHAKE + raw)] == [expected]
+    assert [plain(m) for m in ref.decode(HANDSHAKE + bytes(raw), 1 << 20, 1 << 20)[1]] == \
+        [expected]

@@ -99,3 +99,30 @@ def test_many_batches_cross_output_array_refills():
     scan = _bindings.scan_segment(segment(*batches))
     assert scan.outcome == ScanOutcome.CLEAN
     assert indexes(scan.entries) == list(range(1, 3001))
+
+
+def with_garbage_in_unused_bytes(raw: bytes) -> bytes:
+    """A batch as libraft 0.15 may write it: its first entry header's 3 unused
+    bytes left uninitialised (uvEncodeBatchHeader skips them), the header crc
+    computed over what is there."""
+    out = bytearray(raw)
+    out[8 + 8 + 9:8 + 8 + 12] = b"\x00\x31\x7f"
+    header_len = 8 + 16 * struct.unpack_from("<Q", out, 8)[0]
+    struct.pack_into("<I", out, 0, _bindings.crc32(bytes(out[8:8 + header_len])))
+    return bytes(out)
+
+
+def test_a_valid_batch_with_garbage_in_its_unused_bytes_after_damage_means_corruption():
+    """The search for a valid batch after damage (torn tail or corruption?)
+    must see libraft's batches whose unused entry-header bytes are not zero:
+    it took them for no batch, so damage before them read as a torn tail and
+    the load would have cut the valid entries after it (found against real
+    libraft 0.15, whose AppendEntries carried such bytes)."""
+    first, second = batch(1, 3), batch(4, 2)
+    third = with_garbage_in_unused_bytes(batch(6, 2))
+    assert _bindings.scan_segment(segment(third)).outcome == ScanOutcome.CLEAN
+    damaged = bytearray(segment(first, second, third))
+    damaged[8 + len(first) + 30] ^= 0x04               # a bit flip inside batch 2
+    scan = _bindings.scan_segment(bytes(damaged) + bytes(4096))
+    assert scan.outcome == ScanOutcome.CORRUPT, scan.outcome
+    assert scan.next_valid == 8 + len(first) + len(second)
