@@ -1,7 +1,8 @@
 """BlockingServer benchmark: applies per second from T threads vs T asyncio tasks.
 
     python benchmarks/blocking.py [--dir DIR] [--seconds S] [--servers 1|3]
-                                  [--loop uvloop|asyncio] [--json] [--quick]
+                                  [--loop uvloop|asyncio] [--inflight K]
+                                  [--json] [--quick]
 
 A cluster of ``raftpy.BlockingServer`` objects (each a Server with a DiskStore
 on its own directory under --dir and a TcpTransport on loopback, on a loop
@@ -15,7 +16,9 @@ same leader, for T clients each applying then waiting for the result:
 - ``threads_naive_T``: T threads, each apply its own
   ``run_coroutine_threadsafe`` and future (what batching saves).
 
-It reports applies/s, p50/p99 latency and, for threads_T, applies per batch.
+It reports applies/s, p50/p99 latency, the process's CPU time per apply (all
+threads: the servers' loops and the clients) and, for threads_T, applies per
+batch.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def cluster(root: str, n: int, loop_kind: str) -> tuple[list[BlockingServer], BlockingServer]:
+def cluster(root: str, n: int, loop_kind: str, inflight: int
+            ) -> tuple[list[BlockingServer], BlockingServer]:
     ports = free_ports(n)
     conf = Configuration.of(*[(i + 1, f"127.0.0.1:{p}") for i, p in enumerate(ports)])
     config = Config()
@@ -71,7 +75,8 @@ def cluster(root: str, n: int, loop_kind: str) -> tuple[list[BlockingServer], Bl
         path = os.path.join(root, str(i))
         os.makedirs(path)
         bs = BlockingServer(i, f"127.0.0.1:{port}", path, Counter(), config,
-                            transport=TcpTransport(config), loop=loop_kind)
+                            transport=TcpTransport(config), loop=loop_kind,
+                            max_inflight_batches=inflight)
         servers.append(bs)
         bs.bootstrap(conf)
         bs.start()
@@ -136,21 +141,22 @@ def thread_case(bs: BlockingServer, clients: int, seconds: float, naive: bool
     return len(latencies), latencies, time.perf_counter() - start
 
 
-def bench(root: str, n: int, loop_kind: str, seconds: float, clients_list: list[int],
-          report: Report) -> None:
-    servers, leader = cluster(root, n, loop_kind)
+def bench(root: str, n: int, loop_kind: str, inflight: int, seconds: float,
+          clients_list: list[int], report: Report) -> None:
+    servers, leader = cluster(root, n, loop_kind, inflight)
     try:
         thread_case(leader, 4, min(seconds, 0.3), False)      # warm up
         for clients in clients_list:
             for mode in ("async", "threads", "threads_naive"):
-                batches0 = leader.batches
+                batches0, cpu0 = leader.batches, time.process_time()
                 if mode == "async":
                     done, lat, elapsed = async_case(leader, clients, seconds)
                 else:
                     done, lat, elapsed = thread_case(leader, clients, seconds,
                                                      mode == "threads_naive")
+                cpu_s = time.process_time() - cpu0
                 lat.sort()
-                extra: dict[str, Any] = {}
+                extra: dict[str, Any] = {"cpu_us_per_apply": cpu_s / max(1, done) * 1e6}
                 if mode == "threads":
                     extra["per_batch"] = done / max(1, leader.batches - batches0)
                 report.add(f"{mode}_{clients}", done / elapsed, "applies/s", loop=loop_kind,
@@ -167,13 +173,15 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="per case")
     p.add_argument("--servers", type=int, choices=[1, 3], default=3)
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--inflight", type=int, default=1,
+                   help="BlockingServer's max_inflight_batches (default 1)")
     args = p.parse_args()
     seconds = 0.3 if args.quick else args.seconds
     clients_list = [1, 16] if args.quick else [1, 16, 64]
     report = Report(f"{args.servers} BlockingServers ({args.loop}), TcpTransport, DiskStore, "
                     "8-byte commands: T clients", args.json)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-bench-") as root:
-        bench(root, args.servers, args.loop, seconds, clients_list, report)
+        bench(root, args.servers, args.loop, args.inflight, seconds, clients_list, report)
     report.print_table()
 
 
