@@ -29,6 +29,10 @@ server's metrics for Prometheus on http://127.0.0.1:PORT/metrics
 (raftpy.metrics_prometheus: raftpy_term, raftpy_commit_index,
 raftpy_log_write_latency_seconds, ...; --metrics-address to listen elsewhere).
 
+--admin ENDPOINT (opt-in) starts raftpy's admin endpoint there (a Unix socket
+path, or host:port) for ``raftpy status|add|assign|remove|transfer|snapshot
+ENDPOINT``.
+
 SIGINT or SIGTERM: a leader first hands leadership to another voter, then the
 server closes.  Log lines read "ID: message", as libraft's do.
 """
@@ -46,6 +50,7 @@ import sys
 from typing import Any
 
 import raftpy
+from raftpy.admin import serve_admin
 
 RAFT_PORT, CONTROL_PORT = 9000, 9100
 
@@ -192,6 +197,7 @@ async def run(args: argparse.Namespace) -> None:
     control = await asyncio.start_server(Control(server, counter).handle,
                                          *host_port(args.control))
     metrics_http = serve_metrics(server, args) if args.metrics is not None else None
+    admin = await serve_admin(server, args.admin) if args.admin else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +207,8 @@ async def run(args: argparse.Namespace) -> None:
     control.close()
     if metrics_http is not None:
         metrics_http.shutdown()
+    if admin is not None:
+        await admin.close()
     if server.state == raftpy.State.LEADER:
         with contextlib.suppress(raftpy.RaftError, asyncio.TimeoutError):
             await asyncio.wait_for(server.transfer(0), 2.0)
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve Prometheus metrics on this HTTP port (off by default)")
     parser.add_argument("--metrics-address", default="127.0.0.1",
                         help="address for --metrics (default 127.0.0.1)")
+    parser.add_argument("--admin", metavar="ENDPOINT",
+                        help="start the admin endpoint (a Unix socket path, or host:port)")
     args = parser.parse_args(argv)
     if args.cluster is None and not 1 <= args.id <= args.servers <= 9:
         parser.error("need 1 <= id <= servers <= 9")
