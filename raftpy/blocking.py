@@ -32,9 +32,10 @@ Rules kept:
 - Calling a blocking method from the loop thread (from the state machine)
   would wait for itself: it raises RuntimeError instead.
 - ``close()`` may be called from any thread, any number of times; it closes the
-  Server, stops the loop and joins its thread.  Afterwards every operation
-  raises ShutdownError.  The properties (state, leader, term, commit_index,
-  last_applied) read the core without crossing threads: a moment's view.
+  Server, cancels the tasks still on the loop, stops it and joins its thread.
+  Afterwards every operation raises ShutdownError.  The properties (state,
+  leader, term, commit_index, last_applied) read the core without crossing
+  threads: a moment's view.
 """
 
 from __future__ import annotations
@@ -124,10 +125,21 @@ class BlockingServer:
                 return
             self._closed = True
             try:
-                self._wait(asyncio.run_coroutine_threadsafe(self.server.close(), self._loop),
-                           timeout_s, "close")
+                self._wait(asyncio.run_coroutine_threadsafe(self._close_on_loop(),
+                                                            self._loop), timeout_s, "close")
             finally:
                 self._stop_loop()
+
+    async def _close_on_loop(self) -> None:
+        """Close the Server, then cancel the tasks left on the loop (what callers
+        started with call() and did not wait for), so none is destroyed pending."""
+        await self.server.close()
+        me = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not me]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        await self._loop.shutdown_asyncgens()
 
     def __enter__(self) -> BlockingServer:
         if self.server.raft is None:

@@ -5,6 +5,7 @@ bounded (each blocking call has a timeout, each thread is joined with one)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -235,3 +236,18 @@ def test_blocking_call_from_the_loop_thread_is_refused(tmp_path, loop_kind):
 def test_bad_loop_kind():
     with pytest.raises(ValueError, match="loop is"):
         BlockingServer(1, "127.0.0.1:1", "/nonexistent", Counter(), loop="trio")
+
+
+def test_close_cancels_tasks_left_on_the_loop(tmp_path, loop_kind):
+    port = free_ports(1)[0]
+    bs = BlockingServer(1, f"127.0.0.1:{port}", tmp_path, Counter(), FAST, loop=loop_kind,
+                        default_timeout_s=CALL_S)
+    bs.start()
+
+    async def spawn(server: Server) -> asyncio.Task[None]:
+        return asyncio.ensure_future(asyncio.sleep(3600))   # never awaited by anyone
+    task = bs.call(spawn)
+    with pytest.raises(TimeoutError, match=r"slow: no answer within 0.2 s"):
+        bs.call(lambda s: asyncio.sleep(3600), 0.2, "slow")
+    bs.close()
+    assert task.cancelled()
