@@ -24,6 +24,15 @@ example/cluster.py and for curious people (``nc 127.0.0.1 9101``):
     "address": A}, {"op": "assign", "id": ID, "role": "voter"|"standby"|"spare"},
     {"op": "remove", "id": ID}  -> {"ok": true} or an error as above
 
+--metrics PORT (opt-in; needs ``pip install 'raftpy[metrics]'``) serves the
+server's metrics for Prometheus on http://127.0.0.1:PORT/metrics
+(raftpy.metrics_prometheus: raftpy_term, raftpy_commit_index,
+raftpy_log_write_latency_seconds, ...; --metrics-address to listen elsewhere).
+
+--admin ENDPOINT (opt-in) starts raftpy's admin endpoint there (a Unix socket
+path, or host:port) for ``raftpy status|add|assign|remove|transfer|snapshot
+ENDPOINT``.
+
 SIGINT or SIGTERM: a leader first hands leadership to another voter, then the
 server closes.  Log lines read "ID: message", as libraft's do.
 """
@@ -41,6 +50,7 @@ import sys
 from typing import Any
 
 import raftpy
+from raftpy.admin import serve_admin
 
 RAFT_PORT, CONTROL_PORT = 9000, 9100
 
@@ -158,6 +168,21 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def serve_metrics(server: raftpy.Server, args: argparse.Namespace) -> Any:
+    """Prometheus' HTTP endpoint on its own thread; each scrape reads the
+    server's metrics on the loop thread."""
+    try:
+        from raftpy.metrics_prometheus import from_loop
+        from raftpy.metrics_prometheus import serve_metrics as serve
+    except ImportError as err:
+        raise SystemExit(f"{server.id}: --metrics: {err}") from None
+    http = serve(args.metrics, from_loop(server, asyncio.get_running_loop()),
+                 address=args.metrics_address)
+    print(f"{server.id}: metrics on http://{args.metrics_address}:{args.metrics}/metrics",
+          flush=True)
+    return http
+
+
 async def run(args: argparse.Namespace) -> None:
     server_id = args.id
     counter = Counter()
@@ -176,6 +201,8 @@ async def run(args: argparse.Namespace) -> None:
     await server.start()
     control = await asyncio.start_server(Control(server, counter).handle,
                                          *host_port(args.control))
+    metrics_http = serve_metrics(server, args) if args.metrics is not None else None
+    admin = await serve_admin(server, args.admin) if args.admin else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,6 +210,10 @@ async def run(args: argparse.Namespace) -> None:
     await stop.wait()
     print(f"{server_id}: stopping", flush=True)
     control.close()
+    if metrics_http is not None:
+        metrics_http.shutdown()
+    if admin is not None:
+        await admin.close()
     if server.state == raftpy.State.LEADER:
         with contextlib.suppress(raftpy.RaftError, asyncio.TimeoutError):
             await asyncio.wait_for(server.transfer(0), 2.0)
@@ -202,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-trailing", type=int, default=16)
     parser.add_argument("--segment-size-kib", type=int, default=0,
                         help="log segment size (default: DiskStore's, 8 MiB)")
+    parser.add_argument("--metrics", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on this HTTP port (off by default)")
+    parser.add_argument("--metrics-address", default="127.0.0.1",
+                        help="address for --metrics (default 127.0.0.1)")
+    parser.add_argument("--admin", metavar="ENDPOINT",
+                        help="start the admin endpoint (a Unix socket path, or host:port)")
     args = parser.parse_args(argv)
     if args.cluster is None and not 1 <= args.id <= args.servers <= 9:
         parser.error("need 1 <= id <= servers <= 9")

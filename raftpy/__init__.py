@@ -1,6 +1,7 @@
 """raftpy: Raft consensus for Python, compatible with libraft's formats.
 
-The public surface: ``Server`` (the asyncio shell), ``StateMachine`` (what the
+The public surface: ``Server`` (the asyncio shell), ``BlockingServer`` (it on a
+loop thread of its own, for threaded programs), ``StateMachine`` (what the
 user replicates), ``Config`` (libraft's tunables and raftpy's limits),
 ``Configuration``/``Role`` (cluster membership), ``State``, the log entry
 types and the error classes (with libraft's codes).  The C engine is reached
@@ -10,6 +11,7 @@ May import: every raftpy module (it only re-exports).
 """
 
 from raftpy import errors as _errors
+from raftpy.blocking import BlockingServer
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import Entry, EntryType, State
@@ -20,6 +22,6 @@ from raftpy.state_machine import StateMachine
 
 __version__ = "0.1.0"
 
-__all__ = ["Server", "StateMachine", "Config", "Configuration", "Role", "State", "Entry",
-           "EntryType", "Tls", "__version__"]
+__all__ = ["Server", "BlockingServer", "StateMachine", "Config", "Configuration", "Role",
+           "State", "Entry", "EntryType", "Tls", "__version__"]
 __all__ += _errors.__all__

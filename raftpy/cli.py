@@ -1,6 +1,6 @@
 """The ``raftpy`` command: argument parsing and printing, no logic of its own.
 
-Today one subcommand, ``raftpy inspect DIR``: it calls
+``raftpy inspect DIR`` calls
 raftpy.io.inspect.inspect_directory, which reads a libraft data directory
 (spec §3) without changing it, verifies every checksum and judges it by
 libraft's load rules, and prints the report it returns: the two metadata
@@ -9,9 +9,13 @@ the segments chain into a log, and a summary line.  ``--entries`` dumps every
 entry (raftpy.io.inspect.read_entries); ``--json`` prints the same facts as
 one JSON document.
 
+``raftpy status|add|assign|remove|transfer|snapshot ENDPOINT ...`` talk to a
+running server's admin endpoint (raftpy.admin, which the embedding program
+starts: a Unix socket path, or host:port) and print the answer.
+
 May import: the standard library (argparse, json, sys, and os only to
-silence a closed stdout), raftpy.errors, raftpy.io.inspect (the library that
-does the work), and raftpy.core types for annotations only.
+silence a closed stdout), raftpy.errors, raftpy.io.inspect and raftpy.admin
+(the libraries that do the work), and raftpy.core types for annotations only.
 tests/io/test_cli_is_thin.py checks that nothing else creeps in.
 
 Rules:
@@ -19,9 +23,12 @@ Rules:
 * Everything the command decides (what is sound, where the damage is, what
   libraft's load would do) comes from raftpy.io.inspect; this module only
   formats it.
-* Exit status: 0 sound, 1 corruption or anything libraft would refuse to load
-  (each error also goes to stderr, naming the file and, for segments, the
-  byte offset), 2 usage errors and a missing or unreadable directory.
+* Exit status of inspect: 0 sound, 1 corruption or anything libraft would
+  refuse to load (each error also goes to stderr, naming the file and, for
+  segments, the byte offset), 2 usage errors and a missing or unreadable
+  directory.  Of the admin commands: 0 done, 1 the server refused (not the
+  leader: the message names the leader), 2 usage, 3 nothing answers at the
+  endpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
 
-from raftpy.errors import RaftError
+from raftpy import admin
+from raftpy.errors import NoConnectionError, NotLeaderError, RaftError
 from raftpy.io.inspect import (
     DirectoryReport,
     Ending,
@@ -52,11 +60,14 @@ from raftpy.io.inspect import (
 if TYPE_CHECKING:
     from raftpy.core.configuration import Configuration
 
-__all__ = ["main", "run_inspect", "EXIT_OK", "EXIT_CORRUPT", "EXIT_USAGE"]
+__all__ = ["main", "run_inspect", "run_admin", "EXIT_OK", "EXIT_CORRUPT", "EXIT_USAGE",
+           "EXIT_REFUSED", "EXIT_UNREACHABLE"]
 
 EXIT_OK = 0
 EXIT_CORRUPT = 1
+EXIT_REFUSED = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 PREVIEW_BYTES = 16
 
 
@@ -293,9 +304,100 @@ def run_inspect(directory: str, entries: bool, as_json: bool, out: TextIO,
     return EXIT_OK if report.ok else EXIT_CORRUPT
 
 
+# ------------------------------------------------------------------- admin
+
+def render_status(doc: dict[str, Any], out: TextIO) -> None:
+    """The text of ``raftpy status``."""
+    leader = f"{doc['leader_id']} ({doc['leader_address']})" if doc["leader_id"] else "unknown"
+    print(f"server {doc['id']} at {doc['address']}: {doc['state'].lower()}, term "
+          f"{doc['term']}, leader {leader}", file=out)
+    print(f"log: last index {doc['last_index']}, stored {doc['last_stored']}, commit "
+          f"{doc['commit_index']}, applied {doc['last_applied']}, snapshot "
+          f"{doc['snapshot_index']}", file=out)
+    print(f"requests pending: {doc['pending_requests']}", file=out)
+    for server in doc["configuration"]:
+        print(f"member {server['id']} {server['address']} {server['role']}", file=out)
+    for follower_id, f in doc["followers"].items():
+        print(f"follower {follower_id}: match {f['match_index']}, lag {f['lag']} "
+              f"({f['mode'].lower()})", file=out)
+    print(f"counters: {doc['entries_appended']} entries in {doc['writes']} writes, "
+          f"{doc['elections']} elections, {doc['snapshots_taken']} snapshots taken, "
+          f"{doc['snapshots_installed']} installed, {doc['messages_dropped']} messages "
+          f"dropped", file=out)
+
+
+def _admin_call(args: argparse.Namespace) -> Any:
+    """Send the request that args name; its result."""
+    endpoint, timeout = args.endpoint, args.timeout
+    if args.command == "status":
+        return admin.status(endpoint, timeout)
+    if args.command == "add":
+        return admin.add(endpoint, args.id, args.address, timeout)
+    if args.command == "assign":
+        return admin.assign(endpoint, args.id, args.role, timeout)
+    if args.command == "remove":
+        return admin.remove(endpoint, args.id, timeout)
+    if args.command == "transfer":
+        return admin.transfer(endpoint, args.id, timeout)
+    return admin.snapshot(endpoint, timeout)
+
+
+def _admin_text(command: str, result: Any) -> str:
+    if command == "transfer":
+        return f"leader is now {result}" if result else "no leader known after the transfer"
+    if command == "snapshot":
+        return f"snapshot taken at index {result}" if result else "no snapshot taken"
+    return "done"
+
+
+def run_admin(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """An admin command: send it, print the answer; return the exit status."""
+    try:
+        result = _admin_call(args)
+    except NoConnectionError as exc:
+        print(f"raftpy {args.command}: {exc}", file=err)
+        return EXIT_UNREACHABLE
+    except NotLeaderError as exc:
+        print(f"raftpy {args.command}: {exc}", file=err)
+        return EXIT_REFUSED
+    except RaftError as exc:
+        print(f"raftpy {args.command}: {type(exc).__name__}: {exc}", file=err)
+        return EXIT_REFUSED
+    if args.json:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+    elif args.command == "status":
+        render_status(result, out)
+    else:
+        print(_admin_text(args.command, result), file=out)
+    return EXIT_OK
+
+
+def _admin_parsers(commands: Any) -> None:
+    helps = {"status": "show a running server's state", "add": "add a server (as spare)",
+             "assign": "change a server's role", "remove": "remove a server",
+             "transfer": "hand leadership to a server (0 or none: any voter)",
+             "snapshot": "take a snapshot now"}
+    for name, text in helps.items():
+        sub = commands.add_parser(name, help=text, description=f"{text} through the admin "
+                                  "endpoint (a Unix socket path, or host:port)")
+        sub.add_argument("endpoint", metavar="ENDPOINT")
+        if name in ("add", "assign", "remove"):
+            sub.add_argument("id", type=int, metavar="ID")
+        if name == "transfer":
+            sub.add_argument("id", type=int, metavar="ID", nargs="?", default=0)
+        if name == "add":
+            sub.add_argument("address", metavar="ADDRESS")
+        if name == "assign":
+            sub.add_argument("role", choices=["voter", "standby", "spare"])
+        sub.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftpy", description="raftpy command-line tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _admin_parsers(commands)
     inspect = commands.add_parser(
         "inspect", help="check a libraft data directory (read-only)",
         description="Print the metadata, segments and snapshots of a libraft data directory "
@@ -313,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:          # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command != "inspect":
+        return run_admin(args, sys.stdout, sys.stderr)
     return run_inspect(args.directory, args.entries, args.json, sys.stdout, sys.stderr)
 
 

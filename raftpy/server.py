@@ -46,11 +46,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import inspect
 import logging
 import os
 import random
 import sys
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
@@ -87,6 +89,7 @@ from raftpy.core.update import Update
 from raftpy.errors import BusyError, InvalidError, NotLeaderError, RaftError, ShutdownError
 from raftpy.io.interfaces import SnapshotLike, Storage, Transport
 from raftpy.io.tls import Tls
+from raftpy.metrics import Counters, FollowerMetrics, ServerMetrics, message_type_name
 from raftpy.state_machine import StateMachine
 
 __all__ = ["Server"]
@@ -198,6 +201,7 @@ class Server:
         self._closed = False
         self._error: RaftError | None = None    # an internal error stopped the server
         self._watchers: list[asyncio.Future[None]] = []
+        self._counters = Counters()    # metrics(): bumped per batch, read by _metrics
 
     # ------------------------------------------------------------ lifecycle
 
@@ -360,6 +364,23 @@ class Server:
         self._watchers.append(future)
         await future
 
+    # --------------------------------------------------------------- metrics
+
+    def metrics(self) -> ServerMetrics:
+        """A snapshot of what this server is doing (raftpy.metrics.ServerMetrics).
+
+        Call it on the loop thread (BlockingServer.metrics() does that for you)."""
+        raft = self._raft
+        leader_id, leader_address = self.leader
+        followers = _followers(raft) if raft is not None else {}
+        return _build_metrics(self, raft, followers, leader_id, leader_address)
+
+    def _count_election(self, term: int, voted_for: int) -> None:
+        # A candidate bumps its term and votes for itself (dissertation §3.4);
+        # pre-vote rounds change neither and are not counted.
+        if voted_for == self.id and term != self._durable[0]:
+            self._counters.elections += 1
+
     # ---------------------------------------------------------- client requests
 
     async def apply(self, command: bytes) -> Any:
@@ -479,9 +500,11 @@ class Server:
             self._loop.call_soon(self._drain)
 
     def _on_receive(self, from_id: int, from_address: str, message: Message) -> None:
+        self._counters.received[type(message)] += 1
         self._post(Receive(self._now_ms(), from_id, from_address, message))
 
     def _on_send_failed(self, to_id: int, message: Message) -> None:
+        self._counters.messages_dropped += 1
         self._post(SendFailed(self._now_ms(), to_id, message))
 
     def _on_timer(self) -> None:
@@ -525,6 +548,7 @@ class Server:
 
     def _carry_out(self, u: Update) -> None:
         if u.hard_state is not None:
+            self._count_election(*u.hard_state)
             self._busy = True
             self._busy_task = asyncio.ensure_future(self._after_hard_state(u))
             return
@@ -576,6 +600,7 @@ class Server:
                 send = self.transport.send
                 for to_id, address, message in u.messages:
                     send(to_id, address, message)
+                self._counters.count_sent(u.messages)
         if u.apply:
             self._apply(u.apply_index, u.apply)
         if u.accepted or u.completed or u.failed:
@@ -588,6 +613,8 @@ class Server:
         if self._snapshot_waiters and not self._snapshot_index:
             self._resolve_snapshot_waiters(0)
         self._set_timer(u.deadline_ms)
+        if u.state_changed and u.state == State.LEADER:
+            self._counters.leadership_acquired += 1
         if self._watchers:
             self._notify()
 
@@ -619,18 +646,25 @@ class Server:
     # ------------------------------------------------------------ storage
 
     async def _append(self, first: int, entries: list[Entry]) -> None:
+        counters = self._counters
+        start_s = time.perf_counter()     # not loop.time(): uvloop's counts whole ms
         try:
             await self.storage.append(first, entries)
         except Exception as exc:
+            counters.write_failures += 1
             self._trace(f"write from {first} failed: {exc}")
             self._post(PersistFailed(self._now_ms(), first, exc))
         else:
+            counters.write_latency.observe(time.perf_counter() - start_s)
+            counters.writes += 1
+            counters.entries_appended += len(entries)
             self._post(Persisted(self._now_ms(), first + len(entries) - 1, entries[-1].term))
 
     async def _truncate(self, index: int) -> None:
         try:
             await self.storage.truncate(index)
         except Exception as exc:
+            self._counters.write_failures += 1
             self._trace(f"truncate from {index} failed: {exc}")
             self._post(PersistFailed(self._now_ms(), index, exc))
 
@@ -653,6 +687,8 @@ class Server:
         if error is not None:
             log.error("server %d: install snapshot %d failed: %s", self.id, snapshot.index,
                       error)
+        else:
+            self._counters.snapshots_installed += 1
         self._post(SnapshotInstalled(self._now_ms(), snapshot.index, error))
 
     def _take(self, request: Snapshot) -> None:
@@ -686,6 +722,7 @@ class Server:
                 await self.storage.snapshot_put(self.config.snapshot_trailing,
                                                 _for_storage(request, blob))
                 taken = blob
+                self._counters.snapshots_taken += 1
         except Exception as exc:
             log.warning("server %d: snapshot at %d not written: %s", self.id,
                         request.index, exc)
@@ -784,6 +821,43 @@ class Server:
 
 
 # ------------------------------------------------------------------ helpers
+
+def _followers(raft: Raft) -> dict[int, FollowerMetrics]:
+    if raft.state != State.LEADER:
+        return {}
+    last = raft.log.last_index
+    return {server_id: FollowerMetrics(p.match_index, p.next_index, last - p.match_index,
+                                       p.mode.name)
+            for server_id, p in raft.progress.items() if server_id != raft.id}
+
+
+def _build_metrics(server: Server, raft: Raft | None, followers: dict[int, FollowerMetrics],
+                   leader_id: int, leader_address: str | None) -> ServerMetrics:
+    c = server._counters
+    stats = getattr(server.transport, "stats", None)
+    by_reason = dict(getattr(stats, "dropped_by_reason", None) or {})
+    extra = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)
+             if type(getattr(stats, f.name)) is int} if dataclasses.is_dataclass(stats) else {}
+    written = getattr(server.storage, "bytes_appended", None)
+    snapshot = raft.snapshot if raft is not None else None
+    return ServerMetrics(
+        id=server.id, state=server.state.name, term=server.term, leader_id=leader_id,
+        leader_address=leader_address, commit_index=server.commit_index,
+        last_applied=server.last_applied,
+        last_stored=raft.last_stored if raft is not None else 0,
+        last_index=raft.log.last_index if raft is not None else 0,
+        snapshot_index=snapshot.index if snapshot is not None else 0,
+        pending_requests=len(server._requests), followers=followers,
+        writes=c.writes, entries_appended=c.entries_appended,
+        bytes_written=written if type(written) is int else None,
+        write_failures=c.write_failures,
+        messages_sent={message_type_name(k): v for k, v in c.sent.items()},
+        messages_received={message_type_name(k): v for k, v in c.received.items()},
+        messages_dropped=c.messages_dropped, dropped_by_reason=by_reason,
+        elections=c.elections, leadership_acquired=c.leadership_acquired,
+        snapshots_taken=c.snapshots_taken, snapshots_installed=c.snapshots_installed,
+        write_latency=c.write_latency.snapshot(), extra=extra)
+
 
 def _resolve_all(futures: list[asyncio.Future[int]], value: int) -> None:
     for future in futures:

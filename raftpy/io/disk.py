@@ -206,6 +206,7 @@ class DiskStore:
         self._loaded = False
         self._closed = False
         self._next_index = 1          # index the next append gets
+        self.bytes_appended = 0       # batch bytes made durable by append (metrics)
         self._counter = 0             # last open-N counter used in this process
         self._current: _OpenSegment | None = None
         self._prepared: deque[_Prepared] = deque()
@@ -662,6 +663,7 @@ class DiskStore:
         else:
             self._enqueue(req)
         await req.future
+        self.bytes_appended += len(batch)
 
     def _enqueue(self, req: _Append) -> None:
         """Hand req to the writer, unless the log no longer ends where req begins."""

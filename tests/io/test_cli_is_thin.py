@@ -1,8 +1,9 @@
-"""cli.py parses arguments and prints; the logic of ``raftpy inspect`` lives in raftpy.io.inspect.
+"""cli.py parses arguments and prints; the logic of ``raftpy inspect`` lives in raftpy.io.inspect,
+that of the admin commands in raftpy.admin.
 
 ``thin_cli_violations`` reads a module's source with ``ast`` and lists what
 would make it more than a front end: a runtime import of anything but a few
-standard modules, raftpy.errors and raftpy.io.inspect; a class; calls that
+standard modules, raftpy.errors, raftpy.io.inspect and raftpy.admin; a class; calls that
 compute over the report (sum, min, max, sorted, set, ...), read files or list
 directories; constructing report values or reaching into the library's
 private helpers; a function that returns anything but text, JSON, an exit
@@ -25,7 +26,8 @@ IMPORT_OK = {"argparse", "dataclasses", "json", "os", "sys"}
 FROM_OK: dict[str, set[str] | None] = {    # None: any public name
     "__future__": {"annotations"}, "collections.abc": {"Sequence", "Iterable", "Iterator"},
     "enum": {"Enum"}, "typing": {"TYPE_CHECKING", "Any", "TextIO"},
-    "raftpy.errors": {"RaftError"}, "raftpy.io.inspect": None}
+    "raftpy.errors": {"RaftError", "NotLeaderError", "NoConnectionError"},
+    "raftpy.io.inspect": None, "raftpy": {"admin"}}
 LIBRARY_CALLS_OK = {"inspect_directory", "read_entries"}
 OS_OK = {"dup2", "open", "devnull", "O_WRONLY"}      # silencing a closed stdout, nothing else
 DATACLASSES_OK = {"fields", "is_dataclass"}          # walking a report into JSON
@@ -127,6 +129,10 @@ def test_cli_is_only_parsing_and_printing() -> None:
     called = {n.func.id for n in ast.walk(tree)
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert {"inspect_directory", "read_entries"} <= called    # the work is delegated
+    via_admin = {n.func.attr for n in ast.walk(tree)
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                 and isinstance(n.func.value, ast.Name) and n.func.value.id == "admin"}
+    assert {"status", "add", "assign", "remove", "transfer", "snapshot"} <= via_admin
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert {"main", "_parser", "run_inspect", "render_text", "report_json"} <= functions
 
