@@ -18,7 +18,18 @@ from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry
 
 __all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
-           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "Message"]
+           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "ReadHeartbeat",
+           "ReadHeartbeatResult", "Message", "FEATURE_READ_HEARTBEAT", "FEATURES"]
+
+# raftpy's feature bits in AppendEntriesResult.features (the 0.18 header's
+# word; libraft defines none yet and would take the low bits first, so ours
+# start at the top).  A raftpy server sets FEATURES in every
+# AppendEntriesResult it sends; libraft never does, and a 0.15 peer's 24-byte
+# header decodes as 0.  A leader sends the raftpy-only ReadHeartbeat to a peer
+# only while that peer's last AppendEntriesResult in this term carried the
+# bit, so a libraft peer is never sent a type it does not know.
+FEATURE_READ_HEARTBEAT = 1 << 63
+FEATURES = FEATURE_READ_HEARTBEAT
 
 
 class MessageType(IntEnum):
@@ -30,6 +41,11 @@ class MessageType(IntEnum):
     REQUEST_VOTE_RESULT = 4
     INSTALL_SNAPSHOT = 5
     TIMEOUT_NOW = 6
+    # raftpy's own types, sent only to peers that announce FEATURE_READ_HEARTBEAT:
+    # far from libraft's small numbers, and below 2**16 (0.18 reads only the low
+    # 16 bits of the type word).
+    READ_HEARTBEAT = 0x7201
+    READ_HEARTBEAT_RESULT = 0x7202
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +142,32 @@ class TimeoutNow:
         return f"TimeoutNow term={self.term} last={self.last_log_index}/{self.last_log_term}"
 
 
+@dataclass(frozen=True, slots=True)
+class ReadHeartbeat:
+    """raftpy only: the leader asks "am I still your leader in this term?" for the
+    reads registered before it sent round ``read_round`` (read_index.py)."""
+
+    term: int
+    read_round: int
+
+    def __str__(self) -> str:
+        return f"ReadHeartbeat term={self.term} round={self.read_round}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHeartbeatResult:
+    """raftpy only: the reply, echoing the round; a follower of the sender in
+    ``term`` sends it, and only after receiving that round's ReadHeartbeat."""
+
+    term: int
+    read_round: int
+
+    def __str__(self) -> str:
+        return f"ReadHeartbeatResult term={self.term} round={self.read_round}"
+
+
 Message = (RequestVote | RequestVoteResult | AppendEntries | AppendEntriesResult
-           | InstallSnapshot | TimeoutNow)
+           | InstallSnapshot | TimeoutNow | ReadHeartbeat | ReadHeartbeatResult)
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     AppendEntries: MessageType.APPEND_ENTRIES,
@@ -136,4 +176,6 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     RequestVoteResult: MessageType.REQUEST_VOTE_RESULT,
     InstallSnapshot: MessageType.INSTALL_SNAPSHOT,
     TimeoutNow: MessageType.TIMEOUT_NOW,
+    ReadHeartbeat: MessageType.READ_HEARTBEAT,
+    ReadHeartbeatResult: MessageType.READ_HEARTBEAT_RESULT,
 }

@@ -34,7 +34,7 @@ from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 
-__all__ = ["RaftState", "PendingTransfer"]
+__all__ = ["RaftState", "PendingTransfer", "ReadRounds"]
 
 
 class PendingTransfer:
@@ -47,6 +47,35 @@ class PendingTransfer:
         self.start_ms = start_ms
         self.req = req
         self.timeout_now_sent = False
+
+
+class ReadRounds:
+    """A leader's reads in progress (read_index.py keeps the rules).
+
+    Reads are the shell's ``req`` tokens.  ``next``: arrived since the round
+    in flight was sent (they wait for the next one); ``current``: the round
+    in flight, all arrived before it was sent; ``confirmed``: (read index,
+    reads) whose leadership is confirmed, in increasing index order, waiting
+    for ``last_applied``; ``orphaned``: to fail at the end of the batch.
+    ``round`` only grows, across terms, so (term, round) names one round.
+    """
+
+    __slots__ = ("round", "in_flight", "index", "sent_ms", "resent_ms", "acks", "current",
+                 "next", "confirmed", "lease_until_ms", "lease_term", "orphaned")
+
+    def __init__(self, read_round: int = 0, orphaned: list[Any] | None = None) -> None:
+        self.round = read_round
+        self.in_flight = False
+        self.index = 0                    # read index of the round in flight
+        self.sent_ms = 0                  # when the round in flight was first sent
+        self.resent_ms = 0
+        self.acks: set[int] = set()       # voters that echoed the round in flight
+        self.current: list[Any] = []
+        self.next: list[Any] = []
+        self.confirmed: deque[tuple[int, list[Any]]] = deque()
+        self.lease_until_ms = 0           # LEASE mode: reads need no round before this
+        self.lease_term = 0
+        self.orphaned: list[Any] = orphaned if orphaned is not None else []
 
 
 class RaftState:
@@ -81,6 +110,8 @@ class RaftState:
         "promotee_id", "round_number", "round_index", "round_start", "_promotion_req",
         # any state
         "transfer", "_out",
+        # linearizable reads (read_index.py)
+        "_reads",
     )
 
     id: int
@@ -129,6 +160,7 @@ class RaftState:
     _promotion_req: Any
     transfer: PendingTransfer | None
     _out: Update
+    _reads: ReadRounds
 
     def _trace(self, text: str) -> None:
         if self.tracer is not None:

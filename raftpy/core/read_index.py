@@ -1,0 +1,242 @@
+"""Linearizable reads without a log write: ReadIndex and leases (dissertation §6.4).
+
+May import: the standard library, ``raftpy.errors`` and ``raftpy.core``
+modules below ``raft.py``.  A ``Read`` event registers a read on the leader;
+``Update.reads`` hands it back once it may run.  Rules kept:
+
+* **Read index.**  A read may run once ``last_applied`` reaches its read
+  index: the commit index when its round starts, and at least the index of
+  the leader's first entry of its term (the no-op barrier of ``to_leader``).
+  Committing that entry commits every entry of earlier terms, so this is
+  §6.4 step 1 ("wait until an entry of its own term is committed") without
+  a separate wait.  Any committed index at or past the commit index at
+  registration is a valid read index: it only adds writes that committed
+  while the read was in progress.
+* **One round for many reads, only replies sent after registration count.**
+  Reads that arrive while no round is in flight start one at the end of
+  the batch (``flush_reads``): a ReadHeartbeat carrying a fresh round
+  number goes to every voter that announces FEATURE_READ_HEARTBEAT.  Reads
+  that arrive while a round is in flight wait for the next round.  A
+  ReadHeartbeatResult counts only if it echoes the round in flight; a
+  follower sends that echo only after receiving the round's ReadHeartbeat,
+  which was sent after every read of the round was registered.  So each ack
+  proves that its sender still followed us in our term at a time after the
+  reads arrived.  With a quorum of them, no other leader of a later term
+  can have committed anything before the reads arrived (its quorum would
+  contain a voter that had left our term by then).  Why not count ordinary
+  AppendEntriesResults: they carry no echo of their request, and one sent
+  before the read arrived (queued, delayed, duplicated by the network) can
+  arrive after the round started.  A leader deposed in that window would
+  take it for current and serve a read that misses a write the new leader
+  acknowledged before the read arrived: a stale read.
+* **libraft peers are never sent a raftpy message.**  Only voters whose
+  latest AppendEntriesResult of this term carried the feature bit get a
+  ReadHeartbeat.  If those and the leader are not a quorum (a mixed
+  cluster, or right after an election before any follower replied), the
+  round's reads wait on a BARRIER entry instead (libraft's only read
+  path): committing an entry appended after the reads arrived confirms the
+  leadership just as well, at the cost of one log write for the round.
+* **Leases** (``Config.read_mode = LEASE``, §6.4.1).  A confirmed round
+  also grants a lease until ``sent + election_timeout_ms -
+  read_lease_margin_ms`` (leader's clock, ``sent`` = when the round's
+  ReadHeartbeats first went out); a read arriving under a valid lease runs
+  at the current read index with no round.  Why it holds: each acking
+  follower received the round after ``sent`` and restarted its election
+  timer then; with leader stickiness (election.py) it grants no vote, and
+  starts no election, until its timer has counted ``election_timeout_ms``.
+  A new leader needs one of those votes (quorums intersect), so none exists
+  before the lease ends if the follower's clock counts at most
+  ``read_lease_margin_ms`` more than the leader's over that interval (the
+  clock-drift assumption).  Also assumed: a voter does not restart within
+  the lease (a restarted server has no leader, so it votes at once), and no
+  leadership transfer is under way (TimeoutNow skips stickiness; a transfer
+  fails the pending reads and refuses new ones).
+* **Leadership ends, reads fail.**  Stepping down, a transfer, or becoming
+  unavailable moves every pending read to ``orphaned``; ``flush_reads``
+  fails them with NotLeaderError naming the leader if the same batch
+  learned it.  The round's state and the lease are dropped with them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftpy.core.config import ReadMode
+from raftpy.core.messages import FEATURE_READ_HEARTBEAT, ReadHeartbeat, ReadHeartbeatResult
+from raftpy.core.state import RaftState, ReadRounds
+from raftpy.core.types import Entry, EntryType, State
+from raftpy.errors import NotLeaderError
+
+__all__ = ["ReadIndexMixin"]
+
+_BARRIER_PAYLOAD = bytes(8)  # as convert.BARRIER_PAYLOAD (libraft's 8 bytes)
+
+
+class ReadIndexMixin(RaftState):
+    __slots__ = ()
+
+    # -- leader: registering -----------------------------------------------
+
+    def register_read(self, req: Any) -> None:
+        """A Read arrived at the leader (the caller checked it leads, no transfer)."""
+        reads = self._reads
+        if (self.config.read_mode == ReadMode.LEASE and self.now < reads.lease_until_ms
+                and reads.lease_term == self.current_term):
+            self._confirm([req], self._read_index())
+            return
+        reads.next.append(req)
+
+    def _read_index(self) -> int:
+        """The commit index, raised to our term's first entry (see the docstring)."""
+        return max(self.commit_index, self._term_first_index())
+
+    def _term_first_index(self) -> int:
+        """Index of the first entry of current_term in the log (terms never
+        decrease along a log: a binary search); the last index if there is none."""
+        log = self.log
+        term = self.current_term
+        low, high = log.offset + 1, log.last_index
+        if high < low or log.term_of(high) != term:
+            return log.last_index
+        while low < high:
+            mid = (low + high) // 2
+            if log.term_of(mid) == term:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+    # -- leader: rounds ----------------------------------------------------
+
+    def _start_read_round(self) -> None:
+        reads = self._reads
+        reads.round += 1
+        reads.in_flight = True
+        reads.current, reads.next = reads.next, []
+        reads.index = self._read_index()
+        reads.sent_ms = reads.resent_ms = self.now
+        reads.acks = set()
+        capable = [s for s in self._voters if s != self.id
+                   and self.progress[s].features & FEATURE_READ_HEARTBEAT]
+        if len(capable) + (self.id in self._voters) < self._quorum:
+            self._read_by_barrier()
+            return
+        if self.tracer is not None:
+            self._trace(f"read round {reads.round}: {len(reads.current)} reads at "
+                        f"{reads.index}")
+        message = ReadHeartbeat(self.current_term, reads.round)
+        for server_id in capable:
+            self._send(server_id, self._address_of(server_id), message)
+        self._maybe_confirm_round()
+
+    def _read_by_barrier(self) -> None:
+        """Too few voters speak ReadHeartbeat: confirm by committing a BARRIER."""
+        reads = self._reads
+        index = self.append_local([Entry(  # type: ignore[attr-defined]
+            self.current_term, EntryType.BARRIER, _BARRIER_PAYLOAD)])
+        self._trace(f"read round {reads.round}: {len(reads.current)} reads wait on "
+                    f"barrier {index}")
+        current = reads.current
+        reads.current = []
+        reads.in_flight = False
+        self._confirm(current, index)
+
+    def resend_read_round(self) -> None:
+        """On a tick: repeat the round in flight to voters that have not answered,
+        once per heartbeat timeout (the round number stays: an echo of it is still
+        sent after the reads arrived)."""
+        reads = self._reads
+        if not reads.in_flight or self.now - reads.resent_ms < self.config.heartbeat_timeout_ms:
+            return
+        reads.resent_ms = self.now
+        message = ReadHeartbeat(self.current_term, reads.round)
+        for server_id in self._voters:
+            if (server_id != self.id and server_id not in reads.acks
+                    and self.progress[server_id].features & FEATURE_READ_HEARTBEAT):
+                self._send(server_id, self._address_of(server_id), message)
+
+    def recv_read_heartbeat_result(self, from_id: int, from_address: str,
+                                   m: ReadHeartbeatResult) -> None:
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+            return
+        if self.state != State.LEADER or m.term != self.current_term:
+            return
+        p = self.progress.get(from_id)
+        if p is None or from_id == self.id:
+            return
+        p.recent_recv = True  # a follower of ours: contact, for check-quorum
+        reads = self._reads
+        if reads.in_flight and m.read_round == reads.round:
+            reads.acks.add(from_id)
+            self._maybe_confirm_round()
+
+    def _maybe_confirm_round(self) -> None:
+        reads = self._reads
+        voters = self._voters
+        count = sum(1 for s in reads.acks if s in voters) + (self.id in voters)
+        if count < self._quorum:
+            return
+        if self.tracer is not None:
+            self._trace(f"read round {reads.round} confirmed by {count}")
+        reads.in_flight = False
+        reads.lease_until_ms = (reads.sent_ms + self.config.election_timeout_ms
+                                - self.config.read_lease_margin_ms)
+        reads.lease_term = self.current_term
+        current = reads.current
+        reads.current = []
+        self._confirm(current, reads.index)
+
+    def _confirm(self, reqs: list[Any], index: int) -> None:
+        """Leadership confirmed for reqs: they run once index is applied."""
+        confirmed = self._reads.confirmed
+        if confirmed and confirmed[-1][0] >= index:
+            # Keep the queue ordered by index: a later read may share an
+            # earlier group's (larger) index, never run before it.
+            confirmed[-1][1].extend(reqs)
+        else:
+            confirmed.append((index, reqs))
+
+    # -- follower ------------------------------------------------------------
+
+    def recv_read_heartbeat(self, from_id: int, from_address: str, m: ReadHeartbeat) -> None:
+        """Echo the round if we follow the sender in its term (only a leader sends
+        it); a stale one gets our term, as a stale AppendEntries does."""
+        if not self.accept_leader(  # type: ignore[attr-defined]
+                from_id, from_address, m.term, 0, "ReadHeartbeat"):
+            return
+        self._send(from_id, from_address, ReadHeartbeatResult(self.current_term,
+                                                              m.read_round))
+
+    # -- every batch, and leaving leadership -----------------------------------
+
+    def flush_reads(self) -> None:
+        """End of a batch: start a round for new reads, hand over the reads that
+        may run, fail the orphaned ones."""
+        reads = self._reads
+        if reads.orphaned:
+            leader = self.current_leader_id if self.state == State.FOLLOWER else 0
+            address = self.current_leader_address if leader else None
+            failed = self._out.failed
+            for req in reads.orphaned:
+                failed.append((req, NotLeaderError(leader_id=leader,
+                                                   leader_address=address)))
+            reads.orphaned = []
+        if self.state != State.LEADER:
+            return
+        if reads.next and not reads.in_flight:
+            self._start_read_round()
+        confirmed = reads.confirmed
+        applied = self.last_applied
+        while confirmed and confirmed[0][0] <= applied:
+            self._out.reads.extend(confirmed.popleft()[1])
+
+    def orphan_reads(self) -> None:
+        """Leadership ends (or a transfer starts): every pending read will fail."""
+        reads = self._reads
+        orphaned = reads.orphaned
+        for _index, reqs in reads.confirmed:
+            orphaned.extend(reqs)
+        orphaned.extend(reads.current)
+        orphaned.extend(reads.next)
+        self._reads = ReadRounds(reads.round, orphaned)
