@@ -80,8 +80,8 @@ class ReadIndexMixin(RaftState):
     def register_read(self, req: Any) -> None:
         """A Read arrived at the leader (the caller checked it leads, no transfer)."""
         reads = self._reads
-        if (self.config.read_mode == ReadMode.LEASE and self.now < reads.lease_until_ms
-                and reads.lease_term == self.current_term):
+        # The lease dies with the leadership: orphan_reads replaces ReadRounds.
+        if self.config.read_mode == ReadMode.LEASE and self.now < reads.lease_until_ms:
             self._confirm([req], self._read_index())
             return
         reads.next.append(req)
@@ -182,7 +182,6 @@ class ReadIndexMixin(RaftState):
         reads.in_flight = False
         reads.lease_until_ms = (reads.sent_ms + self.config.election_timeout_ms
                                 - self.config.read_lease_margin_ms)
-        reads.lease_term = self.current_term
         current = reads.current
         reads.current = []
         self._confirm(current, reads.index)

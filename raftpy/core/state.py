@@ -61,7 +61,7 @@ class ReadRounds:
     """
 
     __slots__ = ("round", "in_flight", "index", "sent_ms", "resent_ms", "acks", "current",
-                 "next", "confirmed", "lease_until_ms", "lease_term", "orphaned")
+                 "next", "confirmed", "lease_until_ms", "orphaned")
 
     def __init__(self, read_round: int = 0, orphaned: list[Any] | None = None) -> None:
         self.round = read_round
@@ -74,7 +74,6 @@ class ReadRounds:
         self.next: list[Any] = []
         self.confirmed: deque[tuple[int, list[Any]]] = deque()
         self.lease_until_ms = 0           # LEASE mode: reads need no round before this
-        self.lease_term = 0
         self.orphaned: list[Any] = orphaned if orphaned is not None else []
 
 
