@@ -84,6 +84,7 @@ from raftpy.core.events import (
     Persisted,
     PersistFailed,
     Propose,
+    Read,
     Receive,
     Remove,
     SendFailed,
@@ -204,6 +205,10 @@ class ClientRequest:
     result: Any = None
     error: Exception | None = None
     done: bool = False
+    # A read: the highest index acknowledged to any client when it was asked
+    # (it must see that write); -1 for every other request.  Its result is
+    # the index its server had applied when it ran.
+    must_see: int = -1
 
 
 class SimServer:
@@ -565,7 +570,7 @@ class Cluster:
             self._write(server, 0, 0, [], u.install_snapshot)
         if u.take_snapshot is not None and not failed:
             self._take(server, u.take_snapshot)
-        if u.completed or u.failed or u.accepted:
+        if u.completed or u.failed or u.accepted or u.reads:
             self._resolve(server, u)
         if u.state_changed and u.state != server.state:
             server.state = u.state
@@ -661,6 +666,12 @@ class Cluster:
                 entry = raft.log.get(index)
                 if self.checker is not None and req.payloads and entry is not None:
                     self.checker.on_ack(index, entry)
+        for req in u.reads:
+            if isinstance(req, ClientRequest):
+                req.done = True
+                req.result = raft.last_applied
+                if self.checker is not None:
+                    self.checker.on_read(server.id, req.must_see, raft.last_applied)
 
     def _push(self, when: int, kind: int, server_id: int, data: Any) -> None:
         self._seq += 1
@@ -971,6 +982,14 @@ class Cluster:
     def barrier(self, server_id: int) -> ClientRequest:
         req = ClientRequest(server_id, ())
         self.feed(self.servers[server_id], Barrier(self.now, req))
+        return req
+
+    def read(self, server_id: int) -> ClientRequest:
+        """A linearizable read at server_id; checked against every write
+        acknowledged before now (checkers.py ``on_read``)."""
+        checker = self.checker
+        req = ClientRequest(server_id, (), must_see=checker.acked_max if checker else 0)
+        self.feed(self.servers[server_id], Read(self.now, req))
         return req
 
     def take_snapshot(self, server_id: int) -> None:
