@@ -79,5 +79,8 @@ class Config:
                 raise ValueError(f"{name} must be positive")
         if not isinstance(self.read_mode, ReadMode):
             raise ValueError(f"read_mode must be a ReadMode, not {self.read_mode!r}")
-        if not 0 <= self.read_lease_margin_ms < self.election_timeout_ms:
-            raise ValueError("need 0 <= read_lease_margin_ms < election_timeout_ms")
+        if self.read_lease_margin_ms < 0 or (
+                self.read_mode == ReadMode.LEASE
+                and self.read_lease_margin_ms >= self.election_timeout_ms):
+            raise ValueError("need 0 <= read_lease_margin_ms, and < election_timeout_ms "
+                             "for leases")

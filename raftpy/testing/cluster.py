@@ -38,7 +38,8 @@ raftpy/core/update.py):
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
   stopped server (raft_recover); ``lose`` stops a server for good and
   ``recover_from`` runs the documented disaster recovery (raft_recover on
-  one survivor, its data directory copied to the others);
+  one survivor, its data directory copied to the others); ``pause`` stops a
+  server's loop for a while (SIGSTOP) and resumes it I/O first;
 * beyond checkers.py the cluster checks what only it can see: a leader won
   its term with durable votes of a quorum of its configuration, an index a
   leader commits is durable on a quorum of its voters, and a leader cut
@@ -217,7 +218,8 @@ class SimServer:
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
                  "timer_seq", "machine", "results", "state", "taking", "apply_latency_ms",
-                 "busy_until", "waiting", "poisoned", "disk", "commit_seen", "since")
+                 "busy_until", "waiting", "poisoned", "disk", "commit_seen", "since",
+                 "paused_until")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -247,6 +249,7 @@ class SimServer:
         self.disk: Disk | None = None                     # its own disk (None: the cluster's)
         self.commit_seen = 0                              # as leader, checked up to here
         self.since = 0                                    # time of its last state change or crash
+        self.paused_until = 0                             # a pause (SIGSTOP) ends then
 
 
 def _covered(server: SimServer) -> int:
@@ -372,7 +375,7 @@ class Cluster:
         server.timer_seq += 1
         server.machine = type(server.machine)()
         server.results.clear()
-        server.busy_until = server.waiting = 0
+        server.busy_until = server.waiting = server.paused_until = 0
 
     def _tear(self, server: SimServer) -> None:
         """A crash with writes in flight: a prefix of them reached the disk, cut
@@ -472,6 +475,15 @@ class Cluster:
                 for member in members:
                     self.checker.on_vote(member, survivor.term, survivor.voted_for)
 
+    def pause(self, server_id: int, ms: int) -> None:
+        """Stop a server's loop for ms (SIGSTOP, then SIGCONT): everything that
+        reaches it meanwhile waits; when it resumes, the messages and requests
+        that arrived run before its timer (as asyncio runs the I/O that is ready
+        before the timers that are due), so a leader's check-quorum comes late."""
+        server = self.servers[server_id]
+        if server.alive:
+            server.busy_until = server.paused_until = max(server.busy_until, self.now + ms)
+
     def close(self, server_id: int) -> None:
         """Shut a server down cleanly (Close): it stays UNAVAILABLE until restarted."""
         self.feed(self.servers[server_id], Close(self.now))
@@ -530,7 +542,10 @@ class Cluster:
         assert raft is not None
         if server.busy_until > self.now or (server.waiting and not waited):
             server.waiting += 1
-            self._push(max(server.busy_until, self.now), _WAITED, server.id, (raft, event))
+            when = max(server.busy_until, self.now)
+            if type(event) is Tick and server.paused_until >= when:
+                when += 1  # a resumed loop runs the I/O that arrived before its timers
+            self._push(when, _WAITED, server.id, (raft, event))
             return None
         update = raft.step(event)
         self._handle(server, raft, update)

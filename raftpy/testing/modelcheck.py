@@ -102,7 +102,7 @@ from raftpy.core.messages import (
 from raftpy.core.progress import Progress
 from raftpy.core.raft import Raft
 from raftpy.core.snapshot_types import Snapshot
-from raftpy.core.state import PendingTransfer, RaftState
+from raftpy.core.state import PendingTransfer, RaftState, ReadRounds
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
@@ -915,12 +915,23 @@ def _clone_raft(raft: Raft) -> Raft:
     new.votes = set(raft.votes)
     new.pending = deque(raft.pending)
     new._pending_changes = deque(raft._pending_changes)
+    new._reads = _clone_reads(raft._reads)
     new._out = Update()
     return new
 
 
+def _clone_reads(reads: ReadRounds) -> ReadRounds:
+    new = ReadRounds(reads.round, list(reads.orphaned))
+    new.in_flight, new.index = reads.in_flight, reads.index
+    new.sent_ms, new.resent_ms = reads.sent_ms, reads.resent_ms
+    new.acks, new.current, new.next = set(reads.acks), list(reads.current), list(reads.next)
+    new.confirmed = deque((index, list(reqs)) for index, reqs in reads.confirmed)
+    new.lease_until_ms = reads.lease_until_ms
+    return new
+
+
 _MUTABLE_SLOTS = frozenset({"log", "progress", "_targets", "transfer", "votes", "pending",
-                            "_pending_changes", "_out"})
+                            "_pending_changes", "_out", "_reads"})
 _SHARED_SLOTS = tuple(n for n in RaftState.__slots__ if n not in _MUTABLE_SLOTS)
 _PROGRESS_SLOTS = Progress.__slots__
 _IMMUTABLE = (int, str, bool, tuple, type(None), Config, Configuration, Snapshot,

@@ -255,6 +255,9 @@ def test_lease_ends_with_the_term() -> None:
 
 def test_read_config_is_checked() -> None:
     with pytest.raises(ValueError, match="read_lease_margin_ms"):
-        Config(read_lease_margin_ms=1000)
+        Config(read_mode=ReadMode.LEASE, read_lease_margin_ms=1000)
+    with pytest.raises(ValueError, match="read_lease_margin_ms"):
+        Config(read_lease_margin_ms=-1)
+    Config(election_timeout_ms=150, heartbeat_timeout_ms=50)   # the margin is for leases
     with pytest.raises(ValueError, match="read_mode"):
         Config(read_mode="lease")  # type: ignore[arg-type]
