@@ -3,7 +3,8 @@
 Slow and obviously correct: written straight from the byte layouts, with no
 buffering tricks, no views and no C, so that tests can check raftpy.io.wire
 (and its C entry-descriptor codec) against it.  Not used on any runtime path.
-It also covers raftpy's own two types (ReadHeartbeat, ReadHeartbeatResult).
+It also covers raftpy's own four (ReadHeartbeat, ReadHeartbeatResult,
+ReadIndexRequest, ReadIndexResult).
 May import: the standard library, raftpy.core (values), raftpy.errors.
 
 ``decode`` takes a whole byte string and decodes as far as it can; it applies
@@ -24,6 +25,8 @@ from raftpy.core.messages import (
     Message,
     ReadHeartbeat,
     ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVote,
     RequestVoteResult,
     TimeoutNow,
@@ -68,6 +71,10 @@ def encode(m: Message) -> bytes:
         return _frame(0x7201, _u64s(m.term, m.read_round))
     if isinstance(m, ReadHeartbeatResult):
         return _frame(0x7202, _u64s(m.term, m.read_round))
+    if isinstance(m, ReadIndexRequest):
+        return _frame(0x7203, _u64s(m.term, m.request_id))
+    if isinstance(m, ReadIndexResult):
+        return _frame(0x7204, _u64s(m.term, m.request_id, m.read_index))
     if isinstance(m, InstallSnapshot):
         conf = encode_configuration(m.conf)
         header = (_u64s(m.term, m.last_index, m.last_term, m.conf_index, len(conf)) + conf
@@ -154,7 +161,8 @@ def _decode_handshake(cur: _Cursor, header_max: int) -> tuple[int, str]:
 
 # The least header length each type needs; RequestVote, RequestVoteResult and
 # AppendEntriesResult have a legacy length and a current least length.
-_LEAST = {1: 40, 2: 32, 3: 40, 4: 24, 5: 48, 6: 24, 0x7201: 16, 0x7202: 16}
+_LEAST = {1: 40, 2: 32, 3: 40, 4: 24, 5: 48, 6: 24, 0x7201: 16, 0x7202: 16,
+          0x7203: 16, 0x7204: 24}
 _LEGACY = {2: 24, 3: 32, 4: 16}
 
 
@@ -192,6 +200,12 @@ def _decode_frame(cur: _Cursor, header_max: int, payload_max: int) -> Message:
         term, read_round = _words(header, 2)
         kind = ReadHeartbeat if type_ == 0x7201 else ReadHeartbeatResult
         return kind(term, read_round)
+    if type_ == 0x7203:
+        term, request_id = _words(header, 2)
+        return ReadIndexRequest(term, request_id)
+    if type_ == 0x7204:
+        term, request_id, read_index = _words(header, 3)
+        return ReadIndexResult(term, request_id, read_index)
     term, lli, llt = _words(header, 3)
     return TimeoutNow(term, lli, llt, 0)
 

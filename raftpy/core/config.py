@@ -65,6 +65,11 @@ class Config:
     # the leader's over one election timeout (clock drift; 20% by default).
     read_mode: ReadMode = ReadMode.READ_INDEX
     read_lease_margin_ms: int = 200
+    # Follower reads: a follower serves a read by asking its leader for a read
+    # index, if the leader announced that it can (a raftpy leader with this
+    # set: it then sends one ReadHeartbeat of round 0 to each raftpy
+    # follower per leadership); else the read fails with NotLeaderError.
+    follower_reads: bool = False
 
     def __post_init__(self) -> None:
         # raft_start asserts the same (spec §1.6).

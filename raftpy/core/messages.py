@@ -19,7 +19,8 @@ from raftpy.core.types import Entry
 
 __all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
            "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "ReadHeartbeat",
-           "ReadHeartbeatResult", "Message", "FEATURE_READ_HEARTBEAT", "FEATURES"]
+           "ReadHeartbeatResult", "ReadIndexRequest", "ReadIndexResult", "Message",
+           "FEATURE_READ_HEARTBEAT", "FEATURES"]
 
 # raftpy's feature bits in AppendEntriesResult.features (the 0.18 header's
 # word; libraft defines none yet and would take the low bits first, so ours
@@ -27,7 +28,10 @@ __all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
 # AppendEntriesResult it sends; libraft never does, and a 0.15 peer's 24-byte
 # header decodes as 0.  A leader sends the raftpy-only ReadHeartbeat to a peer
 # only while that peer's last AppendEntriesResult in this term carried the
-# bit, so a libraft peer is never sent a type it does not know.
+# bit, so a libraft peer is never sent a type it does not know.  A follower
+# sends ReadIndexRequest only to a leader it received a ReadHeartbeat from in
+# the current term (the leader's announcement, read_index.py): never to a
+# libraft leader.
 FEATURE_READ_HEARTBEAT = 1 << 63
 FEATURES = FEATURE_READ_HEARTBEAT
 
@@ -46,6 +50,8 @@ class MessageType(IntEnum):
     # 16 bits of the type word).
     READ_HEARTBEAT = 0x7201
     READ_HEARTBEAT_RESULT = 0x7202
+    READ_INDEX_REQUEST = 0x7203
+    READ_INDEX_RESULT = 0x7204
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +172,33 @@ class ReadHeartbeatResult:
         return f"ReadHeartbeatResult term={self.term} round={self.read_round}"
 
 
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequest:
+    """raftpy only: a follower asks its leader for a read index (follower reads)."""
+
+    term: int
+    request_id: int
+
+    def __str__(self) -> str:
+        return f"ReadIndexRequest term={self.term} id={self.request_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexResult:
+    """raftpy only: the leader's answer; read_index 0 means refused (not leader)."""
+
+    term: int
+    request_id: int
+    read_index: int
+
+    def __str__(self) -> str:
+        return (f"ReadIndexResult term={self.term} id={self.request_id} "
+                f"index={self.read_index}")
+
+
 Message = (RequestVote | RequestVoteResult | AppendEntries | AppendEntriesResult
-           | InstallSnapshot | TimeoutNow | ReadHeartbeat | ReadHeartbeatResult)
+           | InstallSnapshot | TimeoutNow | ReadHeartbeat | ReadHeartbeatResult
+           | ReadIndexRequest | ReadIndexResult)
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     AppendEntries: MessageType.APPEND_ENTRIES,
@@ -178,4 +209,6 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     TimeoutNow: MessageType.TIMEOUT_NOW,
     ReadHeartbeat: MessageType.READ_HEARTBEAT,
     ReadHeartbeatResult: MessageType.READ_HEARTBEAT_RESULT,
+    ReadIndexRequest: MessageType.READ_INDEX_REQUEST,
+    ReadIndexResult: MessageType.READ_INDEX_RESULT,
 }

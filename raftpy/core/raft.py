@@ -61,6 +61,8 @@ from raftpy.core.messages import (
     InstallSnapshot,
     ReadHeartbeat,
     ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVote,
     RequestVoteResult,
     TimeoutNow,
@@ -193,7 +195,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         assert self.last_applied <= self.commit_index <= self.log.last_index
         assert self.last_stored <= self.log.last_index
         reads = self._reads
-        if reads.next or reads.confirmed or reads.orphaned:
+        if reads.next or reads.confirmed or reads.orphaned or reads.forward or reads.remote:
             self.flush_reads()  # before trigger_all: a round's barrier goes out with it
         if self.state == State.LEADER:
             self.trigger_all()
@@ -219,6 +221,10 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             deadline = self.election_timer_start + self.randomized_election_timeout
         if self.transfer is not None:
             deadline = min(deadline, self.transfer.start_ms + self.config.election_timeout_ms)
+        remote = self._reads.remote
+        if remote:  # the oldest forwarded read gives up then (read_index.py)
+            oldest_ms = next(iter(remote.values()))[1]
+            deadline = min(deadline, oldest_ms + self.config.election_timeout_ms)
         return max(deadline, self.now)
 
     # -- introspection ---------------------------------------------------------
@@ -320,8 +326,10 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             if self.promotee_id and self.state == State.LEADER:
                 self.promotion_watchdog()
             if self.state == State.LEADER:
-                self.resend_read_round()
-        elif expired >= self.randomized_election_timeout:
+                self.read_tick()
+        elif self._reads.remote:
+            self.read_tick()  # give up forwarded reads unanswered for too long
+        if state != State.LEADER and expired >= self.randomized_election_timeout:
             if state == State.CANDIDATE:
                 self.election_start()
             elif not self._is_voter:
@@ -411,6 +419,8 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             self.change_remove(event.server_id, event.req)
 
     def _on_read(self, event: Read) -> None:
+        if self.state == State.FOLLOWER and self.maybe_forward_read(event.req):
+            return
         if not self._refuse_if_not_leader(event.req):
             self.register_read(event.req)
 
@@ -484,4 +494,6 @@ _RECEIVERS: dict[type, Callable[[Raft, int, str, Any], None]] = {
     InstallSnapshot: Raft.recv_install_snapshot,
     ReadHeartbeat: Raft.recv_read_heartbeat,
     ReadHeartbeatResult: Raft.recv_read_heartbeat_result,
+    ReadIndexRequest: Raft.recv_read_index_request,
+    ReadIndexResult: Raft.recv_read_index_result,
 }

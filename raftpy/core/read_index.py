@@ -51,6 +51,23 @@ modules below ``raft.py``.  A ``Read`` event registers a read on the leader;
   the lease (a restarted server has no leader, so it votes at once), and no
   leadership transfer is under way (TimeoutNow skips stickiness; a transfer
   fails the pending reads and refuses new ones).
+* **Follower reads** (``Config.follower_reads``, off by default; set it on
+  every server).  A leader announces that it serves read indexes by
+  sending each follower whose AppendEntriesResult carried the feature bit
+  one ReadHeartbeat of round 0 per leadership (round 0 is never a round in
+  flight, so its echo confirms nothing).  A follower that received a
+  ReadHeartbeat from its leader in the current term forwards its reads of
+  a batch as one ReadIndexRequest; any other follower (a libraft leader,
+  or none known) refuses with NotLeaderError naming the leader.  The leader
+  treats the request as a read of its own (a round after it arrived, the
+  read index of that round) and answers ReadIndexResult with the index, or
+  0 if it cannot (not leader, transferring, deposed first); the follower
+  runs the reads once its own ``last_applied`` reaches the index.  Why that
+  is linearizable: the index is at least the commit index the leader had,
+  with its leadership confirmed, after the request arrived, so it covers
+  every write acknowledged before the reads; the follower's applied
+  entries are the committed log.  A follower fails its forwarded reads when
+  its term or leader changes, or after election_timeout_ms unanswered.
 * **Leadership ends, reads fail.**  Stepping down, a transfer, or becoming
   unavailable moves every pending read to ``orphaned``; ``flush_reads``
   fails them with NotLeaderError naming the leader if the same batch
@@ -62,14 +79,31 @@ from __future__ import annotations
 from typing import Any
 
 from raftpy.core.config import ReadMode
-from raftpy.core.messages import FEATURE_READ_HEARTBEAT, ReadHeartbeat, ReadHeartbeatResult
+from raftpy.core.messages import (
+    FEATURE_READ_HEARTBEAT,
+    ReadHeartbeat,
+    ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
+)
 from raftpy.core.state import RaftState, ReadRounds
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.errors import NotLeaderError
 
-__all__ = ["ReadIndexMixin"]
+__all__ = ["ReadIndexMixin", "RemoteRead"]
 
 _BARRIER_PAYLOAD = bytes(8)  # as convert.BARRIER_PAYLOAD (libraft's 8 bytes)
+
+
+class RemoteRead:
+    """A follower's ReadIndexRequest, queued on the leader like a read of its own."""
+
+    __slots__ = ("from_id", "from_address", "request_id")
+
+    def __init__(self, from_id: int, from_address: str, request_id: int) -> None:
+        self.from_id = from_id
+        self.from_address = from_address
+        self.request_id = request_id
 
 
 class ReadIndexMixin(RaftState):
@@ -141,10 +175,27 @@ class ReadIndexMixin(RaftState):
         reads.in_flight = False
         self._confirm(current, index)
 
-    def resend_read_round(self) -> None:
-        """On a tick: repeat the round in flight to voters that have not answered,
-        once per heartbeat timeout (the round number stays: an echo of it is still
-        sent after the reads arrived)."""
+    def read_tick(self) -> None:
+        """On a tick: a leader announces follower reads and repeats the round in
+        flight; a follower gives up forwarded reads unanswered for too long."""
+        if self.state == State.LEADER:
+            if self.config.follower_reads:
+                self._announce_reads()
+            self._resend_read_round()
+        elif self._reads.remote:
+            self._expire_forwarded()
+
+    def _announce_reads(self) -> None:
+        reads = self._reads
+        for server_id, address, p in self._targets:
+            if p.features & FEATURE_READ_HEARTBEAT and server_id not in reads.announced:
+                reads.announced.add(server_id)
+                self._send(server_id, address, ReadHeartbeat(self.current_term, 0))
+
+    def _resend_read_round(self) -> None:
+        """Repeat the round in flight to voters that have not answered, once per
+        heartbeat timeout (the round number stays: an echo of it is still sent
+        after the reads arrived)."""
         reads = self._reads
         if not reads.in_flight or self.now - reads.resent_ms < self.config.heartbeat_timeout_ms:
             return
@@ -187,7 +238,18 @@ class ReadIndexMixin(RaftState):
         self._confirm(current, reads.index)
 
     def _confirm(self, reqs: list[Any], index: int) -> None:
-        """Leadership confirmed for reqs: they run once index is applied."""
+        """Leadership confirmed for reqs: they run once index is applied (a
+        follower's request is answered with the index at once)."""
+        local = []
+        for req in reqs:
+            if type(req) is RemoteRead:
+                self._send(req.from_id, req.from_address,
+                           ReadIndexResult(self.current_term, req.request_id, index))
+            else:
+                local.append(req)
+        if not local:
+            return
+        reqs = local
         confirmed = self._reads.confirmed
         if confirmed and confirmed[-1][0] >= index:
             # Keep the queue ordered by index: a later read may share an
@@ -204,28 +266,109 @@ class ReadIndexMixin(RaftState):
         if not self.accept_leader(  # type: ignore[attr-defined]
                 from_id, from_address, m.term, 0, "ReadHeartbeat"):
             return
+        self._reads.leader_reads = (self.current_term, from_id)
         self._send(from_id, from_address, ReadHeartbeatResult(self.current_term,
                                                               m.read_round))
+
+    # -- follower reads --------------------------------------------------------
+
+    def maybe_forward_read(self, req: Any) -> bool:
+        """A Read on a follower: queue it for the leader if the leader announced
+        follower reads in this term; False (the caller refuses it) otherwise."""
+        reads = self._reads
+        leader = self.current_leader_id
+        if (not self.config.follower_reads or not leader
+                or reads.leader_reads != (self.current_term, leader)):
+            return False
+        reads.forward.append(req)
+        return True
+
+    def recv_read_index_request(self, from_id: int, from_address: str,
+                                m: ReadIndexRequest) -> None:
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+        if (m.term == self.current_term and self.state == State.LEADER
+                and self.transfer is None):
+            self.register_read(RemoteRead(from_id, from_address, m.request_id))
+        else:  # refused: the follower learns our term, or that we do not lead
+            self._send(from_id, from_address,
+                       ReadIndexResult(self.current_term, m.request_id, 0))
+
+    def recv_read_index_result(self, from_id: int, from_address: str,
+                               m: ReadIndexResult) -> None:
+        if m.term > self.current_term:
+            self.bump_term(m.term)  # type: ignore[attr-defined]
+            return
+        reads = self._reads
+        if (m.term, from_id) != reads.remote_to or m.request_id not in reads.remote:
+            return  # stale: another term or leader, or already given up
+        reqs, _sent_ms = reads.remote.pop(m.request_id)
+        if m.read_index:
+            self._confirm(reqs, m.read_index)
+        else:
+            self._fail_reads(reqs)
+
+    def _send_forwarded(self) -> None:
+        reads = self._reads
+        term, leader = self.current_term, self.current_leader_id
+        if reads.remote_to != (term, leader):
+            self._fail_forwarded()
+        reads.request_id += 1
+        reads.remote[reads.request_id] = (reads.forward, self.now)
+        reads.remote_to = (term, leader)
+        reads.forward = []
+        self._send(leader, self.current_leader_address, ReadIndexRequest(term, reads.request_id))
+
+    def _expire_forwarded(self) -> None:
+        remote = self._reads.remote
+        for request_id, (reqs, sent_ms) in list(remote.items()):
+            if self.now - sent_ms >= self.config.election_timeout_ms:
+                self._trace(f"read index request {request_id} unanswered: give up")
+                del remote[request_id]
+                self._fail_reads(reqs)
+
+    def _fail_forwarded(self) -> None:
+        reads = self._reads
+        for reqs, _sent_ms in reads.remote.values():
+            self._fail_reads(reqs)
+        reads.remote = {}
+
+    def _fail_reads(self, reqs: list[Any]) -> None:
+        leader = self.current_leader_id if self.state == State.FOLLOWER else 0
+        address = self.current_leader_address if leader else None
+        failed = self._out.failed
+        for req in reqs:
+            if type(req) is RemoteRead:
+                self._send(req.from_id, req.from_address,
+                           ReadIndexResult(self.current_term, req.request_id, 0))
+            else:
+                failed.append((req, NotLeaderError(leader_id=leader, leader_address=address)))
 
     # -- every batch, and leaving leadership -----------------------------------
 
     def flush_reads(self) -> None:
-        """End of a batch: start a round for new reads, hand over the reads that
-        may run, fail the orphaned ones."""
+        """End of a batch: fail the orphaned reads, start a round for new ones,
+        forward a follower's, hand over the reads that may run."""
         reads = self._reads
         if reads.orphaned:
-            leader = self.current_leader_id if self.state == State.FOLLOWER else 0
-            address = self.current_leader_address if leader else None
-            failed = self._out.failed
-            for req in reads.orphaned:
-                failed.append((req, NotLeaderError(leader_id=leader,
-                                                   leader_address=address)))
-            reads.orphaned = []
-        if self.state != State.LEADER:
-            return
-        if reads.next and not reads.in_flight:
+            orphaned, reads.orphaned = reads.orphaned, []
+            self._fail_reads(orphaned)
+        state = self.state
+        if reads.remote and (state != State.FOLLOWER or reads.remote_to != (
+                self.current_term, self.current_leader_id)):
+            self._fail_forwarded()  # asked another leader, or another term
+        if reads.forward:
+            if state == State.FOLLOWER and self.current_leader_id:
+                self._send_forwarded()
+            else:
+                forward, reads.forward = reads.forward, []
+                self._fail_reads(forward)
+        if state == State.LEADER and reads.next and not reads.in_flight:
             self._start_read_round()
         confirmed = reads.confirmed
+        if state == State.UNAVAILABLE:
+            while confirmed:
+                self._fail_reads(confirmed.popleft()[1])
         applied = self.last_applied
         while confirmed and confirmed[0][0] <= applied:
             self._out.reads.extend(confirmed.popleft()[1])
@@ -238,4 +381,4 @@ class ReadIndexMixin(RaftState):
             orphaned.extend(reqs)
         orphaned.extend(reads.current)
         orphaned.extend(reads.next)
-        self._reads = ReadRounds(reads.round, orphaned)
+        self._reads = ReadRounds(reads.round, orphaned, reads.request_id)

@@ -15,10 +15,12 @@ from raftpy.core.messages import (
     AppendEntriesResult,
     ReadHeartbeat,
     ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVoteResult,
 )
 from raftpy.core.raft import Raft, bootstrap_entries
-from raftpy.core.types import EntryType, State
+from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 from raftpy.errors import NotLeaderError
 from tests.core.test_raft import conf, recv, sent, server, timeout
@@ -53,7 +55,8 @@ def read(raft: Raft, req: object, now: int | None = None) -> Update:
 
 
 def rounds(update: Update) -> list[tuple[int, int]]:
-    return [(to, m.read_round) for to, m in sent(update, ReadHeartbeat)]
+    """The read rounds sent (round 0 is the announcement of follower reads)."""
+    return [(to, m.read_round) for to, m in sent(update, ReadHeartbeat) if m.read_round]
 
 
 def echo(raft: Raft, from_id: int, read_round: int, term: int = 2) -> Update:
@@ -261,3 +264,89 @@ def test_read_config_is_checked() -> None:
     Config(election_timeout_ms=150, heartbeat_timeout_ms=50)   # the margin is for leases
     with pytest.raises(ValueError, match="read_mode"):
         Config(read_mode="lease")  # type: ignore[arg-type]
+
+
+# -- follower reads --------------------------------------------------------------------
+
+
+def follower(announced: bool = True, **config: object) -> Raft:
+    """Server 2, following leader 1 in term 2 with index 2 stored, commit 1."""
+    raft = server(2, term=2, follower_reads=True, **config)
+    recv(raft, 1, AppendEntries(2, 1, 1, 1, [Entry(2, EntryType.BARRIER, bytes(8))]))
+    raft.step(Persisted(raft.now, 2, 2))
+    if announced:
+        recv(raft, 1, ReadHeartbeat(2, 0))
+    return raft
+
+
+def test_leader_announces_follower_reads_to_raftpy_followers_once() -> None:
+    raft = leader(capable=(2,), follower_reads=True)
+    update = raft.step(Tick(raft.now + 100))
+    assert [(to, m.read_round) for to, m in sent(update, ReadHeartbeat)] == [(2, 0)]
+    update = raft.step(Tick(raft.now + 200))
+    assert sent(update, ReadHeartbeat) == []
+    assert echo(raft, 2, 0).reads == []        # the announcement's echo confirms nothing
+
+
+def test_follower_without_an_announcement_refuses_naming_the_leader() -> None:
+    raft = follower(announced=False)
+    [(req, error)] = read(raft, "r").failed
+    assert req == "r" and isinstance(error, NotLeaderError) and error.leader_id == 1
+    assert sent(read(raft, "s"), ReadIndexRequest) == []
+
+
+def test_follower_forwards_a_batch_as_one_request_and_runs_it_once_applied() -> None:
+    raft = follower()
+    update = raft.step_all([Read(raft.now, k) for k in range(3)])
+    [(to, request)] = sent(update, ReadIndexRequest)
+    assert to == 1 and request.term == 2 and update.reads == []
+    update = recv(raft, 1, ReadIndexResult(2, request.request_id, 2))
+    assert update.reads == [] and raft.last_applied == 1    # index 2 not committed here yet
+    update = recv(raft, 1, AppendEntries(2, 2, 2, 2))
+    assert raft.last_applied == 2 and update.reads == [0, 1, 2]
+
+
+def test_leader_answers_a_read_index_request_after_its_round() -> None:
+    raft = leader(follower_reads=True)
+    update = recv(raft, 2, ReadIndexRequest(2, 7), raft.now)
+    assert rounds(update) == [(2, 1), (3, 1)] and sent(update, ReadIndexResult) == []
+    update = echo(raft, 3, 1)
+    assert sent(update, ReadIndexResult) == [(2, ReadIndexResult(2, 7, 2))]
+    assert update.reads == []
+
+
+def test_a_refused_or_stale_answer() -> None:
+    raft = follower()
+    [(_to, request)] = sent(read(raft, "r"), ReadIndexRequest)
+    assert recv(raft, 1, ReadIndexResult(2, request.request_id + 1, 2)).failed == []
+    assert recv(raft, 3, ReadIndexResult(2, request.request_id, 2)).reads == []  # not the leader
+    [(req, error)] = recv(raft, 1, ReadIndexResult(2, request.request_id, 0)).failed
+    assert req == "r" and isinstance(error, NotLeaderError)
+
+
+def test_a_deposed_leader_refuses_requests() -> None:
+    raft = leader(follower_reads=True)
+    recv(raft, 2, ReadIndexRequest(2, 7), raft.now)
+    update = recv(raft, 3, AppendEntries(3, 2, 2, 2), raft.now)
+    assert sent(update, ReadIndexResult) == [(2, ReadIndexResult(3, 7, 0))]
+    update = recv(raft, 2, ReadIndexRequest(3, 8), raft.now)
+    assert sent(update, ReadIndexResult) == [(2, ReadIndexResult(3, 8, 0))]
+
+
+def test_forwarded_reads_fail_when_the_leader_changes() -> None:
+    raft = follower()
+    read(raft, "r")
+    update = recv(raft, 3, AppendEntries(3, 2, 2, 2))
+    [(req, error)] = update.failed
+    assert req == "r" and isinstance(error, NotLeaderError) and error.leader_id == 3
+
+
+def test_unanswered_forwarded_reads_give_up_after_an_election_timeout() -> None:
+    raft = follower()
+    start = raft.now
+    update = read(raft, "r", start)
+    assert update.deadline_ms is not None and update.deadline_ms <= start + T
+    recv(raft, 1, AppendEntries(2, 2, 2, 1), start + 600)     # the leader is alive
+    assert raft.step(Tick(start + 999)).failed == []
+    [(req, error)] = raft.step(Tick(start + T)).failed
+    assert req == "r" and isinstance(error, NotLeaderError)

@@ -176,3 +176,24 @@ def test_reads_over_tcp(tmp_path, run_loop):
             for server in servers:
                 await server.close()
     run(run_loop, go)
+
+
+def test_follower_reads_ask_the_leader_and_see_every_acknowledged_write(tmp_path, run_loop):
+    async def go():
+        config = dataclasses.replace(FAST, follower_reads=True)
+        c = Cluster(tmp_path, config=config)
+        await c.start()
+        try:
+            leader = await settled(c)
+            follower = next(s for s in c.servers.values() if s is not leader)
+            # The leader announces follower reads at its next heartbeat tick.
+            await c.wait(lambda: follower.raft._reads.leader_reads[1] == leader.id,
+                         "the announcement")
+            for i in range(2, 12):
+                await leader.apply(cmd(i))
+                assert await follower.read(count) == i    # acknowledged, so seen
+            values = await asyncio.gather(*[follower.read(count) for _ in range(100)])
+            assert values == [11] * 100
+        finally:
+            await c.close()
+    run(run_loop, go)

@@ -128,13 +128,16 @@ def test_the_checker_catches_a_round_confirmed_by_any_result(
 
 
 def read_run(seed: int, servers: int, duration_ms: int, mode: ReadMode,
-             crashes: bool) -> tuple[int, int, int]:
+             crashes: bool, follower_reads: bool = False) -> tuple[int, int, int]:
     """Writes and reads at random servers (most at whoever believes it leads,
-    stale leaders included) under faults; returns (reads done, reads failed,
-    writes acknowledged).  Raises Violation if a read is stale."""
+    stale leaders included; with follower reads, half at any server) under
+    faults; returns (reads done, reads failed, writes acknowledged).  Raises
+    Violation if a read is stale."""
     rng = random.Random(seed)
     network = Network(5, 40, loss=0.02, duplicate=0.02, hold=0.005, hold_ms=(1000, 4000))
-    c = Cluster(servers, seed, config=Config(read_mode=mode), network=network)
+    config = Config(read_mode=mode, follower_reads=follower_reads)
+    c = Cluster(servers, seed, config=config, network=network)
+    spread = 0.5 if follower_reads else 0.9
     ids = list(c.servers)
     reads: list[ClientRequest] = []
     writes: list[ClientRequest] = []
@@ -142,7 +145,8 @@ def read_run(seed: int, servers: int, duration_ms: int, mode: ReadMode,
     while c.now < duration_ms:
         if c.now >= next_op:
             leaders = [s.id for s in c.servers.values() if s.alive and s.state == State.LEADER]
-            target = rng.choice(leaders) if leaders and rng.random() < 0.9 else rng.choice(ids)
+            target = (rng.choice(leaders) if leaders and rng.random() < spread
+                      else rng.choice(ids))
             if c.servers[target].alive:
                 if rng.random() < 0.5:
                     writes.append(c.propose(target, b"%08d" % counter))
@@ -194,16 +198,18 @@ def _seeds(count: int) -> list[int]:
     return [base + k for k in range(count)]
 
 
-@pytest.mark.parametrize("mode,crashes", [(ReadMode.READ_INDEX, True),
-                                          (ReadMode.LEASE, False)])
-def test_random_runs_serve_only_linearizable_reads(mode: ReadMode, crashes: bool) -> None:
+@pytest.mark.parametrize("mode,crashes,follower_reads", [
+    (ReadMode.READ_INDEX, True, False), (ReadMode.LEASE, False, False),
+    (ReadMode.READ_INDEX, True, True)])
+def test_random_runs_serve_only_linearizable_reads(mode: ReadMode, crashes: bool,
+                                                   follower_reads: bool) -> None:
     # Leases assume no voter restarts within one (read_index.py): no crashes then.
     totals = [0, 0, 0]
     for seed in _seeds(6):
         servers = 3 if seed % 2 else 5
-        print(f"read run: seed {seed}, {servers} servers, {mode.name} "
-              f"(replay with RAFTPY_SEED={seed})")
-        result = read_run(seed, servers, 30_000, mode, crashes)
+        print(f"read run: seed {seed}, {servers} servers, {mode.name}, follower reads "
+              f"{follower_reads} (replay with RAFTPY_SEED={seed})")
+        result = read_run(seed, servers, 30_000, mode, crashes, follower_reads)
         totals = [a + b for a, b in zip(totals, result, strict=True)]
     print(f"reads done {totals[0]}, failed {totals[1]}, writes acknowledged {totals[2]}")
     assert totals[0] > 100 and totals[2] > 100    # the runs did read and write
