@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _common import Report, parser, percentile
-from server import Counter, cluster
+from server import cluster
 
 from raftpy import Config, ReadMode, Server, State
 from raftpy.core.messages import Message, ReadHeartbeat
