@@ -322,7 +322,18 @@ def _special(name: str) -> Callable[[Any, int], Any] | None:
         return lambda v, now: tuple([index for index, _req in v])
     if name in ("log", "progress", "transfer", "votes", "_pending_changes"):
         return _canon
+    if name == "_reads":
+        return _reads_key
     return None
+
+
+def _reads_key(v: ReadRounds, now: int) -> tuple[Any, ...]:
+    """The read state by value (reads are opaque tokens: counted, not compared)."""
+    return (v.round, v.in_flight, v.index, _rel(v.sent_ms, now), _rel(v.resent_ms, now),
+            tuple(sorted(v.acks)), len(v.current), len(v.next),
+            tuple([index for index, _reqs in v.confirmed]), v.lease_until_ms - now,
+            len(v.orphaned), tuple(sorted(v.announced)), v.leader_reads, len(v.forward),
+            tuple(sorted(v.remote)), v.remote_to, v.request_id)
 
 
 _KEY_PLAN = tuple((name, _special(name)) for name in _FIELDS)
@@ -921,12 +932,16 @@ def _clone_raft(raft: Raft) -> Raft:
 
 
 def _clone_reads(reads: ReadRounds) -> ReadRounds:
-    new = ReadRounds(reads.round, list(reads.orphaned))
+    new = ReadRounds(reads.round, list(reads.orphaned), reads.request_id)
     new.in_flight, new.index = reads.in_flight, reads.index
     new.sent_ms, new.resent_ms = reads.sent_ms, reads.resent_ms
     new.acks, new.current, new.next = set(reads.acks), list(reads.current), list(reads.next)
     new.confirmed = deque((index, list(reqs)) for index, reqs in reads.confirmed)
     new.lease_until_ms = reads.lease_until_ms
+    new.announced, new.leader_reads = set(reads.announced), reads.leader_reads
+    new.forward = list(reads.forward)
+    new.remote = {k: (list(reqs), sent) for k, (reqs, sent) in reads.remote.items()}
+    new.remote_to = reads.remote_to
     return new
 
 
