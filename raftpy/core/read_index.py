@@ -35,7 +35,10 @@ modules below ``raft.py``.  A ``Read`` event registers a read on the leader;
   cluster, or right after an election before any follower replied), the
   round's reads wait on a BARRIER entry instead (libraft's only read
   path): committing an entry appended after the reads arrived confirms the
-  leadership just as well, at the cost of one log write for the round.
+  leadership just as well, at the cost of one log write for the round.  A
+  follower's request in such a round is answered only once the barrier is
+  applied here: before, its index proves nothing (a deposed leader's
+  barrier index may lie below what a newer leader has committed).
 * **Leases** (``Config.read_mode = LEASE``, §6.4.1).  A confirmed round
   also grants a lease until ``sent + election_timeout_ms -
   read_lease_margin_ms`` (leader's clock, ``sent`` = when the round's
@@ -170,10 +173,12 @@ class ReadIndexMixin(RaftState):
             self.current_term, EntryType.BARRIER, _BARRIER_PAYLOAD)])
         self._trace(f"read round {reads.round}: {len(reads.current)} reads wait on "
                     f"barrier {index}")
-        current = reads.current
-        reads.current = []
         reads.in_flight = False
-        self._confirm(current, index)
+        # Remote reads too wait for the barrier to be applied here: until it is
+        # committed its index confirms nothing (a deposed leader's barrier may
+        # lie below what a new leader committed).
+        self._queue_confirmed(reads.current, index)
+        reads.current = []
 
     def read_tick(self) -> None:
         """On a tick: a leader announces follower reads and repeats the round in
@@ -247,9 +252,10 @@ class ReadIndexMixin(RaftState):
                            ReadIndexResult(self.current_term, req.request_id, index))
             else:
                 local.append(req)
-        if not local:
-            return
-        reqs = local
+        if local:
+            self._queue_confirmed(local, index)
+
+    def _queue_confirmed(self, reqs: list[Any], index: int) -> None:
         confirmed = self._reads.confirmed
         if confirmed and confirmed[-1][0] >= index:
             # Keep the queue ordered by index: a later read may share an
@@ -371,7 +377,19 @@ class ReadIndexMixin(RaftState):
                 self._fail_reads(confirmed.popleft()[1])
         applied = self.last_applied
         while confirmed and confirmed[0][0] <= applied:
-            self._out.reads.extend(confirmed.popleft()[1])
+            index, reqs = confirmed.popleft()
+            self._release(index, reqs)
+
+    def _release(self, index: int, reqs: list[Any]) -> None:
+        """reqs may run: hand them to the shell; answer a follower's request (one
+        that waited on a barrier) with the index."""
+        out = self._out.reads
+        for req in reqs:
+            if type(req) is RemoteRead:
+                self._send(req.from_id, req.from_address,
+                           ReadIndexResult(self.current_term, req.request_id, index))
+            else:
+                out.append(req)
 
     def orphan_reads(self) -> None:
         """Leadership ends (or a transfer starts): every pending read will fail."""

@@ -350,3 +350,13 @@ def test_unanswered_forwarded_reads_give_up_after_an_election_timeout() -> None:
     assert raft.step(Tick(start + 999)).failed == []
     [(req, error)] = raft.step(Tick(start + T)).failed
     assert req == "r" and isinstance(error, NotLeaderError)
+
+
+def test_a_request_waiting_on_a_barrier_is_answered_once_it_is_applied() -> None:
+    raft = leader(capable=(), follower_reads=True)      # no quorum speaks ReadHeartbeat
+    update = recv(raft, 2, ReadIndexRequest(2, 7), raft.now)
+    assert [e.type for e in update.persist] == [EntryType.BARRIER]
+    assert sent(update, ReadIndexResult) == []          # index 3 proves nothing yet
+    raft.step(Persisted(raft.now, 3, 2))
+    update = recv(raft, 3, AppendEntriesResult(2, 0, 3), raft.now)
+    assert sent(update, ReadIndexResult) == [(2, ReadIndexResult(2, 7, 3))]
