@@ -3,6 +3,8 @@
 Slow and obviously correct: written straight from the byte layouts, with no
 buffering tricks, no views and no C, so that tests can check raftpy.io.wire
 (and its C entry-descriptor codec) against it.  Not used on any runtime path.
+It also covers raftpy's own four (ReadHeartbeat, ReadHeartbeatResult,
+ReadIndexRequest, ReadIndexResult).
 May import: the standard library, raftpy.core (values), raftpy.errors.
 
 ``decode`` takes a whole byte string and decodes as far as it can; it applies
@@ -21,6 +23,10 @@ from raftpy.core.messages import (
     AppendEntriesResult,
     InstallSnapshot,
     Message,
+    ReadHeartbeat,
+    ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVote,
     RequestVoteResult,
     TimeoutNow,
@@ -61,6 +67,14 @@ def encode(m: Message) -> bytes:
         return _frame(2, _u64s(m.term, m.rejected, m.last_log_index, m.features))
     if isinstance(m, TimeoutNow):
         return _frame(6, _u64s(m.term, m.last_log_index, m.last_log_term))
+    if isinstance(m, ReadHeartbeat):
+        return _frame(0x7201, _u64s(m.term, m.read_round))
+    if isinstance(m, ReadHeartbeatResult):
+        return _frame(0x7202, _u64s(m.term, m.read_round))
+    if isinstance(m, ReadIndexRequest):
+        return _frame(0x7203, _u64s(m.term, m.request_id))
+    if isinstance(m, ReadIndexResult):
+        return _frame(0x7204, _u64s(m.term, m.request_id, m.read_index))
     if isinstance(m, InstallSnapshot):
         conf = encode_configuration(m.conf)
         header = (_u64s(m.term, m.last_index, m.last_term, m.conf_index, len(conf)) + conf
@@ -147,7 +161,8 @@ def _decode_handshake(cur: _Cursor, header_max: int) -> tuple[int, str]:
 
 # The least header length each type needs; RequestVote, RequestVoteResult and
 # AppendEntriesResult have a legacy length and a current least length.
-_LEAST = {1: 40, 2: 32, 3: 40, 4: 24, 5: 48, 6: 24}
+_LEAST = {1: 40, 2: 32, 3: 40, 4: 24, 5: 48, 6: 24, 0x7201: 16, 0x7202: 16,
+          0x7203: 16, 0x7204: 24}
 _LEGACY = {2: 24, 3: 32, 4: 16}
 
 
@@ -181,6 +196,16 @@ def _decode_frame(cur: _Cursor, header_max: int, payload_max: int) -> Message:
         term, rejected, lli = _words(header, 3)
         features = 0 if legacy else _words(header, 1, 24)[0]
         return AppendEntriesResult(term, rejected, lli, features, 0 if legacy else 1)
+    if type_ in (0x7201, 0x7202):  # raftpy's own (core/messages.py)
+        term, read_round = _words(header, 2)
+        kind = ReadHeartbeat if type_ == 0x7201 else ReadHeartbeatResult
+        return kind(term, read_round)
+    if type_ == 0x7203:
+        term, request_id = _words(header, 2)
+        return ReadIndexRequest(term, request_id)
+    if type_ == 0x7204:
+        term, request_id, read_index = _words(header, 3)
+        return ReadIndexResult(term, request_id, read_index)
     term, lli, llt = _words(header, 3)
     return TimeoutNow(term, lli, llt, 0)
 

@@ -26,8 +26,10 @@ Transport and the user's StateMachine, all on one event loop.  Rules kept:
   core believes it).
 - Then the messages (``Transport.send`` queues; nothing awaits a peer), the
   apply pass (every entry of the Update before the core is stepped again),
-  the requests' futures, the snapshot to install or take, and one
-  ``loop.call_at`` handle following ``deadline_ms``.
+  the requests' futures, the reads the core released (``Server.read``'s
+  functions run on the state machine right after that apply pass), the
+  snapshot to install or take, and one ``loop.call_at`` handle following
+  ``deadline_ms``.
 - Nothing here decides anything Raft decides.  Requests the core refuses come
   back in ``Update.failed`` (NotLeaderError naming the leader, ...); the shell
   refuses only what is its own business: a closed server (ShutdownError),
@@ -56,7 +58,7 @@ import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from raftpy.core.config import Config
 from raftpy.core.configuration import Configuration, Role
@@ -70,6 +72,7 @@ from raftpy.core.events import (
     Persisted,
     PersistFailed,
     Propose,
+    Read,
     Receive,
     Remove,
     SendFailed,
@@ -97,6 +100,7 @@ __all__ = ["Server"]
 log = logging.getLogger(__name__)
 
 _ONE, _MANY, _OTHER = 0, 1, 2          # kinds of request
+_T = TypeVar("_T")
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -113,7 +117,7 @@ class _Request:
     """A client request in flight: the core's opaque ``req`` token, or for apply and
     apply_many a member of a _Group (which is then the token)."""
 
-    __slots__ = ("future", "kind", "offset", "n", "return_exceptions")
+    __slots__ = ("future", "kind", "offset", "n", "return_exceptions", "read")
 
     def __init__(self, future: asyncio.Future[Any], kind: int,
                  return_exceptions: bool = False) -> None:
@@ -122,6 +126,7 @@ class _Request:
         self.offset = 0                # its first command's place in its group
         self.n = 0                     # its commands
         self.return_exceptions = return_exceptions
+        self.read: Callable[[StateMachine], Any] | None = None   # Server.read's fn
 
 
 class _Group:
@@ -405,6 +410,22 @@ class Server:
         result: list[Any] = await req.future
         return result
 
+    async def read(self, fn: Callable[[StateMachine], _T]) -> _T:
+        """A linearizable read: ``fn(state_machine)``'s result, run once this server,
+        the leader, confirmed its leadership after the call and applied every
+        entry committed before it (ReadIndex, dissertation §6.4, or a lease with
+        ``Config.read_mode``; raftpy/core/read_index.py).  No log entry is
+        written (unless too few voters speak raftpy's ReadHeartbeat: then one
+        barrier per round of reads).  ``fn`` runs on the loop thread, between
+        apply calls: it must not block, and what it returns is the answer.
+        Raises NotLeaderError (naming the leader if known) on a follower, or if
+        leadership ends first; whatever ``fn`` raises."""
+        req = self._request(_OTHER)
+        req.read = fn
+        self._post(Read(self._now_ms(), req))
+        result: _T = await req.future
+        return result
+
     async def barrier(self) -> int:
         """Return once every entry before it is applied here (raft_barrier); its index."""
         return int(await self._submit(lambda req: Barrier(self._now_ms(), req)))
@@ -605,6 +626,8 @@ class Server:
             self._apply(u.apply_index, u.apply)
         if u.accepted or u.completed or u.failed:
             self._resolve(u)
+        if u.reads:
+            self._run_reads(u.reads)
         if io:
             if u.install_snapshot is not None:
                 self._spawn(self._install(u.install_snapshot))
@@ -779,6 +802,24 @@ class Server:
                 self._fail(token, error)
         if not self._proposals and self._results:
             self._results.clear()
+
+    def _run_reads(self, reads: list[Any]) -> None:
+        """Reads the core released (after this Update's apply pass): run each fn."""
+        machine = self.state_machine
+        for req in reads:
+            if req not in self._requests:
+                continue
+            self._requests.discard(req)
+            fn = req.read
+            assert fn is not None
+            try:
+                value = fn(machine)
+            except Exception as exc:  # noqa: BLE001 - the reader's own error, to the reader
+                if not req.future.done():
+                    req.future.set_exception(exc)
+                continue
+            if not req.future.done():
+                req.future.set_result(value)
 
     def _complete_proposal(self, req: _Request, first: int) -> None:
         """req's entries first..first+n-1 are applied: its results are in _results."""

@@ -11,13 +11,13 @@ BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script", ["blocking.py", "cluster.py", "codec.py", "disk.py",
-                                    "memory.py", "server.py", "transport.py"])
+                                    "memory.py", "reads.py", "server.py", "transport.py"])
 def test_benchmark_prints_json_cases(script, tmp_path):
     args = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "disk.py":
         args += ["--dir", str(tmp_path), "--writes", "50", "--store-seconds", "0.2",
                  "--load-mib", "4"]
-    if script in ("server.py", "cluster.py", "blocking.py", "memory.py"):
+    if script in ("server.py", "cluster.py", "blocking.py", "memory.py", "reads.py"):
         args += ["--dir", str(tmp_path)]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -7,6 +7,23 @@ mutates it.  Every queue the core keeps has its limit here (house style 7).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["Config", "ReadMode"]
+
+
+class ReadMode(Enum):
+    """How a leader confirms it still leads before serving a read (read_index.py).
+
+    READ_INDEX: one round of ReadHeartbeat acknowledged by a quorum after the
+    read arrived (dissertation §6.4); safe whatever the clocks do.
+    LEASE: skip the round while a lease from the last confirmed round holds
+    (§6.4.1); safe only if clocks drift apart by less than
+    ``Config.read_lease_margin_ms`` per election timeout (see read_index.py).
+    """
+
+    READ_INDEX = "read_index"
+    LEASE = "lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +64,17 @@ class Config:
     # Server: client requests (apply, barrier, membership, transfer) not yet
     # completed; past it a request fails at once with BusyError.
     pending_requests_max: int = 65536
+    # Reads (read_index.py).  In LEASE mode a lease lasts election_timeout_ms
+    # minus this margin from the sending of the round that confirmed it; the
+    # margin must cover how much more time a follower's clock may count than
+    # the leader's over one election timeout (clock drift; 20% by default).
+    read_mode: ReadMode = ReadMode.READ_INDEX
+    read_lease_margin_ms: int = 200
+    # Follower reads: a follower serves a read by asking its leader for a read
+    # index, if the leader announced that it can (a raftpy leader with this
+    # set: it then sends one ReadHeartbeat of round 0 to each raftpy
+    # follower per leadership); else the read fails with NotLeaderError.
+    follower_reads: bool = False
 
     def __post_init__(self) -> None:
         # raft_start asserts the same (spec §1.6).
@@ -60,3 +88,10 @@ class Config:
                      "pending_requests_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if not isinstance(self.read_mode, ReadMode):
+            raise ValueError(f"read_mode must be a ReadMode, not {self.read_mode!r}")
+        if self.read_lease_margin_ms < 0 or (
+                self.read_mode == ReadMode.LEASE
+                and self.read_lease_margin_ms >= self.election_timeout_ms):
+            raise ValueError("need 0 <= read_lease_margin_ms, and < election_timeout_ms "
+                             "for leases")

@@ -43,6 +43,7 @@ class ConvertMixin(RaftState):
     def _clear_state(self) -> None:
         if self.state == State.LEADER:
             self._fail_pending(LeadershipLostError())
+            self.orphan_reads()  # type: ignore[attr-defined]
             self.abort_promotion(LeadershipLostError())  # type: ignore[attr-defined]
             self.progress = {}
             self._targets = []

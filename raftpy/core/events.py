@@ -17,7 +17,7 @@ from raftpy.core.messages import Message
 
 __all__ = ["Start", "Tick", "Receive", "Persisted", "PersistFailed", "HardStateFailed",
            "SendFailed", "Propose", "Barrier", "Transfer", "Close", "TakeSnapshot",
-           "SnapshotTaken", "SnapshotInstalled", "Add", "Assign", "Remove", "Event"]
+           "SnapshotTaken", "SnapshotInstalled", "Add", "Assign", "Remove", "Read", "Event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,20 @@ class Barrier:
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    """A linearizable read (read_index.py, dissertation §6.4): no log entry.
+
+    The leader comes back with ``req`` in ``Update.reads`` once the read may
+    run on the state machine (after that Update's ``apply``), or in
+    ``Update.failed`` (NotLeaderError naming the leader if known) when it is
+    not the leader, or stops being it, before then.
+    """
+
+    time_ms: int
+    req: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """Leadership transfer (raft_transfer, spec §2.9); target 0 picks a voter."""
 
@@ -211,4 +225,4 @@ class Remove:
 
 Event = (Start | Tick | Receive | Persisted | PersistFailed | HardStateFailed | SendFailed
          | Propose | Barrier | Transfer | Close | TakeSnapshot | SnapshotTaken
-         | SnapshotInstalled | Add | Assign | Remove)
+         | SnapshotInstalled | Add | Assign | Remove | Read)

@@ -18,8 +18,27 @@ from raftpy.core.configuration import Configuration
 from raftpy.core.types import Entry
 
 __all__ = ["MessageType", "RequestVote", "RequestVoteResult", "AppendEntries",
-           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "Message",
-           "FEATURE_CHECKED_ACKS", "FEATURES"]
+           "AppendEntriesResult", "InstallSnapshot", "TimeoutNow", "ReadHeartbeat",
+           "ReadHeartbeatResult", "ReadIndexRequest", "ReadIndexResult", "Message",
+           "FEATURE_READ_HEARTBEAT", "FEATURE_CHECKED_ACKS", "FEATURES"]
+
+# raftpy's feature bits in AppendEntriesResult.features (the 0.18 header's
+# word; libraft defines none yet and would take the low bits first, so ours
+# start at the top).  A raftpy server sets FEATURES in every
+# AppendEntriesResult it sends; libraft never does, and a 0.15 peer's 24-byte
+# header decodes as 0.  A leader sends the raftpy-only ReadHeartbeat to a peer
+# only while that peer's last AppendEntriesResult in this term carried the
+# bit, so a libraft peer is never sent a type it does not know.  A follower
+# sends ReadIndexRequest only to a leader it received a ReadHeartbeat from in
+# the current term (the leader's announcement, read_index.py): never to a
+# libraft leader.
+FEATURE_READ_HEARTBEAT = 1 << 63
+# FEATURE_CHECKED_ACKS: this follower's success reports only entries the
+# leader's messages checked (``_acknowledged``), and its refusal of a stale
+# AppendEntries is never 0.  A leader may stop an AppendEntries short of the
+# follower's tail only for such a follower (replication.py, _reach_reign).
+FEATURE_CHECKED_ACKS = 1 << 62
+FEATURES = FEATURE_READ_HEARTBEAT | FEATURE_CHECKED_ACKS
 
 
 class MessageType(IntEnum):
@@ -31,6 +50,13 @@ class MessageType(IntEnum):
     REQUEST_VOTE_RESULT = 4
     INSTALL_SNAPSHOT = 5
     TIMEOUT_NOW = 6
+    # raftpy's own types, sent only to peers that announce FEATURE_READ_HEARTBEAT:
+    # far from libraft's small numbers, and below 2**16 (0.18 reads only the low
+    # 16 bits of the type word).
+    READ_HEARTBEAT = 0x7201
+    READ_HEARTBEAT_RESULT = 0x7202
+    READ_INDEX_REQUEST = 0x7203
+    READ_INDEX_RESULT = 0x7204
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +108,6 @@ class AppendEntries:
                 f"entries={len(self.entries)}")
 
 
-# Feature bits of AppendEntriesResult.features.  libraft sends 0 (0.18: its
-# RAFT_DEFAULT_FEATURE_FLAGS; 0.15 has no such field); raftpy's own bits live
-# high in the word, clear of any libraft may define from the low end.
-#
-# FEATURE_CHECKED_ACKS: this follower's success reports only entries the
-# leader's messages checked (``_acknowledged``), and its refusal of a stale
-# AppendEntries is never 0.  A leader may stop an AppendEntries short of the
-# follower's tail only for such a follower (send_append_entries).
-FEATURE_CHECKED_ACKS = 1 << 48
-FEATURES = FEATURE_CHECKED_ACKS  # what a raftpy server announces
-
-
 @dataclass(frozen=True, slots=True)
 class AppendEntriesResult:
     """Reply to AppendEntries and InstallSnapshot: rejected is 0 or the failing index."""
@@ -101,7 +115,7 @@ class AppendEntriesResult:
     term: int
     rejected: int
     last_log_index: int
-    features: int = FEATURES
+    features: int = 0              # libraft's default; raftpy's core sends FEATURES
     version: int = 1
 
     def __str__(self) -> str:
@@ -139,8 +153,57 @@ class TimeoutNow:
         return f"TimeoutNow term={self.term} last={self.last_log_index}/{self.last_log_term}"
 
 
+@dataclass(frozen=True, slots=True)
+class ReadHeartbeat:
+    """raftpy only: the leader asks "am I still your leader in this term?" for the
+    reads registered before it sent round ``read_round`` (read_index.py)."""
+
+    term: int
+    read_round: int
+
+    def __str__(self) -> str:
+        return f"ReadHeartbeat term={self.term} round={self.read_round}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHeartbeatResult:
+    """raftpy only: the reply, echoing the round; a follower of the sender in
+    ``term`` sends it, and only after receiving that round's ReadHeartbeat."""
+
+    term: int
+    read_round: int
+
+    def __str__(self) -> str:
+        return f"ReadHeartbeatResult term={self.term} round={self.read_round}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequest:
+    """raftpy only: a follower asks its leader for a read index (follower reads)."""
+
+    term: int
+    request_id: int
+
+    def __str__(self) -> str:
+        return f"ReadIndexRequest term={self.term} id={self.request_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexResult:
+    """raftpy only: the leader's answer; read_index 0 means refused (not leader)."""
+
+    term: int
+    request_id: int
+    read_index: int
+
+    def __str__(self) -> str:
+        return (f"ReadIndexResult term={self.term} id={self.request_id} "
+                f"index={self.read_index}")
+
+
 Message = (RequestVote | RequestVoteResult | AppendEntries | AppendEntriesResult
-           | InstallSnapshot | TimeoutNow)
+           | InstallSnapshot | TimeoutNow | ReadHeartbeat | ReadHeartbeatResult
+           | ReadIndexRequest | ReadIndexResult)
 
 MESSAGE_TYPES: dict[type, MessageType] = {
     AppendEntries: MessageType.APPEND_ENTRIES,
@@ -149,4 +212,8 @@ MESSAGE_TYPES: dict[type, MessageType] = {
     RequestVoteResult: MessageType.REQUEST_VOTE_RESULT,
     InstallSnapshot: MessageType.INSTALL_SNAPSHOT,
     TimeoutNow: MessageType.TIMEOUT_NOW,
+    ReadHeartbeat: MessageType.READ_HEARTBEAT,
+    ReadHeartbeatResult: MessageType.READ_HEARTBEAT_RESULT,
+    ReadIndexRequest: MessageType.READ_INDEX_REQUEST,
+    ReadIndexResult: MessageType.READ_INDEX_RESULT,
 }

@@ -41,6 +41,7 @@ from raftpy.core.events import (
     Persisted,
     PersistFailed,
     Propose,
+    Read,
     Receive,
     Remove,
     SendFailed,
@@ -54,17 +55,23 @@ from raftpy.core.events import (
 from raftpy.core.log import Log
 from raftpy.core.membership import MembershipMixin
 from raftpy.core.messages import (
+    FEATURES,
     AppendEntries,
     AppendEntriesResult,
     InstallSnapshot,
+    ReadHeartbeat,
+    ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVote,
     RequestVoteResult,
     TimeoutNow,
 )
+from raftpy.core.read_index import ReadIndexMixin
 from raftpy.core.replication import ReplicationMixin
 from raftpy.core.snapshot import SnapshotMixin
 from raftpy.core.snapshot_types import Snapshot
-from raftpy.core.state import PendingTransfer
+from raftpy.core.state import PendingTransfer, ReadRounds
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
@@ -85,7 +92,8 @@ def bootstrap_entries(configuration: Configuration) -> list[Entry]:
     return [Entry(1, EntryType.CHANGE, configuration.encode())]
 
 
-class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, MembershipMixin):
+class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, MembershipMixin,
+           ReadIndexMixin):
     """One Raft server's algorithm, driven by events; see the module docstring."""
 
     __slots__ = ()
@@ -138,6 +146,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         self.voter_contacts = -1
         self.reign_first_index = 0
         self.transfer = None
+        self._reads = ReadRounds()
         self._out = Update()
     def _load_configuration(self) -> None:
         """Configuration from the loaded log (spec §2.1 step 3)."""
@@ -186,6 +195,9 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         # The invariants of state.py, checked once per batch.
         assert self.last_applied <= self.commit_index <= self.log.last_index
         assert self.last_stored <= self.log.last_index
+        reads = self._reads
+        if reads.next or reads.confirmed or reads.orphaned or reads.forward or reads.remote:
+            self.flush_reads()  # before trigger_all: a round's barrier goes out with it
         if self.state == State.LEADER:
             self.trigger_all()
         out = self._out
@@ -210,6 +222,10 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             deadline = self.election_timer_start + self.randomized_election_timeout
         if self.transfer is not None:
             deadline = min(deadline, self.transfer.start_ms + self.config.election_timeout_ms)
+        remote = self._reads.remote
+        if remote:  # the oldest forwarded read gives up then (read_index.py)
+            oldest_ms = next(iter(remote.values()))[1]
+            deadline = min(deadline, oldest_ms + self.config.election_timeout_ms)
         return max(deadline, self.now)
 
     # -- introspection ---------------------------------------------------------
@@ -289,7 +305,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             self.to_follower()
         elif self.state == State.FOLLOWER and self.current_leader_id:
             self._send(self.current_leader_id, self.current_leader_address,
-                       AppendEntriesResult(self.current_term, index, self.last_stored))
+                       AppendEntriesResult(self.current_term, index, self.last_stored, FEATURES))
 
     def _on_hard_state_failed(self, event: HardStateFailed) -> None:
         """Term or vote could not be persisted: fatal, as in libraft (spec §2.16).
@@ -310,7 +326,11 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
                 self.check_quorum()
             if self.promotee_id and self.state == State.LEADER:
                 self.promotion_watchdog()
-        elif expired >= self.randomized_election_timeout:
+            if self.state == State.LEADER:
+                self.read_tick()
+        elif self._reads.remote:
+            self.read_tick()  # give up forwarded reads unanswered for too long
+        if state != State.LEADER and expired >= self.randomized_election_timeout:
             if state == State.CANDIDATE:
                 self.election_start()
             elif not self._is_voter:
@@ -399,6 +419,12 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         if not self._refuse_if_not_leader(event.req):
             self.change_remove(event.server_id, event.req)
 
+    def _on_read(self, event: Read) -> None:
+        if self.state == State.FOLLOWER and self.maybe_forward_read(event.req):
+            return
+        if not self._refuse_if_not_leader(event.req):
+            self.register_read(event.req)
+
     def _accept(self, req: Any, first: int, last: int) -> None:
         """Track a request until its last entry is applied (libraft: the first; quirk 5)."""
         self._out.accepted.append((req, first))
@@ -417,6 +443,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
             return
         self._trace(f"transfer leadership to {target}")
         self.transfer = PendingTransfer(target, self.now, event.req)
+        self.orphan_reads()  # a read must not outlive the leadership it relies on
         self._out.state_changed = True  # leader_id reads 0 while transferring
         if self.progress[target].match_index == self.log.last_index:
             self.send_timeout_now(target, self._address_of(target))
@@ -457,6 +484,7 @@ _HANDLERS: dict[type, Callable[[Raft, Any], None]] = {
     TakeSnapshot: Raft._on_take_snapshot, SnapshotTaken: Raft._on_snapshot_taken,
     SnapshotInstalled: Raft._on_snapshot_installed,
     Add: Raft._on_add, Assign: Raft._on_assign, Remove: Raft._on_remove,
+    Read: Raft._on_read,
 }
 _RECEIVERS: dict[type, Callable[[Raft, int, str, Any], None]] = {
     AppendEntries: Raft.recv_append_entries,
@@ -465,4 +493,8 @@ _RECEIVERS: dict[type, Callable[[Raft, int, str, Any], None]] = {
     RequestVoteResult: Raft.recv_request_vote_result,
     TimeoutNow: Raft.recv_timeout_now,
     InstallSnapshot: Raft.recv_install_snapshot,
+    ReadHeartbeat: Raft.recv_read_heartbeat,
+    ReadHeartbeatResult: Raft.recv_read_heartbeat_result,
+    ReadIndexRequest: Raft.recv_read_index_request,
+    ReadIndexResult: Raft.recv_read_index_result,
 }

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from raftpy.core.configuration import decode_configuration
 from raftpy.core.messages import (
     FEATURE_CHECKED_ACKS,
+    FEATURES,
     AppendEntries,
     AppendEntriesResult,
     InstallSnapshot,
@@ -264,7 +265,7 @@ class ReplicationMixin(RaftState):
             # 17207).  1 is a refusal no leader acts on wrongly: a stale one, or
             # a probe from index 1.
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, rejected or 1, self.log.last_index))
+                self.current_term, rejected or 1, self.log.last_index, FEATURES))
             return False
         if term > self.current_term:
             self.bump_term(term)  # type: ignore[attr-defined]
@@ -292,7 +293,7 @@ class ReplicationMixin(RaftState):
                 # no leader's match_index (a refusal would read as a lost
                 # snapshot, see _maybe_decrement).
                 self._send(from_id, from_address,
-                           AppendEntriesResult(self.current_term, 0, 0))
+                           AppendEntriesResult(self.current_term, 0, 0, FEATURES))
             return
         prev = m.prev_log_index
         entries = m.entries
@@ -312,7 +313,7 @@ class ReplicationMixin(RaftState):
                     return
                 self._trace(f"reject AppendEntries: no entry {prev}/{m.prev_log_term}")
                 self._send(from_id, from_address, AppendEntriesResult(
-                    self.current_term, prev, self.last_stored))
+                    self.current_term, prev, self.last_stored, FEATURES))
                 return
         if entries and not self._append_new(prev + 1, entries):
             return
@@ -324,7 +325,7 @@ class ReplicationMixin(RaftState):
         self.follower_commit()
         if self.last_stored >= verified:
             self._send(from_id, from_address, AppendEntriesResult(
-                self.current_term, 0, self._acknowledged()))
+                self.current_term, 0, self._acknowledged(), FEATURES))
         # otherwise the reply goes out when the write completes (on_persisted)
 
     def _acknowledged(self) -> int:
@@ -396,7 +397,7 @@ class ReplicationMixin(RaftState):
         elif self.state == State.FOLLOWER and self.current_leader_id:
             self.follower_commit()
             self._send(self.current_leader_id, self.current_leader_address,
-                       AppendEntriesResult(self.current_term, 0, self._acknowledged()))
+                       AppendEntriesResult(self.current_term, 0, self._acknowledged(), FEATURES))
 
     def _adopt_configuration(self, index: int) -> None:
         """A persisted CHANGE entry takes effect, uncommitted (spec §2.10)."""

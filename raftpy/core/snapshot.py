@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from raftpy.core.configuration import decode_configuration
-from raftpy.core.messages import AppendEntriesResult, InstallSnapshot
+from raftpy.core.messages import FEATURES, AppendEntriesResult, InstallSnapshot
 from raftpy.core.progress import Progress, ProgressMode
 from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.state import RaftState
@@ -147,7 +147,7 @@ class SnapshotMixin(RaftState):
         self._leader_commit = max(self._leader_commit, index)
         self.follower_commit()  # type: ignore[attr-defined]
         self._send(self.current_leader_id, self.current_leader_address,
-                   AppendEntriesResult(self.current_term, 0, index))
+                   AppendEntriesResult(self.current_term, 0, index, FEATURES))
 
     def installing(self) -> bool:
         """Installing a snapshot, or holding one to install in this term."""
@@ -203,4 +203,4 @@ class SnapshotMixin(RaftState):
         self._verified_index = max(self._verified_index, index)
         if self.current_leader_id:
             self._send(self.current_leader_id, self.current_leader_address,
-                       AppendEntriesResult(self.current_term, 0, index))
+                       AppendEntriesResult(self.current_term, 0, index, FEATURES))

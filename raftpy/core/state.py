@@ -34,7 +34,7 @@ from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
 
-__all__ = ["RaftState", "PendingTransfer"]
+__all__ = ["RaftState", "PendingTransfer", "ReadRounds"]
 
 
 class PendingTransfer:
@@ -47,6 +47,47 @@ class PendingTransfer:
         self.start_ms = start_ms
         self.req = req
         self.timeout_now_sent = False
+
+
+class ReadRounds:
+    """A server's reads in progress (read_index.py keeps the rules).
+
+    Reads are the shell's ``req`` tokens (on a leader also RemoteRead, a
+    follower's request).  Leader: ``next``: arrived since the round in
+    flight was sent (they wait for the next one); ``current``: the round in
+    flight, all arrived before it was sent; ``announced``: followers told
+    that we serve ReadIndexRequest.  Any server: ``confirmed``: (read index,
+    reads) that may run once ``last_applied`` reaches the index, in
+    increasing index order; ``orphaned``: to fail at the end of the batch.
+    Follower: ``leader_reads``: (term, leader) that announced the feature;
+    ``forward``: reads to ask the leader for at the end of the batch;
+    ``remote``: request id -> (reads, time sent), all sent to ``remote_to``
+    (term, leader).  ``round`` and ``request_id`` only grow, across terms.
+    """
+
+    __slots__ = ("round", "in_flight", "index", "sent_ms", "resent_ms", "acks", "current",
+                 "next", "confirmed", "lease_until_ms", "orphaned", "announced",
+                 "leader_reads", "forward", "remote", "remote_to", "request_id")
+
+    def __init__(self, read_round: int = 0, orphaned: list[Any] | None = None,
+                 request_id: int = 0) -> None:
+        self.round = read_round
+        self.in_flight = False
+        self.index = 0                    # read index of the round in flight
+        self.sent_ms = 0                  # when the round in flight was first sent
+        self.resent_ms = 0
+        self.acks: set[int] = set()       # voters that echoed the round in flight
+        self.current: list[Any] = []
+        self.next: list[Any] = []
+        self.confirmed: deque[tuple[int, list[Any]]] = deque()
+        self.lease_until_ms = 0           # LEASE mode: reads need no round before this
+        self.orphaned: list[Any] = orphaned if orphaned is not None else []
+        self.announced: set[int] = set()
+        self.leader_reads = (0, 0)
+        self.forward: list[Any] = []
+        self.remote: dict[int, tuple[list[Any], int]] = {}
+        self.remote_to = (0, 0)
+        self.request_id = request_id
 
 
 class RaftState:
@@ -84,6 +125,8 @@ class RaftState:
         "promotee_id", "round_number", "round_index", "round_start", "_promotion_req",
         # any state
         "transfer", "_out",
+        # linearizable reads (read_index.py)
+        "_reads",
     )
 
     id: int
@@ -133,6 +176,7 @@ class RaftState:
     _promotion_req: Any
     transfer: PendingTransfer | None
     _out: Update
+    _reads: ReadRounds
 
     def _trace(self, text: str) -> None:
         if self.tracer is not None:

@@ -25,7 +25,10 @@ on it belongs to the shell.  The order of the fields is the order of duty:
    libraft fires at the first, quirk 5), a Barrier when applied (its index),
    a Transfer when it ends (value: the leader id then, 0 if unknown);
    ``failed`` (req, error): NotLeaderError, LeadershipLostError, the write's
-   error, ...
+   error, ...  ``reads``: the ``req`` of each Read that may run now, in the
+   order the reads arrived: run it on the state machine after ``apply``
+   (its state then includes every write acknowledged before the read
+   arrived, read_index.py).
 6. ``install_snapshot`` (a follower): persist this snapshot in place of the
    whole log (after the writes above; later writes wait for it), restore the
    state machine from it, report ``SnapshotInstalled``; report the completion
@@ -56,7 +59,7 @@ class Update:
 
     __slots__ = ("hard_state", "truncate_from", "persist_index", "persist",
                  "messages", "apply_index", "apply", "accepted", "completed",
-                 "failed", "install_snapshot", "take_snapshot", "state", "leader_id",
+                 "failed", "reads", "install_snapshot", "take_snapshot", "state", "leader_id",
                  "state_changed", "commit_index", "deadline_ms")
 
     def __init__(self) -> None:
@@ -70,6 +73,7 @@ class Update:
         self.accepted: list[tuple[Any, int]] = []
         self.completed: list[tuple[Any, Any]] = []
         self.failed: list[tuple[Any, Exception]] = []
+        self.reads: list[Any] = []
         self.install_snapshot: Snapshot | None = None
         self.take_snapshot: Snapshot | None = None   # metadata only: data is b""
         self.state = State.UNAVAILABLE

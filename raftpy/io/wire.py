@@ -8,7 +8,11 @@ per message; ``encode`` returns the frame as a list of buffers for
 ones included) or the snapshot data exactly as the message holds them (no
 concatenation copy).  It always sends libraft 0.18's header sizes
 (RequestVote 40, RequestVoteResult 24, AppendEntriesResult 32 bytes),
-whatever ``version`` the message says.
+whatever ``version`` the message says.  Four more types are raftpy's own:
+ReadHeartbeat and ReadHeartbeatResult (0x7201/0x7202, header 16 bytes: term,
+round), ReadIndexRequest (0x7203, 16 bytes: term, id) and ReadIndexResult
+(0x7204, 24 bytes: term, id, read index).  They go only to raftpy peers
+(the feature rules are in raftpy/core/messages.py); libraft never sees them.
 
 Receiving: one ``Reader`` per accepted connection.  ``feed(chunk)`` returns
 the messages the chunk completes; the handshake comes first and is consumed
@@ -68,6 +72,10 @@ from raftpy.core.messages import (
     InstallSnapshot,
     Message,
     MessageType,
+    ReadHeartbeat,
+    ReadHeartbeatResult,
+    ReadIndexRequest,
+    ReadIndexResult,
     RequestVote,
     RequestVoteResult,
     TimeoutNow,
@@ -94,6 +102,8 @@ _RV = struct.Struct("<7Q")      # type, H, term, candidate, last index, last ter
 _RVR = struct.Struct("<5Q")     # type, H, term, granted, flags
 _AER = struct.Struct("<6Q")     # type, H, term, rejected, last index, features
 _TN = struct.Struct("<5Q")      # type, H, term, last index, last term
+_RH = struct.Struct("<4Q")      # raftpy's ReadHeartbeat(Result): type, H, term, round
+_RIR = struct.Struct("<5Q")     # raftpy's ReadIndexResult: type, H, term, id, read index
 _IS = struct.Struct("<7Q")      # type, H, term, last index, last term, conf index, C
 _IS_TAIL = struct.Struct("<2Q")  # data length, unused word
 _HEARTBEAT = struct.Struct("<8Q")  # AppendEntries with n = 0: type, H, 4 fields, n, unused
@@ -103,6 +113,8 @@ RV_HEADER = 40
 RVR_HEADER = 24
 AER_HEADER = 32
 TN_HEADER = 24
+RH_HEADER = 16                  # raftpy's ReadHeartbeat(Result), ReadIndexRequest
+RIR_HEADER = 24                 # raftpy's ReadIndexResult
 AE_FIXED = 48                   # 5 words + the unused trailing word; + 16 per entry
 IS_FIXED = 56                   # 5 words + data length + unused word; + configuration
 
@@ -160,6 +172,23 @@ def _enc_tn(m: TimeoutNow) -> list[bytes | memoryview]:
                      m.last_log_term)]
 
 
+def _enc_rh(m: ReadHeartbeat) -> list[bytes | memoryview]:
+    return [_RH.pack(MessageType.READ_HEARTBEAT, RH_HEADER, m.term, m.read_round)]
+
+
+def _enc_rhr(m: ReadHeartbeatResult) -> list[bytes | memoryview]:
+    return [_RH.pack(MessageType.READ_HEARTBEAT_RESULT, RH_HEADER, m.term, m.read_round)]
+
+
+def _enc_rireq(m: ReadIndexRequest) -> list[bytes | memoryview]:
+    return [_RH.pack(MessageType.READ_INDEX_REQUEST, RH_HEADER, m.term, m.request_id)]
+
+
+def _enc_rires(m: ReadIndexResult) -> list[bytes | memoryview]:
+    return [_RIR.pack(MessageType.READ_INDEX_RESULT, RIR_HEADER, m.term, m.request_id,
+                      m.read_index)]
+
+
 def _enc_is(m: InstallSnapshot) -> list[bytes | memoryview]:
     conf = encode_configuration(m.conf)
     head = _IS.pack(MessageType.INSTALL_SNAPSHOT, IS_FIXED + len(conf), m.term, m.last_index,
@@ -187,6 +216,10 @@ _ENCODERS: dict[type, Callable[[Message], list[bytes | memoryview]]] = {
     TimeoutNow: _enc_tn,           # type: ignore[dict-item]
     InstallSnapshot: _enc_is,      # type: ignore[dict-item]
     AppendEntries: _enc_ae,        # type: ignore[dict-item]
+    ReadHeartbeat: _enc_rh,        # type: ignore[dict-item]
+    ReadHeartbeatResult: _enc_rhr,  # type: ignore[dict-item]
+    ReadIndexRequest: _enc_rireq,  # type: ignore[dict-item]
+    ReadIndexResult: _enc_rires,   # type: ignore[dict-item]
 }
 
 
@@ -224,7 +257,9 @@ def frame_size(message: Message) -> int:
 
 
 _SENT_HEADER: dict[type, int] = {RequestVote: RV_HEADER, RequestVoteResult: RVR_HEADER,
-                                 AppendEntriesResult: AER_HEADER, TimeoutNow: TN_HEADER}
+                                 AppendEntriesResult: AER_HEADER, TimeoutNow: TN_HEADER,
+                                 ReadHeartbeat: RH_HEADER, ReadHeartbeatResult: RH_HEADER,
+                                 ReadIndexRequest: RH_HEADER, ReadIndexResult: RIR_HEADER}
 
 
 # ---------------------------------------------------------------- receiving
@@ -286,6 +321,26 @@ def _dec_tn(buf: Buffer, at: int, h: int) -> Message:
     return TimeoutNow(term, lli, llt, 0)
 
 
+def _dec_rh(buf: Buffer, at: int, h: int) -> Message:
+    term, read_round = _W2.unpack_from(buf, at)
+    return ReadHeartbeat(term, read_round)
+
+
+def _dec_rhr(buf: Buffer, at: int, h: int) -> Message:
+    term, read_round = _W2.unpack_from(buf, at)
+    return ReadHeartbeatResult(term, read_round)
+
+
+def _dec_rireq(buf: Buffer, at: int, h: int) -> Message:
+    term, request_id = _W2.unpack_from(buf, at)
+    return ReadIndexRequest(term, request_id)
+
+
+def _dec_rires(buf: Buffer, at: int, h: int) -> Message:
+    term, request_id, read_index = _W3.unpack_from(buf, at)
+    return ReadIndexResult(term, request_id, read_index)
+
+
 # Fixed-size headers: type -> (length check, decoder).  AppendEntries and
 # InstallSnapshot carry a payload and are handled by the Reader itself.
 _FIXED: dict[int, tuple[Callable[[int], None], Callable[[Buffer, int, int], Message]]] = {
@@ -293,6 +348,11 @@ _FIXED: dict[int, tuple[Callable[[int], None], Callable[[Buffer, int, int], Mess
     MessageType.REQUEST_VOTE_RESULT: (_check_rvr, _dec_rvr),
     MessageType.APPEND_ENTRIES_RESULT: (_check_aer, _dec_aer),
     MessageType.TIMEOUT_NOW: (_check_min("TimeoutNow", 24), _dec_tn),
+    MessageType.READ_HEARTBEAT: (_check_min("ReadHeartbeat", RH_HEADER), _dec_rh),
+    MessageType.READ_HEARTBEAT_RESULT: (_check_min("ReadHeartbeatResult", RH_HEADER),
+                                        _dec_rhr),
+    MessageType.READ_INDEX_REQUEST: (_check_min("ReadIndexRequest", RH_HEADER), _dec_rireq),
+    MessageType.READ_INDEX_RESULT: (_check_min("ReadIndexResult", RIR_HEADER), _dec_rires),
 }
 
 

@@ -21,6 +21,9 @@ seeded runs fit in CI.  Properties (dissertation §3.6.3, Figure 3.2):
   term names an entry the follower has durably, with the leader's term.
 * Acknowledged entries: what a client was told is committed is in the
   committed log (and, checked at the end of a run, applied everywhere).
+* Linearizable reads: a read returns a state that holds every write
+  acknowledged to a client before the read was asked (``on_read``: its
+  server's applied index reaches the highest acknowledged index then).
 * Configuration safety: election safety above holds across configurations
   (terms are global); a leader never appends a CHANGE entry while another
   one in its log is uncommitted; two consecutive committed configurations
@@ -60,7 +63,7 @@ class SafetyChecker:
 
     __slots__ = ("leaders", "committed", "seen", "acked", "applied", "voters", "snapshots",
                  "restores", "configurations", "base", "base_data", "votes", "recoveries",
-                 "forced_until")
+                 "forced_until", "acked_max", "reads")
 
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}          # term -> leader id
@@ -79,6 +82,8 @@ class SafetyChecker:
         # CHANGE entries up to here were forced by an operator (raft_recover):
         # they may change any number of voters
         self.forced_until = 0
+        self.acked_max = 0                         # highest index told to a client
+        self.reads = 0                             # reads checked
 
     @property
     def last_committed(self) -> int:
@@ -126,6 +131,7 @@ class SafetyChecker:
             keep += 1
         del self.committed[keep - self.base:]
         self.acked = {i: e for i, e in self.acked.items() if i <= keep}
+        self.acked_max = min(self.acked_max, keep)
         self.snapshots = {i: d for i, d in self.snapshots.items() if i <= keep}
         self.leaders.clear()
         self.votes.clear()
@@ -274,3 +280,16 @@ class SafetyChecker:
         if self.committed_entry(index) != entry:
             raise Violation(f"acknowledged entry {index} is not the committed one")
         self.acked[index] = entry
+        if index > self.acked_max:
+            self.acked_max = index
+
+    def on_read(self, server_id: int, must_see: int, applied: int) -> None:
+        """A read ran on server_id's state machine at ``applied``; it was asked
+        after the write at ``must_see`` was acknowledged, so linearizability
+        needs that write in the state it read (the applied prefixes are the
+        committed log, checked by on_apply)."""
+        self.reads += 1
+        if applied < must_see:
+            raise Violation(f"stale read on server {server_id}: it saw the state at "
+                            f"{applied}, but the write at {must_see} was acknowledged "
+                            f"before the read was asked")

@@ -39,7 +39,8 @@ raftpy/core/update.py):
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
   stopped server (raft_recover); ``lose`` stops a server for good and
   ``recover_from`` runs the documented disaster recovery (raft_recover on
-  one survivor, its data directory copied to the others);
+  one survivor, its data directory copied to the others); ``pause`` stops a
+  server's loop for a while (SIGSTOP) and resumes it I/O first;
 * beyond checkers.py the cluster checks what only it can see: a leader won
   its term with durable votes of a quorum of its configuration, an index a
   leader commits is durable on a quorum of its voters, and a leader cut
@@ -85,6 +86,7 @@ from raftpy.core.events import (
     Persisted,
     PersistFailed,
     Propose,
+    Read,
     Receive,
     Remove,
     SendFailed,
@@ -206,6 +208,10 @@ class ClientRequest:
     result: Any = None
     error: Exception | None = None
     done: bool = False
+    # A read: the highest index acknowledged to any client when it was asked
+    # (it must see that write); -1 for every other request.  Its result is
+    # the index its server had applied when it ran.
+    must_see: int = -1
 
 
 class SimServer:
@@ -214,7 +220,8 @@ class SimServer:
     __slots__ = ("id", "address", "raft", "alive", "term", "voted_for", "durable",
                  "offset", "snapshot", "writes", "disk_free", "incarnation", "deadline",
                  "timer_seq", "machine", "results", "state", "taking", "apply_latency_ms",
-                 "busy_until", "waiting", "poisoned", "disk", "commit_seen", "since")
+                 "busy_until", "waiting", "poisoned", "disk", "commit_seen", "since",
+                 "paused_until")
 
     def __init__(self, server_id: int, machine: StateMachine) -> None:
         self.id = server_id
@@ -244,6 +251,7 @@ class SimServer:
         self.disk: Disk | None = None                     # its own disk (None: the cluster's)
         self.commit_seen = 0                              # as leader, checked up to here
         self.since = 0                                    # time of its last state change or crash
+        self.paused_until = 0                             # a pause (SIGSTOP) ends then
 
 
 def _covered(server: SimServer) -> int:
@@ -372,7 +380,7 @@ class Cluster:
         server.timer_seq += 1
         server.machine = type(server.machine)()
         server.results.clear()
-        server.busy_until = server.waiting = 0
+        server.busy_until = server.waiting = server.paused_until = 0
 
     def _tear(self, server: SimServer) -> None:
         """A crash with writes in flight: a prefix of them reached the disk, cut
@@ -472,6 +480,15 @@ class Cluster:
                 for member in members:
                     self.checker.on_vote(member, survivor.term, survivor.voted_for)
 
+    def pause(self, server_id: int, ms: int) -> None:
+        """Stop a server's loop for ms (SIGSTOP, then SIGCONT): everything that
+        reaches it meanwhile waits; when it resumes, the messages and requests
+        that arrived run before its timer (as asyncio runs the I/O that is ready
+        before the timers that are due), so a leader's check-quorum comes late."""
+        server = self.servers[server_id]
+        if server.alive:
+            server.busy_until = server.paused_until = max(server.busy_until, self.now + ms)
+
     def close(self, server_id: int) -> None:
         """Shut a server down cleanly (Close): it stays UNAVAILABLE until restarted."""
         self.feed(self.servers[server_id], Close(self.now))
@@ -530,7 +547,10 @@ class Cluster:
         assert raft is not None
         if server.busy_until > self.now or (server.waiting and not waited):
             server.waiting += 1
-            self._push(max(server.busy_until, self.now), _WAITED, server.id, (raft, event))
+            when = max(server.busy_until, self.now)
+            if type(event) is Tick and server.paused_until >= when:
+                when += 1  # a resumed loop runs the I/O that arrived before its timers
+            self._push(when, _WAITED, server.id, (raft, event))
             return None
         update = raft.step(event)
         self._handle(server, raft, update)
@@ -570,7 +590,7 @@ class Cluster:
             self._write(server, 0, 0, [], u.install_snapshot)
         if u.take_snapshot is not None and not failed:
             self._take(server, u.take_snapshot)
-        if u.completed or u.failed or u.accepted:
+        if u.completed or u.failed or u.accepted or u.reads:
             self._resolve(server, u)
         if u.state_changed and u.state != server.state:
             server.state = u.state
@@ -666,6 +686,12 @@ class Cluster:
                 entry = raft.log.get(index)
                 if self.checker is not None and req.payloads and entry is not None:
                     self.checker.on_ack(index, entry)
+        for req in u.reads:
+            if isinstance(req, ClientRequest):
+                req.done = True
+                req.result = raft.last_applied
+                if self.checker is not None:
+                    self.checker.on_read(server.id, req.must_see, raft.last_applied)
 
     def _push(self, when: int, kind: int, server_id: int, data: Any) -> None:
         self._seq += 1
@@ -976,6 +1002,14 @@ class Cluster:
     def barrier(self, server_id: int) -> ClientRequest:
         req = ClientRequest(server_id, ())
         self.feed(self.servers[server_id], Barrier(self.now, req))
+        return req
+
+    def read(self, server_id: int) -> ClientRequest:
+        """A linearizable read at server_id; checked against every write
+        acknowledged before now (checkers.py ``on_read``)."""
+        checker = self.checker
+        req = ClientRequest(server_id, (), must_see=checker.acked_max if checker else 0)
+        self.feed(self.servers[server_id], Read(self.now, req))
         return req
 
     def take_snapshot(self, server_id: int) -> None:

@@ -102,7 +102,7 @@ from raftpy.core.messages import (
 from raftpy.core.progress import Progress
 from raftpy.core.raft import Raft
 from raftpy.core.snapshot_types import Snapshot
-from raftpy.core.state import PendingTransfer, RaftState
+from raftpy.core.state import PendingTransfer, RaftState, ReadRounds
 from raftpy.core.trace import Tracer
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
@@ -322,7 +322,18 @@ def _special(name: str) -> Callable[[Any, int], Any] | None:
         return lambda v, now: tuple([index for index, _req in v])
     if name in ("log", "progress", "transfer", "votes", "_pending_changes"):
         return _canon
+    if name == "_reads":
+        return _reads_key
     return None
+
+
+def _reads_key(v: ReadRounds, now: int) -> tuple[Any, ...]:
+    """The read state by value (reads are opaque tokens: counted, not compared)."""
+    return (v.round, v.in_flight, v.index, _rel(v.sent_ms, now), _rel(v.resent_ms, now),
+            tuple(sorted(v.acks)), len(v.current), len(v.next),
+            tuple([index for index, _reqs in v.confirmed]), v.lease_until_ms - now,
+            len(v.orphaned), tuple(sorted(v.announced)), v.leader_reads, len(v.forward),
+            tuple(sorted(v.remote)), v.remote_to, v.request_id)
 
 
 _KEY_PLAN = tuple((name, _special(name)) for name in _FIELDS)
@@ -915,12 +926,27 @@ def _clone_raft(raft: Raft) -> Raft:
     new.votes = set(raft.votes)
     new.pending = deque(raft.pending)
     new._pending_changes = deque(raft._pending_changes)
+    new._reads = _clone_reads(raft._reads)
     new._out = Update()
     return new
 
 
+def _clone_reads(reads: ReadRounds) -> ReadRounds:
+    new = ReadRounds(reads.round, list(reads.orphaned), reads.request_id)
+    new.in_flight, new.index = reads.in_flight, reads.index
+    new.sent_ms, new.resent_ms = reads.sent_ms, reads.resent_ms
+    new.acks, new.current, new.next = set(reads.acks), list(reads.current), list(reads.next)
+    new.confirmed = deque((index, list(reqs)) for index, reqs in reads.confirmed)
+    new.lease_until_ms = reads.lease_until_ms
+    new.announced, new.leader_reads = set(reads.announced), reads.leader_reads
+    new.forward = list(reads.forward)
+    new.remote = {k: (list(reqs), sent) for k, (reqs, sent) in reads.remote.items()}
+    new.remote_to = reads.remote_to
+    return new
+
+
 _MUTABLE_SLOTS = frozenset({"log", "progress", "_targets", "transfer", "votes", "pending",
-                            "_pending_changes", "_out"})
+                            "_pending_changes", "_out", "_reads"})
 _SHARED_SLOTS = tuple(n for n in RaftState.__slots__ if n not in _MUTABLE_SLOTS)
 _PROGRESS_SLOTS = Progress.__slots__
 _IMMUTABLE = (int, str, bool, tuple, type(None), Config, Configuration, Snapshot,

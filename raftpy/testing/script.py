@@ -10,7 +10,7 @@ command says so and every transcript is deterministic.
 
 Commands::
 
-    cluster N [pre-vote] [voters=V] [append-max=K] [latency=MS] [threshold=K]
+    cluster N [pre-vote] [lease] [voters=V] [append-max=K] [latency=MS] [threshold=K]
               [trailing=K] [install-timeout=MS] [rounds=K] [round-ms=MS]
               [libraft=ID,ID]  (these answer as libraft followers do,
                                 raftpy/testing/libraft_follower.py)
@@ -28,6 +28,7 @@ Commands::
     stabilize             deliver and persist until quiet (no time passes)
     propose ID DATA...    client request(s) to ID, one entry per DATA
     barrier ID | transfer ID [TARGET]
+    read ID               a linearizable read at ID (checked against acknowledged writes)
     add ID NEW            ID (the leader) adds NEW as a spare; NEW starts empty
     assign ID TARGET ROLE | remove ID TARGET     (ROLE: voter, standby, spare)
     recover ID VOTER...   force this configuration on the stopped server ID
@@ -42,7 +43,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from raftpy.core.config import Config
+from raftpy.core.config import Config, ReadMode
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.trace import ListTracer
 from raftpy.core.types import EntryType
@@ -127,7 +128,7 @@ class Interpreter:
             "fail-send": self.cmd_fail_send, "fail-term-vote": self.cmd_fail_term_vote,
             "close": self.cmd_close, "snapshot": self.cmd_snapshot, "add": self.cmd_add,
             "assign": self.cmd_assign, "remove": self.cmd_remove, "recover": self.cmd_recover,
-            "config": self.cmd_config, "run": self.cmd_run,
+            "config": self.cmd_config, "run": self.cmd_run, "read": self.cmd_read,
         }
 
     def run(self, command: str) -> list[str]:
@@ -145,6 +146,7 @@ class Interpreter:
         plain, named = _kwargs(args)
         defaults = Config()
         config = Config(pre_vote="pre-vote" in plain,
+                        read_mode=ReadMode.LEASE if "lease" in plain else ReadMode.READ_INDEX,
                         append_entries_max=int(named.get("append-max", 65536)),
                         snapshot_threshold=int(named.get("threshold",
                                                          defaults.snapshot_threshold)),
@@ -228,6 +230,8 @@ class Interpreter:
             what = f"failed: {type(req.error).__name__}"
             leader = getattr(req.error, "leader_id", 0)
             what += f" (leader {leader})" if leader else ""
+        elif req.done and name == "read":
+            what = f"done applied={req.result} (must see {req.must_see})"
         elif req.done:
             what = f"done index={req.index}" if req.payloads or name != "transfer" else (
                 f"done leader={req.result}")
@@ -241,6 +245,9 @@ class Interpreter:
 
     def cmd_barrier(self, args: list[str]) -> list[str]:
         return self._request("barrier", self.c.barrier(int(args[0])))
+
+    def cmd_read(self, args: list[str]) -> list[str]:
+        return self._request("read", self.c.read(int(args[0])))
 
     def cmd_transfer(self, args: list[str]) -> list[str]:
         target = int(args[1]) if len(args) > 1 else 0

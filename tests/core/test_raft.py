@@ -22,6 +22,7 @@ from raftpy.core.events import (
     Transfer,
 )
 from raftpy.core.messages import (
+    FEATURES,
     AppendEntries,
     AppendEntriesResult,
     RequestVote,
@@ -229,21 +230,21 @@ def test_follower_acknowledges_only_durable_entries() -> None:
     assert update.persist_index == 2 and len(update.persist) == 2
     assert not update.messages
     update = raft.step(Persisted(0, 3, 1))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 3))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 3, FEATURES))]
 
 
 def test_rejection_names_prev_index_and_last_stored() -> None:
     raft = server(2, extra=[cmd(1)])
     update = recv(raft, 1, AppendEntries(2, 5, 2, 1))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 5, 2))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 5, 2, FEATURES))]
     update = recv(raft, 1, AppendEntries(2, 2, 2, 1))  # term mismatch at 2
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 2, 2))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 2, 2, FEATURES))]
 
 
 def test_stale_term_is_rejected_with_our_term() -> None:
     raft = server(2, term=4)
     update = recv(raft, 1, AppendEntries(3, 1, 1, 1))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(4, 1, 1))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(4, 1, 1, FEATURES))]
 
 
 def test_a_stale_append_entries_from_index_1_is_never_acknowledged() -> None:
@@ -295,7 +296,7 @@ def test_acknowledgement_never_covers_unverified_stale_entries() -> None:
     # covers 2..3 only, and its entry 4 differs: we must not claim to match at 4.
     raft = server(2, extra=[cmd(1), cmd(1), cmd(1)])
     update = recv(raft, 1, AppendEntries(2, 1, 1, 1, [cmd(1), cmd(1)]))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 3))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 3, FEATURES))]
 
 
 def test_a_new_election_forgets_what_the_old_leader_vouched_for() -> None:
@@ -501,7 +502,7 @@ def test_follower_write_failure_rejects_with_the_first_new_index() -> None:
     raft = server(2)
     recv(raft, 1, AppendEntries(1, 1, 1, 1, [cmd(1), cmd(1)]))
     update = raft.step(PersistFailed(0, 2, OSError("EIO")))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 2, 1))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 2, 1, FEATURES))]
     assert raft.log.last_index == 1
 
 

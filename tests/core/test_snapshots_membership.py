@@ -23,6 +23,7 @@ from raftpy.core.events import (
 )
 from raftpy.core.membership import bootstrap, recover_entry
 from raftpy.core.messages import (
+    FEATURES,
     AppendEntries,
     AppendEntriesResult,
     InstallSnapshot,
@@ -236,7 +237,7 @@ def test_follower_installs_and_replies() -> None:
     update = raft.step(SnapshotInstalled(5, 8))
     assert raft.commit_index == raft.last_applied == raft.last_stored == 8
     assert raft.configuration == conf(3, 2) and raft.configuration_index == 1
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 8))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 8, FEATURES))]
 
 
 def test_while_installing_no_votes_no_entries_no_campaign() -> None:
@@ -254,7 +255,7 @@ def test_while_installing_no_votes_no_entries_no_campaign() -> None:
     assert raft.last_stored == 0
     # A heartbeat is answered "alive, nothing new": a success for index 0.
     update = recv(raft, 1, AppendEntries(3, 9, 3, 8))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(3, 0, 0))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(3, 0, 0, FEATURES))]
 
 
 def test_a_snapshot_received_while_taking_one_is_installed_after() -> None:
@@ -268,7 +269,7 @@ def test_a_snapshot_received_while_taking_one_is_installed_after() -> None:
     assert not update.persist                         # entries wait for the install
     assert sent(update, AppendEntriesResult) == []
     update = recv(raft, 1, AppendEntries(1, 9, 1, 8))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 0))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 0, FEATURES))]
     update = raft.step(SnapshotTaken(0, raft._taking.index, b"own"))
     assert update.install_snapshot == Snapshot(8, 1, 1, conf(3), b"snap")
 
@@ -286,7 +287,7 @@ def test_install_shortcut_when_the_follower_has_the_entry() -> None:
     raft = server(2, extra=[cmd(1), cmd(1)])
     update = recv(raft, 1, InstallSnapshot(2, 3, 1, 1, conf(3), b"snap"))
     assert update.install_snapshot is None
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 3))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 3, FEATURES))]
     assert raft.commit_index == 3
 
 
@@ -437,7 +438,7 @@ def test_follower_skips_entries_it_compacted_instead_of_conflicting() -> None:
     update = recv(raft, 1, AppendEntries(2, 0, 0, 4, [cmd(1)] + [cmd(2)] * 4))
     assert raft.state == State.FOLLOWER and raft.log.last_index == 5
     update = raft.step(Persisted(0, 5, 2))
-    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 5))]
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(2, 0, 5, FEATURES))]
 
 
 def test_snapshot_mode_ends_even_when_the_answer_is_no_news() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from raftpy.core import raft as raft_module
 from raftpy.core.election import ElectionMixin
+from raftpy.core.read_index import ReadIndexMixin
 from raftpy.core.replication import ReplicationMixin
 from raftpy.testing.mutation import mutated
 
@@ -58,8 +59,8 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
     # (success) for one from index 1 (found by the swarm soak, issue 8).
     "stale-reject-reads-success": (Edit(
         ReplicationMixin, "accept_leader",
-        "self.current_term, rejected or 1, self.log.last_index))",
-        "self.current_term, rejected, self.log.last_index))"),),
+        "self.current_term, rejected or 1, self.log.last_index, FEATURES))",
+        "self.current_term, rejected, self.log.last_index, FEATURES))"),),
     # A leader commits what it alone has stored: no quorum at all.
     "commit-alone": (Edit(
         ReplicationMixin, "maybe_commit",
@@ -69,6 +70,20 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
         ReplicationMixin, "maybe_commit",
         "if index > self.commit_index and self.log.term_of(index) == self.current_term:",
         "if index > self.commit_index:"),),
+    # A read runs without confirming the leadership (no heartbeat round).
+    "read-skips-round": (Edit(
+        ReadIndexMixin, "register_read",
+        "reads.next.append(req)", "self._confirm([req], self._read_index())"),),
+    # Any AppendEntriesResult of the term counts as an ack of the read round in
+    # flight, though it carries no echo: one sent before the read arrived
+    # passes for fresh (read_index.py's docstring).
+    "read-counts-any-result": (Edit(
+        ReplicationMixin, "recv_append_entries_result",
+        "p.features = m.features",
+        "p.features = m.features\n"
+        "    if self._reads.in_flight:\n"
+        "        self._reads.acks.add(from_id)\n"
+        "        self._maybe_confirm_round()"),),
 }
 
 
