@@ -1,6 +1,7 @@
 """The benchmark scripts run and print well-formed results (figures not asserted)."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -19,8 +20,8 @@ def test_benchmark_prints_json_cases(script, tmp_path):
                  "--load-mib", "4"]
     if script in ("server.py", "cluster.py"):
         args += ["--dir", str(tmp_path)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    res = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
     # cluster.py --quick: 2 cases, one row per system (raftpy alone without pysyncobj)
     assert len(rows) >= (2 if script == "cluster.py" else 5)
     for row in rows:
@@ -28,6 +29,26 @@ def test_benchmark_prints_json_cases(script, tmp_path):
         assert row["value"] > 0, row
     if script == "cluster.py":
         assert not _processes_mentioning(str(tmp_path)), "cluster.py left server processes"
+        _check_cluster_systems(rows, res.stderr)
+
+
+def _check_cluster_systems(rows: list[dict], stderr: str) -> None:
+    """Both quick cases ran raftpy, and libraft too unless the run said why not
+    (which CI does not accept: it installs libraft-dev)."""
+    by_system: dict[str, list[dict]] = {}
+    for row in rows:
+        by_system.setdefault(row["system"], []).append(row)
+    assert len(by_system["raftpy"]) == 2, rows
+    if "libraft" not in by_system:
+        why = [line for line in stderr.splitlines() if line.startswith("skipping libraft:")]
+        assert why, f"no libraft rows and no reason given; stderr:\n{stderr}"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{why[0]} (CI is set: the libraft benchmark must run)")
+        print(why[0])
+        return
+    for row in by_system["libraft"]:
+        assert row["entries"] == row["count"] and not row["timed_out"], row
+        assert row["p50_us"] > 0 and row["cluster_cpu_us"] >= 0, row
 
 
 def _processes_mentioning(text: str) -> list[int]:
