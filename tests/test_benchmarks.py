@@ -17,7 +17,7 @@ def test_benchmark_prints_json_cases(script, tmp_path):
     args = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "disk.py":
         args += ["--dir", str(tmp_path), "--writes", "50", "--store-seconds", "0.2",
-                 "--load-mib", "4"]
+                 "--load-gib", "0.004"]
     if script in ("server.py", "cluster.py"):
         args += ["--dir", str(tmp_path)]
     res = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
