@@ -2,7 +2,8 @@
 
     python benchmarks/cluster.py [--systems raftpy,libraft,pysyncobj,pysyncobj-nobatch]
                                  [--policies libraft,off] [--dir DIR]
-                                 [--json] [--quick] [--plot FILE]
+                                 [--json] [--quick] [--plot FILE] [--save FILE]
+    python benchmarks/cluster.py --results FILE [--plot FILE]
 
 Each case starts a fresh cluster: three processes of this script (``--node``),
 each one server with its own new data directory under --dir (default a
@@ -461,8 +462,10 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
         ax.set_xticklabels(cases, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(label)
         ax.set_yscale("log")
-        ax.legend()
-    fig.tight_layout()
+    # one legend above both plots: inside either it hides bars
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(systems), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=100)
     print(f"plot written to {path}")
 
@@ -477,34 +480,8 @@ def cases(quick: bool, policies: list[str]) -> list[dict[str, Any]]:
             for p in policies for size in (8, 1024) for w in (1, 64, 1024)]
 
 
-def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--node":
-        (raftpy_node if sys.argv[2] == "raftpy" else pysyncobj_node)(json.loads(sys.argv[3]))
-        return
-    # a SIGTERM runs the finally blocks, so the children are stopped by PID too
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--dir", default=None, help="directory on the disk to use")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
-    p.add_argument("--policies", default="libraft,off")
-    p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
-    args = p.parse_args()
-    systems = []
-    for name in args.systems.split(","):
-        why = SYSTEMS[name].available()
-        if why:
-            print(f"skipping {name}: {why}", file=sys.stderr if args.json else sys.stdout)
-        else:
-            systems.append(SYSTEMS[name])
-    if not args.json:
-        print(f"load average before: {os.getloadavg()}")
-        for s in systems:
-            print(f"{s.name}: {s.note}")
-        print("snapshot policy 'libraft': threshold 1024, trailing 2048 (raftpy and libraft; "
-              "PySyncObj: logCompactionMinEntries 1024, no trailing entries, count-triggered "
-              "only); 'off': never (libraft: threshold 2**32-1)")
-        print("cpu us = CPU microseconds per entry of one server process (follower: mean "
-              "of the two); rss = peak VmHWM of the 3 processes")
+def run_all(args: Any, systems: list[System], save: Any) -> list[dict[str, Any]]:
+    """Every case on every system; prints a table per case (or JSON lines)."""
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-cluster-") as root:
         for case in cases(args.quick, args.policies.split(",")):
@@ -520,13 +497,70 @@ def main() -> None:
                     row["durability"] = JOURNAL_NOTE
                 rows[s.name] = row
                 results.append(row)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+                for out in (sys.stdout if args.json else None, save):
+                    if out is not None:
+                        print(json.dumps(row), file=out, flush=True)
             if not args.json:
                 print_case(f"{name}: {case['count']} entries after {case['warmup']} warm-up",
                            rows)
-    if not args.json:
-        print(f"\nload average after: {os.getloadavg()}")
+    return results
+
+
+def print_saved(path: str) -> list[dict[str, Any]]:
+    """The tables of a run saved with --save (or printed with --json)."""
+    with open(path) as f:
+        results = [json.loads(line) for line in f if line.strip()]
+    print(f"results of {path}")
+    for case in dict.fromkeys(r["case"] for r in results):
+        rows = {r["system"]: r for r in results if r["case"] == case}
+        first = next(iter(rows.values()))
+        print_case(f"{case}: {first['count']} entries after {first['warmup']} warm-up", rows)
+    return results
+
+
+def print_preamble(systems: list[System]) -> None:
+    print(f"load average before: {os.getloadavg()}")
+    for s in systems:
+        print(f"{s.name}: {s.note}")
+    print("snapshot policy 'libraft': threshold 1024, trailing 2048 (raftpy and libraft; "
+          "PySyncObj: logCompactionMinEntries 1024, no trailing entries, count-triggered "
+          "only); 'off': never (libraft: threshold 2**32-1)")
+    print("cpu us = CPU microseconds per entry of one server process (follower: mean "
+          "of the two); rss = peak VmHWM of the 3 processes")
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--node":
+        (raftpy_node if sys.argv[2] == "raftpy" else pysyncobj_node)(json.loads(sys.argv[3]))
+        return
+    # a SIGTERM runs the finally blocks, so the children are stopped by PID too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--dir", default=None, help="directory on the disk to use")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
+    p.add_argument("--policies", default="libraft,off")
+    p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
+    p.add_argument("--save", default=None, metavar="FILE",
+                   help="also write the JSON lines of --json to FILE")
+    p.add_argument("--results", default=None, metavar="FILE",
+                   help="run nothing: print the tables (and --plot) of a saved run")
+    args = p.parse_args()
+    if args.results:
+        results = print_saved(args.results)
+    else:
+        systems = []
+        for name in args.systems.split(","):
+            why = SYSTEMS[name].available()
+            if why:
+                print(f"skipping {name}: {why}", file=sys.stderr if args.json else sys.stdout)
+            else:
+                systems.append(SYSTEMS[name])
+        if not args.json:
+            print_preamble(systems)
+        with open(args.save, "w") if args.save else contextlib.nullcontext() as save:
+            results = run_all(args, systems, save)
+        if not args.json:
+            print(f"\nload average after: {os.getloadavg()}")
     if args.plot:
         plot(args.plot, results)
 
