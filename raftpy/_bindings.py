@@ -216,7 +216,7 @@ class _Arrays:
         # Entry(...) does without namedtuple's Python __new__, and map makes the
         # payload slices (what is left per entry is the two objects themselves).
         payloads = map(view.__getitem__, map(slice, offsets, map(operator.add, offsets, lengths)))
-        out.extend(map(tuple.__new__, repeat(Entry), zip(terms, types, payloads)))
+        out.extend(map(tuple.__new__, repeat(Entry), zip(terms, types, payloads, strict=True)))
 
 
 def _status_error(status: int, res: Any, batch_no: int) -> RaftError:
