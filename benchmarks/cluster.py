@@ -446,7 +446,8 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        print(f"no plot written to {path}: matplotlib is not installed "
+              "(pip install -e '.[plots]'; the bench extra has it too)", file=sys.stderr)
         return
     cases = list(dict.fromkeys(r["case"] for r in results))
     systems = list(dict.fromkeys(r["system"] for r in results))
@@ -467,7 +468,7 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
     fig.legend(handles, labels, loc="upper center", ncol=len(systems), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=100)
-    print(f"plot written to {path}")
+    print(f"plot written to {path}", file=sys.stderr)     # stdout may be JSON lines
 
 
 def cases(quick: bool, policies: list[str]) -> list[dict[str, Any]]:

@@ -63,3 +63,45 @@ def _processes_mentioning(text: str) -> list[int]:
             if text.encode() in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+def _saved_rows(path: pathlib.Path) -> None:
+    rows = [{"name": f"off_w1_8B_{s}", "case": "off_w1_8B", "system": s, "value": v,
+             "unit": "entries/s", "count": 10, "warmup": 2, "rate": v, "p50_us": 1000 / v,
+             "p99_us": 2000 / v, "leader_cpu_us": 5.0, "follower_cpu_us": 2.0,
+             "cluster_cpu_us": 9.0, "max_rss_mib": 3.0, "timed_out": False}
+            for s, v in (("raftpy", 300.0), ("libraft", 100.0))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_cluster_results_print_ratios_and_plot(tmp_path):
+    """--results prints a saved run's table with the raftpy/libraft ratio, and --plot
+    writes a PNG of it, or says clearly that matplotlib is missing."""
+    saved = tmp_path / "run.jsonl"
+    _saved_rows(saved)
+    png = tmp_path / "run.png"
+    res = subprocess.run([sys.executable, str(BENCH / "cluster.py"), "--results", str(saved),
+                          "--plot", str(png)], check=True, capture_output=True, text=True,
+                         timeout=120)
+    ratio = [line for line in res.stdout.splitlines() if line.startswith("raftpy/libraft")]
+    assert ratio and ratio[0].split()[1] == "3.00x", res.stdout     # 300 / 100 entries/s
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in res.stderr, res.stderr
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cluster_plot_without_matplotlib_says_so(tmp_path):
+    blocker = tmp_path / "blocked" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked by the test')\n")
+    saved = tmp_path / "run.jsonl"
+    _saved_rows(saved)
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    res = subprocess.run([sys.executable, str(BENCH / "cluster.py"), "--results", str(saved),
+                          "--plot", str(tmp_path / "x.png")], check=True, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert "matplotlib is not installed (pip install -e '.[plots]'" in res.stderr, res.stderr
+    assert not (tmp_path / "x.png").exists()
