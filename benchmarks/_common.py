@@ -69,7 +69,8 @@ class Report:
         print(head)
         print("-" * len(head))
         for r in self.rows:
-            line = f"{r['name']:<{width}}  {r['value']:>14,.1f}  {r['unit']:<10}"
+            digits = 3 if r["unit"] == "x" else 1       # ratios need their decimals
+            line = f"{r['name']:<{width}}  {r['value']:>14,.{digits}f}  {r['unit']:<10}"
             line += "".join(f"  {_fmt(r.get(k, '')):>12}" for k in extras)
             print(line)
 

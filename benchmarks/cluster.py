@@ -1,8 +1,9 @@
-"""Cluster benchmark: 3 server processes on loopback, raftpy against PySyncObj.
+"""Cluster benchmark: 3 server processes on loopback, raftpy against libraft and PySyncObj.
 
-    python benchmarks/cluster.py [--systems raftpy,pysyncobj,pysyncobj-nobatch]
+    python benchmarks/cluster.py [--systems raftpy,libraft,pysyncobj,pysyncobj-nobatch]
                                  [--policies libraft,off] [--dir DIR]
-                                 [--json] [--quick] [--plot FILE]
+                                 [--json] [--quick] [--plot FILE] [--save FILE]
+    python benchmarks/cluster.py --results FILE [--plot FILE]
 
 Each case starts a fresh cluster: three processes of this script (``--node``),
 each one server with its own new data directory under --dir (default a
@@ -35,20 +36,35 @@ Snapshot policies, per system (--policies):
            log on compaction), and writes its dump to fullDumpFile.
   off      raftpy: threshold 2**62; PySyncObj: MinEntries 2**62, MinTime 1e12 s.
 
-A system is a small class (``System``) with a name and a node main; a libraft
-C server is meant to join as a third one.  The parent and the nodes speak JSON
-lines: a node prints {"ev": "warm"} when it is leader and warmed up, waits for
-"go" on stdin, runs the case, prints {"ev": "result", ...}; every node exits
-when its stdin closes.  Every child is killed by PID at the end of its case,
-also on errors; every wait is bounded.
+libraft: libraft 0.15 itself (the installed libraft-dev: raft_uv's disk I/O,
+which waits for every write to be durable, and its TCP transport), as the
+server tests/interop/counter_server.c in its bench mode, in which the same
+workload runs inside the C process: W raft_apply requests in flight, each
+callback submitting the next, latency per request from raft_apply to its
+callback by CLOCK_MONOTONIC, in C.  The program is compiled once per source
+(cached under build/bench/, keyed by a hash of the source and the flags) with
+the compiler and pkg-config flags the interop tests use; without libraft-dev
+or a compiler the system is skipped with the reason.  Policy 'libraft' is its
+own defaults (threshold 1024, trailing 2048); 'off' is threshold 2**32-1.
+
+A system is a small class (``System``) with a name and a node command.  The
+parent and the nodes speak JSON lines: a node prints {"ev": "warm"} when it is
+leader and warmed up, waits for "go" on stdin, runs the case, prints
+{"ev": "result", ...}; every node exits when its stdin closes.  Every child is
+killed by PID at the end of its case, also on errors; every wait is bounded.
+The table prints the ratios raftpy/<system> under each case (for entries/s
+above 1 means raftpy is faster; for latency, CPU and RSS below 1 does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +76,9 @@ from typing import Any
 from _common import free_ports, parser, percentile
 
 HERE = os.path.abspath(__file__)
+REPO = os.path.dirname(os.path.dirname(HERE))
+LIBRAFT_SOURCE = os.path.join(REPO, "tests", "interop", "counter_server.c")
+BUILD_DIR = os.path.join(REPO, "build", "bench")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 20.0         # cluster up and a leader warmed up
 JOURNAL_NOTE = "journal never fsynced (mmap, no msync while running)"
@@ -226,12 +245,52 @@ def pysyncobj_node(a: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------- parent side
 
+def _libraft_flags() -> list[str]:
+    """pkg-config's flags for libraft and libuv (as tests/interop builds them)."""
+    if shutil.which("pkg-config"):
+        res = subprocess.run(["pkg-config", "--cflags", "--libs", "raft", "libuv"],
+                             check=False, capture_output=True, text=True)
+        if res.returncode == 0:
+            return res.stdout.split()
+    return ["-lraft", "-luv"]
+
+
+@functools.cache
+def libraft_server() -> tuple[str, str]:
+    """(path of counter_server built against the installed libraft, "") or
+    ("", why it cannot be built).  Built once per source and flags: the
+    executable's name carries their hash, so an edited source is rebuilt."""
+    cc = shutil.which(os.environ.get("CC") or "gcc") or shutil.which("cc")
+    if cc is None:
+        return "", "no C compiler found (gcc or cc, or set CC)"
+    cmd = [cc, "-std=c11", "-D_DEFAULT_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
+           LIBRAFT_SOURCE, "-o", "OUT", *_libraft_flags()]
+    with open(LIBRAFT_SOURCE, "rb") as f:
+        key = hashlib.sha256(f.read() + "\0".join(cmd).encode()).hexdigest()[:16]
+    exe = os.path.join(BUILD_DIR, f"counter_server-{key}")
+    if os.path.exists(exe):
+        return exe, ""
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    tmp = f"{exe}.{os.getpid()}.tmp"       # a concurrent build must not see half a file
+    res = subprocess.run([tmp if a == "OUT" else a for a in cmd], check=False,
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        first = (res.stderr.strip() or res.stdout.strip() or "?").splitlines()[0]
+        if "raft.h" in res.stderr or "uv.h" in res.stderr or "-lraft" in res.stderr:
+            return "", f"libraft-dev (0.15) and libuv1-dev are not installed: {first}"
+        return "", f"building {LIBRAFT_SOURCE} failed: {res.stderr.strip()}"
+    os.replace(tmp, exe)
+    return exe, ""
+
+
 @dataclass(frozen=True)
 class System:
     """One system under test: how its node is started, what its output must say."""
 
     name: str
-    node: str                  # which node main runs it
+    node: str                  # which node main runs it ("libraft": the C program)
     note: str
     options: tuple[tuple[str, Any], ...] = ()   # passed to the node
 
@@ -242,15 +301,32 @@ class System:
                 import pysyncobj  # noqa: F401
             except ImportError:
                 return "pysyncobj is not installed (pip install -e '.[bench]')"
+        if self.node == "libraft":
+            return libraft_server()[1] or None
         return None
 
     def command(self, args: dict[str, Any]) -> list[str]:
+        if self.node == "libraft":
+            return libraft_command(args)
         return [sys.executable, HERE, "--node", self.node,
                 json.dumps({**args, **dict(self.options)})]
 
 
+def libraft_command(a: dict[str, Any]) -> list[str]:
+    addresses = [f"127.0.0.1:{p}" for p in a["ports"]]
+    cluster = ",".join(f"{i + 1}={addr}" for i, addr in enumerate(addresses))
+    threshold = 1024 if a["policy"] == "libraft" else 2**32 - 1
+    return [libraft_server()[0], a["dir"], str(a["id"]), "--address", addresses[a["id"] - 1],
+            "--cluster", cluster, "--snapshot-threshold", str(threshold),
+            "--snapshot-trailing", "2048", "--bench-in-flight", str(a["in_flight"]),
+            "--bench-size", str(a["size"]), "--bench-warmup", str(a["warmup"]),
+            "--bench-count", str(a["count"]), "--bench-max-s", str(a["max_s"])]
+
+
 SYSTEMS = {s.name: s for s in (
     System("raftpy", "raftpy", "DiskStore: fdatasync per append, TCP transport, uvloop"),
+    System("libraft", "libraft", "libraft 0.15 (raft_uv: durable writes, its TCP transport), "
+           "workload in C in the leader's process"),
     System("pysyncobj", "pysyncobj", f"defaults, file journal on; {JOURNAL_NOTE}"),
     # PySyncObj's own switch for single-request latency: without it the leader
     # sends new entries only every appendEntriesPeriod (0.1 s)
@@ -370,7 +446,8 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        print(f"no plot written to {path}: matplotlib is not installed "
+              "(pip install -e '.[plots]'; the bench extra has it too)", file=sys.stderr)
         return
     cases = list(dict.fromkeys(r["case"] for r in results))
     systems = list(dict.fromkeys(r["system"] for r in results))
@@ -386,10 +463,12 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
         ax.set_xticklabels(cases, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(label)
         ax.set_yscale("log")
-        ax.legend()
-    fig.tight_layout()
+    # one legend above both plots: inside either it hides bars
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(systems), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=100)
-    print(f"plot written to {path}")
+    print(f"plot written to {path}", file=sys.stderr)     # stdout may be JSON lines
 
 
 def cases(quick: bool, policies: list[str]) -> list[dict[str, Any]]:
@@ -402,34 +481,8 @@ def cases(quick: bool, policies: list[str]) -> list[dict[str, Any]]:
             for p in policies for size in (8, 1024) for w in (1, 64, 1024)]
 
 
-def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--node":
-        (raftpy_node if sys.argv[2] == "raftpy" else pysyncobj_node)(json.loads(sys.argv[3]))
-        return
-    # a SIGTERM runs the finally blocks, so the children are stopped by PID too
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--dir", default=None, help="directory on the disk to use")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
-    p.add_argument("--policies", default="libraft,off")
-    p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
-    args = p.parse_args()
-    systems = []
-    for name in args.systems.split(","):
-        why = SYSTEMS[name].available()
-        if why:
-            print(f"skipping {name}: {why}", file=sys.stderr if args.json else sys.stdout)
-        else:
-            systems.append(SYSTEMS[name])
-    if not args.json:
-        print(f"load average before: {os.getloadavg()}")
-        for s in systems:
-            print(f"{s.name}: {s.note}")
-        print("snapshot policy 'libraft': threshold 1024, trailing 2048 (PySyncObj: "
-              "logCompactionMinEntries 1024, no trailing entries, count-triggered only); "
-              "'off': never")
-        print("cpu us = CPU microseconds per entry of one server process (follower: mean "
-              "of the two); rss = peak VmHWM of the 3 processes")
+def run_all(args: Any, systems: list[System], save: Any) -> list[dict[str, Any]]:
+    """Every case on every system; prints a table per case (or JSON lines)."""
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-cluster-") as root:
         for case in cases(args.quick, args.policies.split(",")):
@@ -445,13 +498,70 @@ def main() -> None:
                     row["durability"] = JOURNAL_NOTE
                 rows[s.name] = row
                 results.append(row)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+                for out in (sys.stdout if args.json else None, save):
+                    if out is not None:
+                        print(json.dumps(row), file=out, flush=True)
             if not args.json:
                 print_case(f"{name}: {case['count']} entries after {case['warmup']} warm-up",
                            rows)
-    if not args.json:
-        print(f"\nload average after: {os.getloadavg()}")
+    return results
+
+
+def print_saved(path: str) -> list[dict[str, Any]]:
+    """The tables of a run saved with --save (or printed with --json)."""
+    with open(path) as f:
+        results = [json.loads(line) for line in f if line.strip()]
+    print(f"results of {path}")
+    for case in dict.fromkeys(r["case"] for r in results):
+        rows = {r["system"]: r for r in results if r["case"] == case}
+        first = next(iter(rows.values()))
+        print_case(f"{case}: {first['count']} entries after {first['warmup']} warm-up", rows)
+    return results
+
+
+def print_preamble(systems: list[System]) -> None:
+    print(f"load average before: {os.getloadavg()}")
+    for s in systems:
+        print(f"{s.name}: {s.note}")
+    print("snapshot policy 'libraft': threshold 1024, trailing 2048 (raftpy and libraft; "
+          "PySyncObj: logCompactionMinEntries 1024, no trailing entries, count-triggered "
+          "only); 'off': never (libraft: threshold 2**32-1)")
+    print("cpu us = CPU microseconds per entry of one server process (follower: mean "
+          "of the two); rss = peak VmHWM of the 3 processes")
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--node":
+        (raftpy_node if sys.argv[2] == "raftpy" else pysyncobj_node)(json.loads(sys.argv[3]))
+        return
+    # a SIGTERM runs the finally blocks, so the children are stopped by PID too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--dir", default=None, help="directory on the disk to use")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
+    p.add_argument("--policies", default="libraft,off")
+    p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
+    p.add_argument("--save", default=None, metavar="FILE",
+                   help="also write the JSON lines of --json to FILE")
+    p.add_argument("--results", default=None, metavar="FILE",
+                   help="run nothing: print the tables (and --plot) of a saved run")
+    args = p.parse_args()
+    if args.results:
+        results = print_saved(args.results)
+    else:
+        systems = []
+        for name in args.systems.split(","):
+            why = SYSTEMS[name].available()
+            if why:
+                print(f"skipping {name}: {why}", file=sys.stderr if args.json else sys.stdout)
+            else:
+                systems.append(SYSTEMS[name])
+        if not args.json:
+            print_preamble(systems)
+        with open(args.save, "w") if args.save else contextlib.nullcontext() as save:
+            results = run_all(args, systems, save)
+        if not args.json:
+            print(f"\nload average after: {os.getloadavg()}")
     if args.plot:
         plot(args.plot, results)
 

@@ -1,7 +1,7 @@
 """Disk benchmark: durable writes through raftpy's AIO writer and DiskStore.
 
     python benchmarks/disk.py [--dir DIR] [--writes N] [--loop uvloop|asyncio]
-                              [--store-seconds S] [--load-mib M] [--json] [--quick]
+                              [--store-seconds S] [--load-gib G] [--json] [--quick]
 
 Like libraft's os_disk_write, it writes sequentially into a preallocated file
 and waits for each write to be durable.  The AIO writer runs at queue depths
@@ -14,8 +14,21 @@ commit).  The ratio column is writes/s over the fdatasync loop's.
 
 Then the store level: DiskStore appends of one 8-byte or 1 KiB entry each,
 with 1, 64 and 1024 appends in flight (entries/s and p50/p99 latency from
-append() to durable), against the same fdatasync floor; and the time to load a
-data directory of --load-mib MiB (1 GiB by default), in MB/s.
+append() to durable).  Beside them, in the same run, a plain loop writes the
+same bytes (the batch one append encodes: 40 or 1056 bytes), each one
+pwrite at the end of the last + fdatasync, into a file prepared as the store
+prepares its segments (zero-filled); vs_plain is entries/s over that loop's
+writes/s, p50_vs_plain that loop's p50 over the store's (both: above 1 means
+the store is faster).
+
+Last, loading a data directory of --load-gib GiB (1 by default; 16 MiB with
+--quick) filled through the store with 1 KiB entries: its files read
+sequentially (buffered, 1 MiB reads, after posix_fadvise DONTNEED so that they
+come from the disk) against DiskStore.load (after DONTNEED again), in MB/s of
+the directory's bytes; then both with the files in the page cache.
+
+The "target" rows give issue 11's disk-store ratios: 1 append in flight at
+least 0.8x the plain loop; load at least 0.5x the sequential read.
 """
 
 from __future__ import annotations
@@ -27,9 +40,10 @@ import time
 
 from _common import Report, parser, percentile
 
+from raftpy import _bindings
 from raftpy.core.types import Entry
 from raftpy.io import aio
-from raftpy.io.disk import DiskStore
+from raftpy.io.disk import DEFAULT_SEGMENT_SIZE, DiskStore
 
 BLOCK = 4096
 
@@ -85,7 +99,8 @@ def main() -> None:
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     p.add_argument("--store-seconds", type=float, default=2.0,
                    help="duration of each store append case")
-    p.add_argument("--load-mib", type=int, default=1024, help="size of the loaded directory")
+    p.add_argument("--load-gib", type=float, default=1.0,
+                   help="size of the loaded directory in GiB (--quick: at most 16 MiB)")
     args = p.parse_args()
     n = 300 if args.quick else args.writes
     directory = tempfile.mkdtemp(prefix="raftpy-bench-", dir=args.dir or ".")
@@ -98,8 +113,10 @@ def main() -> None:
         run = uvloop.run
     try:
         floor = _raw_cases(report, directory, caps, n, run)
-        _store_cases(report, directory, run, floor, 0.5 if args.quick else args.store_seconds)
-        _load_case(report, directory, run, min(16, args.load_mib) if args.quick else args.load_mib)
+        _store_cases(report, directory, caps, run, floor,
+                     0.5 if args.quick else args.store_seconds)
+        mib = max(1, round(args.load_gib * 1024))
+        _load_case(report, directory, run, min(16, mib) if args.quick else mib)
     finally:
         os.rmdir(directory)
     report.print_table()
@@ -156,15 +173,56 @@ async def _store_run(path: str, size: int, inflight: int, seconds: float,
     return lat, done, elapsed
 
 
-def _store_cases(report: Report, directory: str, run, floor: float, seconds: float) -> None:
+def plain_loop(path: str, caps: aio.FsCaps, batch: bytes, seconds: float
+               ) -> tuple[list[float], float]:
+    """batch written again and again after the last one, each pwrite followed
+    by fdatasync, into a file prepared as DiskStore prepares a segment (8 MiB,
+    zero-filled), after its 8-byte format word; bounded by seconds and the file."""
+    aio.prepare_file(path, DEFAULT_SEGMENT_SIZE, caps, zero_fill=True)
+    fd = os.open(path, os.O_WRONLY)
+    lat: list[float] = []
+    offset = 8
+    try:
+        os.pwrite(fd, (1).to_bytes(8, "little"), 0)
+        os.fdatasync(fd)
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline and offset + len(batch) <= DEFAULT_SEGMENT_SIZE:
+            t = time.perf_counter()
+            os.pwrite(fd, batch, offset)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t)
+            offset += len(batch)
+        elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return lat, elapsed
+
+
+def _store_cases(report: Report, directory: str, caps: aio.FsCaps, run, floor: float,
+                 seconds: float) -> None:
     for size in (8, 1024):
+        batch = bytes(_bindings.encode_batch([Entry(1, 1, b"e" * size)]))
+        plain_lat, plain_elapsed = plain_loop(os.path.join(directory, f"plain-{size}"), caps,
+                                              batch, seconds)
+        plain_rate = len(plain_lat) / plain_elapsed
+        plain_p50 = percentile(sorted(plain_lat), 50)
+        _add(report, f"store: plain pwrite+fdatasync loop, the same {len(batch)}-byte batch",
+             plain_lat, plain_rate, floor)
         for inflight in (1, 64, 1024):
             path = os.path.join(directory, f"store-{size}-{inflight}")
             os.mkdir(path)
             lat, done, elapsed = run(_store_run(path, size, inflight, seconds))
             _rmtree(path)
+            p50 = percentile(sorted(lat), 50)
+            rate = done / elapsed
             _add(report, f"store: {size}B entries, {inflight} appends in flight", lat,
-                 done / elapsed, floor, unit="entries/s")
+                 rate, floor, unit="entries/s", vs_plain=rate / plain_rate,
+                 p50_vs_plain=plain_p50 / p50)
+            if inflight == 1:
+                report.add(f"target: 1 append in flight ({size}B) / plain loop, rate (>= 0.8)",
+                           rate / plain_rate, "x", p50_vs_plain=plain_p50 / p50)
 
 
 async def _fill(path: str, mib: int) -> None:
@@ -176,12 +234,16 @@ async def _fill(path: str, mib: int) -> None:
     await store.close()
 
 
-async def _load(path: str) -> int:
+async def _load(path: str) -> tuple[int, float]:
+    """(entries loaded, seconds of DiskStore.load alone: not open, which probes
+    the directory, nor close, which waits for the segments load starts preparing)."""
     store = DiskStore(path)
     await store.open()
+    start = time.perf_counter()
     result = await store.load()
+    elapsed = time.perf_counter() - start
     await store.close()
-    return len(result.entries)
+    return len(result.entries), elapsed
 
 
 def _load_case(report: Report, directory: str, run, mib: int) -> None:
@@ -189,17 +251,56 @@ def _load_case(report: Report, directory: str, run, mib: int) -> None:
     os.mkdir(path)
     try:
         run(_fill(path, mib))
-        nbytes = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
-        # The first load reads from the disk (O_DIRECT writes left nothing in the
-        # page cache); the second measures raftpy's own cost with the files cached.
-        for what in ("from disk", "cached"):
-            start = time.perf_counter()
-            count = run(_load(path))
-            elapsed = time.perf_counter() - start
-            report.add(f"store: load {nbytes / 2**20:.0f} MiB directory, {what} "
-                       f"({count} entries)", nbytes / elapsed / 1e6, "MB/s", seconds=elapsed)
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path))]
+        nbytes = sum(os.path.getsize(f) for f in files)
+        label = f"{nbytes / 2**20:.0f} MiB directory ({len(files)} files)"
+        rates: dict[str, float] = {}
+        # From the disk first (each after dropping the files from the page
+        # cache), then again with them cached: raftpy's own cost.
+        for cached in (False, True):
+            where = "cached" if cached else "from disk"
+            for what in ("sequential read", "DiskStore.load"):
+                if not cached:
+                    _drop_cache(files)
+                if what == "DiskStore.load":
+                    count, elapsed = run(_load(path))
+                else:
+                    start = time.perf_counter()
+                    count = _read_all(files)
+                    elapsed = time.perf_counter() - start
+                rates[f"{what} {where}"] = nbytes / elapsed / 1e6
+                unit_count = "entries" if what == "DiskStore.load" else "bytes"
+                report.add(f"store: {what} of the {label}, {where} ({count} {unit_count})",
+                           nbytes / elapsed / 1e6, "MB/s", seconds=elapsed)
+        for where in ("from disk", "cached"):
+            report.add(f"target: load / sequential read, {where} (>= 0.5)",
+                       rates[f"DiskStore.load {where}"] / rates[f"sequential read {where}"],
+                       "x")
     finally:
         _rmtree(path)
+
+
+def _drop_cache(files: list[str]) -> None:
+    """Evict the files' pages (clean ones: the store synced them) from the page cache."""
+    for name in files:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _read_all(files: list[str]) -> int:
+    """Read every file sequentially in 1 MiB reads; returns the bytes read."""
+    buf = bytearray(1 << 20)
+    total = 0
+    for name in files:
+        with open(name, "rb", buffering=0) as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while n := f.readinto(buf):
+                total += n
+    return total
 
 
 def _rmtree(path: str) -> None:
@@ -209,10 +310,10 @@ def _rmtree(path: str) -> None:
 
 
 def _add(report: Report, name: str, lat: list[float], rate: float, floor: float,
-         unit: str = "writes/s") -> None:
+         unit: str = "writes/s", **extra: float) -> None:
     lat = sorted(lat)
     report.add(name, rate, unit, p50_us=percentile(lat, 50) * 1e6,
-               p99_us=percentile(lat, 99) * 1e6, vs_fdatasync=rate / floor)
+               p99_us=percentile(lat, 99) * 1e6, vs_fdatasync=rate / floor, **extra)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ import array
 import contextlib
 import errno as _errno
 import gc
+import operator
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
+from itertools import repeat
 from typing import Any
 
 from raftpy._native import ffi, lib
@@ -210,8 +212,11 @@ class _Arrays:
         types = ffi.unpack(self.types + start, n)
         offsets = ffi.unpack(self.offsets + start, n)
         lengths = ffi.unpack(self.lengths + start, n)
-        out.extend([Entry(t, ty, view[o:o + ln])
-                    for t, ty, o, ln in zip(terms, types, offsets, lengths, strict=True)])
+        # No Python-level call per entry: tuple.__new__(Entry, ...) is what
+        # Entry(...) does without namedtuple's Python __new__, and map makes the
+        # payload slices (what is left per entry is the two objects themselves).
+        payloads = map(view.__getitem__, map(slice, offsets, map(operator.add, offsets, lengths)))
+        out.extend(map(tuple.__new__, repeat(Entry), zip(terms, types, payloads, strict=True)))
 
 
 def _status_error(status: int, res: Any, batch_no: int) -> RaftError:

@@ -103,6 +103,9 @@ _T = TypeVar("_T")
 
 LOCK_FILE = "raftpy.lock"
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+# Segments load asks the kernel to read ahead of the one it decodes (_prefetch):
+# two keep the disk busy while one 8 MiB segment is decoded.
+_PREFETCH_SEGMENTS = 2
 _FORMAT_WORD = (1).to_bytes(8, "little")
 
 
@@ -441,7 +444,9 @@ class DiskStore:
         entries: list[Entry] = []
         loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
+        self._prefetch(segments[:_PREFETCH_SEGMENTS])
         for k, seg in enumerate(segments):
+            self._prefetch(segments[k + _PREFETCH_SEGMENTS:k + _PREFETCH_SEGMENTS + 1])
             later = [s.name for s in segments[k + 1:]]     # open ones holding data
             damaged = False
             try:
@@ -473,6 +478,23 @@ class DiskStore:
                 self._delete_log(loaded, snapshot.index)
                 start_index, entries = snapshot.index + 1, []
         return LoadResult(self._meta.term, self._meta.voted_for, snapshot, start_index, entries)
+
+    def _prefetch(self, segments: Sequence[SegmentFile]) -> None:
+        """Have the kernel read segments ahead into the page cache while earlier
+        ones are decoded (POSIX_FADV_WILLNEED starts readahead and returns), so
+        that load overlaps the disk with its own CPU work instead of taking
+        turns.  A hint only: what fails here is found by the read itself."""
+        for seg in segments:
+            try:
+                fd = os.open(self._p(seg.name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _delete_log(self, segments: Sequence[tuple[str, int]], snapshot_index: int) -> None:
         """Delete segments (name, last index; in log order) so that every state a

@@ -19,6 +19,22 @@
  * A connection handles one request at a time; it is freed only once it is
  * closed and its request's callbacks have all fired (libraft owns the
  * request structs until then).
+ *
+ * Bench mode (benchmarks/cluster.py; --bench-in-flight W replaces --control):
+ *
+ *   counter_server DIR ID --address A --cluster "1=A,2=B,3=C"
+ *                  --bench-in-flight W --bench-size BYTES --bench-warmup N
+ *                  --bench-count N --bench-max-s S [--snapshot-...]
+ *
+ * The leader-local workload of cluster.py, inside this process: once a leader
+ * is known, the leader keeps W raft_apply requests in flight (each callback
+ * submits the next one), first a warm-up of N entries (bounded by 10 s), then
+ * prints {"ev": "warm"}, waits for the line "go" on stdin and runs the counted
+ * part (bounded by --bench-max-s), timing every request from raft_apply to its
+ * callback with CLOCK_MONOTONIC, and prints {"ev": "result", ...} with the
+ * same keys as cluster.py's Python nodes (percentiles by the same rule).  A
+ * command is BYTES long: the 8-byte increment 1, then padding.  stdout carries
+ * only these JSON lines; the server closes when its stdin ends.
  */
 #include <raft.h>
 #include <raft/uv.h>
@@ -26,11 +42,13 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LINE_MAX_BYTES 4096
 #define APPLY_MAX 4096
@@ -39,6 +57,7 @@ static struct raft raft;
 static uint64_t counter;
 static unsigned long long self_id;
 static uv_loop_t *loop;
+static int bench_on; /* bench mode: commands are at least 8 bytes, padding ignored */
 
 /* -- the state machine --------------------------------------------------- */
 
@@ -46,7 +65,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 {
     uint64_t inc = 0;
     (void)fsm;
-    if (buf->len != 8) {
+    if (buf->len != 8 && !(bench_on && buf->len > 8)) {
         return RAFT_MALFORMED;
     }
     for (int i = 7; i >= 0; i--) {
@@ -495,6 +514,214 @@ static void on_connection(uv_stream_t *server, int status)
     }
 }
 
+/* -- bench mode ------------------------------------------------------------ */
+
+#define BENCH_START_TIMEOUT_S 20.0 /* cluster.py's START_TIMEOUT_S */
+#define BENCH_WARMUP_MAX_S 10.0
+
+enum bench_phase { WAIT_LEADER, WARMUP, WARM, RUN, DONE, IDLE };
+
+struct bench_slot {
+    struct raft_apply req; /* first: the callback's req is the slot */
+    double submitted_s;
+};
+
+static struct {
+    unsigned in_flight, warmup, count;
+    size_t size;
+    double max_s, started_s, deadline_s, wait_until_s;
+    enum bench_phase phase;
+    struct bench_slot *slots;
+    double *latencies_s; /* one per entry of the counted part */
+    unsigned target, issued, active, done, failed;
+    int closing;
+    uv_timer_t poll;
+    uv_pipe_t in;
+    char in_line[64];
+    size_t in_used;
+} bench;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void bench_applied(struct raft_apply *req, int status, void *result);
+
+/* Submit one command on slot; 0 or libraft's error (then nothing is in flight). */
+static int bench_submit(struct bench_slot *slot)
+{
+    struct raft_buffer buf = {raft_malloc(bench.size), bench.size};
+    if (buf.base == NULL) {
+        return RAFT_NOMEM;
+    }
+    memset(buf.base, 0, bench.size);
+    ((uint8_t *)buf.base)[0] = 1;
+    slot->submitted_s = now_s();
+    int rv = raft_apply(&raft, &slot->req, &buf, 1, bench_applied);
+    if (rv != 0) {
+        raft_free(buf.base); /* libraft takes the buffer only on success */
+        return rv;
+    }
+    bench.issued++;
+    bench.active++;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* _common.percentile: the value at index round(p/100*(n-1)) of the sorted
+ * values, rounding half to even as Python's round() does (in integers, so
+ * exactly); 0 for no values (the entry count says there is nothing). */
+static double percentile(const double *sorted, unsigned n, unsigned p)
+{
+    if (n == 0) {
+        return 0;
+    }
+    unsigned long long num = (unsigned long long)p * (n - 1);
+    unsigned long long k = num / 100, rest = num % 100;
+    if (rest > 50 || (rest == 50 && (k & 1))) {
+        k++;
+    }
+    return sorted[k];
+}
+
+static void bench_phase_ended(void)
+{
+    if (bench.phase == WARMUP) {
+        bench.phase = WARM;
+        printf("{\"ev\": \"warm\"}\n");
+        return;
+    }
+    double elapsed = now_s() - bench.started_s;
+    qsort(bench.latencies_s, bench.done, sizeof *bench.latencies_s, cmp_double);
+    double p50 = percentile(bench.latencies_s, bench.done, 50) * 1e6;
+    double p99 = percentile(bench.latencies_s, bench.done, 99) * 1e6;
+    bench.phase = DONE;
+    printf("{\"ev\": \"result\", \"entries\": %u, \"elapsed_s\": %.6f, \"p50_us\": %.3f, "
+           "\"p99_us\": %.3f, \"timed_out\": %s, \"failed\": %u}\n",
+           bench.done, elapsed, p50, p99, bench.done < bench.target ? "true" : "false",
+           bench.failed);
+}
+
+static void bench_applied(struct raft_apply *req, int status, void *result)
+{
+    struct bench_slot *slot = (struct bench_slot *)req;
+    double t = now_s();
+    (void)result;
+    bench.active--;
+    if (status != 0) {
+        bench.failed++;
+    } else if (bench.phase == RUN) {
+        bench.latencies_s[bench.done++] = t - slot->submitted_s;
+    } else {
+        bench.done++;
+    }
+    /* libraft has taken the request off its queue before this callback, so the
+     * slot is free to carry the next one */
+    if (!bench.closing && status == 0 && bench.issued < bench.target &&
+        t < bench.deadline_s && bench_submit(slot) != 0) {
+        bench.failed++;
+    }
+    if (bench.active == 0 && !bench.closing) {
+        bench_phase_ended();
+    }
+}
+
+static void bench_phase_start(enum bench_phase phase, unsigned target, double max_s)
+{
+    bench.phase = phase;
+    bench.target = target;
+    bench.issued = bench.active = bench.done = bench.failed = 0;
+    bench.started_s = now_s();
+    bench.deadline_s = bench.started_s + max_s;
+    for (unsigned i = 0; i < bench.in_flight && i < target; i++) {
+        if (bench_submit(&bench.slots[i]) != 0) {
+            bench.failed++;
+            break;
+        }
+    }
+    if (bench.active == 0) {
+        bench_phase_ended();
+    }
+}
+
+/* Every 10 ms until a leader is known: the leader runs the warm-up. */
+static void bench_poll(uv_timer_t *timer)
+{
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&raft, &leader, &address);
+    if (leader == 0 && now_s() < bench.wait_until_s) {
+        return;
+    }
+    uv_timer_stop(timer);
+    if (raft_state(&raft) == RAFT_LEADER) {
+        bench_phase_start(WARMUP, bench.warmup, BENCH_WARMUP_MAX_S);
+    } else {
+        bench.phase = IDLE;
+    }
+}
+
+static void close_raft(void);
+
+static void bench_stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0) { /* end of stdin (or an error on it): the parent is done */
+        uv_read_stop(s);
+        uv_timer_stop(&bench.poll);
+        close_raft();
+        return;
+    }
+    bench.in_used += (size_t)n;
+    char *nl = memchr(bench.in_line, '\n', bench.in_used);
+    if (nl == NULL) {
+        bench.in_used = bench.in_used >= sizeof bench.in_line - 1 ? 0 : bench.in_used;
+        return;
+    }
+    *nl = '\0';
+    if (strcmp(bench.in_line, "go") == 0 && bench.phase == WARM) {
+        bench_phase_start(RUN, bench.count, bench.max_s);
+    }
+    bench.in_used = 0; /* the parent sends one line per case */
+}
+
+static void bench_stdin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = bench.in_line + bench.in_used;
+    buf->len = sizeof bench.in_line - bench.in_used - 1;
+}
+
+static void die(const char *what, const char *detail);
+
+static void bench_start(void)
+{
+    if (bench.size < 8 || bench.in_flight == 0) {
+        die("bench", "--bench-size must be at least 8 and --bench-in-flight at least 1");
+    }
+    bench.slots = calloc(bench.in_flight, sizeof *bench.slots);
+    bench.latencies_s = calloc(bench.count ? bench.count : 1, sizeof *bench.latencies_s);
+    if (bench.slots == NULL || bench.latencies_s == NULL) {
+        die("bench", "out of memory");
+    }
+    bench.wait_until_s = now_s() + BENCH_START_TIMEOUT_S;
+    if (uv_pipe_init(loop, &bench.in, 0) != 0 || uv_pipe_open(&bench.in, 0) != 0 ||
+        uv_read_start((uv_stream_t *)&bench.in, bench_stdin_alloc, bench_stdin_read) != 0) {
+        die("bench", "cannot read stdin (it must be a pipe)");
+    }
+    uv_timer_init(loop, &bench.poll);
+    uv_timer_start(&bench.poll, bench_poll, 10, 10);
+}
+
 /* -- start up ------------------------------------------------------------- */
 
 static void on_raft_closed(struct raft *r)
@@ -503,12 +730,22 @@ static void on_raft_closed(struct raft *r)
     uv_stop(loop);
 }
 
+/* Close once: a signal and the end of stdin may both ask. */
+static void close_raft(void)
+{
+    if (!bench.closing) {
+        bench.closing = 1; /* also: the bench callbacks submit nothing more */
+        raft_close(&raft, on_raft_closed);
+    }
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
-    printf("%llu: stopping (signal %d)\n", self_id, signum);
+    /* in bench mode stdout carries only the JSON lines */
+    fprintf(bench_on ? stderr : stdout, "%llu: stopping (signal %d)\n", self_id, signum);
     fflush(stdout);
-    raft_close(&raft, on_raft_closed);
+    close_raft();
 }
 
 static void die(const char *what, const char *detail)
@@ -520,7 +757,9 @@ static void die(const char *what, const char *detail)
 static void usage(void)
 {
     die("usage", "counter_server DIR ID --address A --control HOST:PORT --cluster "
-        "\"1=A,...\" [--join] [--snapshot-threshold N] [--snapshot-trailing N]");
+        "\"1=A,...\" [--join] [--snapshot-threshold N] [--snapshot-trailing N]; or with "
+        "--bench-in-flight W --bench-size B --bench-warmup N --bench-count N --bench-max-s S "
+        "instead of --control (see the top of counter_server.c)");
 }
 
 static void bootstrap(const char *cluster)
@@ -564,6 +803,17 @@ static void listen_control(uv_tcp_t *server, const char *control)
     }
 }
 
+/* A decimal unsigned (up to UINT_MAX: the bench's "off" policy), or usage. */
+static unsigned unsigned_arg(const char *text)
+{
+    char *end = NULL;
+    unsigned long v = strtoul(text, &end, 10);
+    if (end == text || *end != '\0' || v > UINT_MAX) {
+        usage();
+    }
+    return (unsigned)v;
+}
+
 int main(int argc, char *argv[])
 {
     const char *address = NULL, *control = NULL, *cluster = NULL;
@@ -580,12 +830,19 @@ int main(int argc, char *argv[])
         if (strcmp(argv[i], "--address") == 0) address = next;
         else if (strcmp(argv[i], "--control") == 0) control = next;
         else if (strcmp(argv[i], "--cluster") == 0) cluster = next;
-        else if (strcmp(argv[i], "--snapshot-threshold") == 0) threshold = (unsigned)atoi(next);
-        else if (strcmp(argv[i], "--snapshot-trailing") == 0) trailing = (unsigned)atoi(next);
+        else if (strcmp(argv[i], "--snapshot-threshold") == 0) threshold = unsigned_arg(next);
+        else if (strcmp(argv[i], "--snapshot-trailing") == 0) trailing = unsigned_arg(next);
+        else if (strcmp(argv[i], "--bench-in-flight") == 0) bench.in_flight = unsigned_arg(next);
+        else if (strcmp(argv[i], "--bench-size") == 0) bench.size = unsigned_arg(next);
+        else if (strcmp(argv[i], "--bench-warmup") == 0) bench.warmup = unsigned_arg(next);
+        else if (strcmp(argv[i], "--bench-count") == 0) bench.count = unsigned_arg(next);
+        else if (strcmp(argv[i], "--bench-max-s") == 0) bench.max_s = strtod(next, NULL);
         else usage();
         i++;
     }
-    if (self_id == 0 || address == NULL || control == NULL || (cluster == NULL && !join)) {
+    bench_on = bench.in_flight > 0;
+    if (self_id == 0 || address == NULL || (control == NULL) == !bench_on ||
+        (cluster == NULL && !join)) {
         usage();
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -609,7 +866,9 @@ int main(int argc, char *argv[])
     if (!join) {
         bootstrap(cluster);
     }
-    printf("%llu: starting\n", self_id);
+    if (!bench_on) {
+        printf("%llu: starting\n", self_id);
+    }
     rv = raft_start(&raft);
     if (rv != 0) {
         /* libraft 0.15 leaves errmsg empty when the listen address is taken. */
@@ -617,7 +876,11 @@ int main(int argc, char *argv[])
                 raft_errmsg(&raft));
         exit(1);
     }
-    listen_control(&control_server, control);
+    if (bench_on) {
+        bench_start();
+    } else {
+        listen_control(&control_server, control);
+    }
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);
