@@ -107,10 +107,11 @@ def run(entries: int, policy: str, clients: int, batch: int, samples: int,
     servers = Servers(top, policy)
     try:
         deadline = time.monotonic() + 3600
-        port = servers.leader_port(time.monotonic() + 30)
+        port = [servers.leader_port(time.monotonic() + 30)]
         done = [0]
         lock = threading.Lock()
         errors: list[str] = []
+        retries = [0]
 
         def client() -> None:
             while not errors:
@@ -119,11 +120,28 @@ def run(entries: int, policy: str, clients: int, batch: int, samples: int,
                         return
                     n = min(batch, entries - done[0])
                     done[0] += n      # claimed; given back if the request fails
-                reply = _request(port, {"op": "apply", "n": n})
+                    at = port[0]
+                try:
+                    reply = _request(at, {"op": "apply", "n": n})
+                except OSError as exc:
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 if not reply.get("ok"):
+                    # Leadership moved (a loaded machine misses heartbeats):
+                    # follow it.  A failed batch may still have been applied;
+                    # the count is of acknowledged entries.
                     with lock:
                         done[0] -= n
-                    errors.append(str(reply))
+                        retries[0] += 1
+                        if retries[0] > 100:
+                            errors.append(str(reply))
+                            return
+                    try:
+                        found = servers.leader_port(time.monotonic() + 30)
+                    except RuntimeError as exc:
+                        errors.append(f"{reply}, then {exc}")
+                        return
+                    with lock:
+                        port[0] = found
                 if time.monotonic() > deadline:
                     errors.append("deadline")
         threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
@@ -146,7 +164,8 @@ def run(entries: int, policy: str, clients: int, batch: int, samples: int,
     warm = next((r for r in rows if r[0] >= entries * warm_fraction), rows[0])
     growth = [last - first for first, last in zip(warm[1], rows[-1][1], strict=True)]
     return {"entries": entries, "policy": policy, "seconds": elapsed, "samples": rows,
-            "peak_kib": peaks, "growth_kib": growth, "warm_entries": warm[0]}
+            "peak_kib": peaks, "growth_kib": growth, "warm_entries": warm[0],
+            "retries": retries[0]}
 
 
 def main() -> None:
