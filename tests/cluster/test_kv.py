@@ -160,3 +160,39 @@ def test_sigkill_of_the_leader_keeps_every_acknowledged_write(kv: KvCluster) -> 
         for key, value in writer.acked.items():
             code, answer = kv.until_ok(node, "GET", f"/kv/{key}")
             assert (code, answer["value"]) == (200, value), (node.id, key, answer)
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base such that base+1..base+count are free on 127.0.0.1 now."""
+    import random
+    import socket
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 60000)
+        try:
+            for port in range(base + 1, base + count + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free port range")
+
+
+def test_the_one_command_kv_cluster_demo(tmp_path) -> None:
+    """example/kv_cluster.py (what `bash example/run kv` runs) starts 3 servers and
+    its demo's requests through each of them give the expected answers."""
+    import subprocess
+    import sys
+
+    from kv_processes import ROOT
+    raft, http = consecutive_free_ports(3), consecutive_free_ports(3)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "example", "kv_cluster.py"),
+                          "--demo", "--dir", str(tmp_path), "--raft-port-base", str(raft),
+                          "--http-port-base", str(http)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert sum("-> 200" in line for line in lines) == 3 * 5
+    assert sum("-> 409" in line for line in lines) == 3
+    assert "UNEXPECTED" not in out.stdout
