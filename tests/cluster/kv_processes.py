@@ -74,6 +74,7 @@ class KvNode:
 class KvCluster:
     def __init__(self, top: str, size: int = 3, snapshot_threshold: int = 64) -> None:
         self.top = top
+        os.makedirs(top, exist_ok=True)
         self.nodes = [KvNode(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
         self.snapshot_threshold = snapshot_threshold
         self.raft = ",".join(f"{n.id}=127.0.0.1:{n.raft_port}" for n in self.nodes)

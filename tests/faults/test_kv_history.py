@@ -53,6 +53,7 @@ KEYS = 4
 # kept short.
 KEY_WINDOW_S = 2.0
 REQUEST_TIMEOUT_S = 5.0
+STALE_READS = False           # test_stale_reads_are_caught turns it on
 
 
 @dataclass
@@ -77,7 +78,7 @@ def one_op(node: KvNode, client: int, seq: int, rng: random.Random, history: His
     expect = rng.choice([None, f"{client}.{seq - 1}"] + [
         op.value for op in history.ops[-8:] if op.key == key and op.value is not None])
     method, path, body = {
-        "get": ("GET", f"/kv/{key}", None),
+        "get": ("GET", f"/kv/{key}" + ("?stale=1" if STALE_READS else ""), None),
         "put": ("PUT", f"/kv/{key}", {"value": value}),
         "cas": ("POST", f"/kv/{key}/cas", {"expect": expect, "value": value})}[kind]
     invoke = time.monotonic()
@@ -136,28 +137,30 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
         c.start(victim)
 
 
-def test_histories_under_sigkill_are_linearizable(tmp_path, seeded_random) -> None:
-    c = KvCluster(str(tmp_path), 3, snapshot_threshold=128)
+def run_clients(top: str, rng: random.Random, load_s: float, kills: bool) -> History:
+    """The history of CLIENTS clients for load_s seconds (with the nemesis if kills),
+    ending with a linearizable read of every key used."""
+    c = KvCluster(top, 3, snapshot_threshold=128)
     history = History()
     stop, stop_nemesis = threading.Event(), threading.Event()
     try:
         c.start_all()
         c.leader()
         threads = [threading.Thread(target=client_loop, daemon=True,
-                                    args=(c, i, seeded_random.randrange(2**32), stop, history))
+                                    args=(c, i, rng.randrange(2**32), stop, history))
                    for i in range(1, CLIENTS + 1)]
-        chaos = threading.Thread(target=nemesis, daemon=True,
-                                 args=(c, random.Random(seeded_random.randrange(2**32)),
-                                       stop_nemesis, history))
-        for t in threads + [chaos]:
+        if kills:
+            threads.append(threading.Thread(
+                target=nemesis, daemon=True,
+                args=(c, random.Random(rng.randrange(2**32)), stop_nemesis, history)))
+        for t in threads:
             t.start()
-        time.sleep(LOAD_S)
+        time.sleep(load_s)
         stop_nemesis.set()
-        chaos.join(timeout=30)
         stop.set()
         for t in threads:
             t.join(timeout=30)
-        assert not chaos.is_alive() and not any(t.is_alive() for t in threads)
+        assert not any(t.is_alive() for t in threads)
         for node in c.nodes:
             if not node.alive():
                 c.start(node)
@@ -170,6 +173,10 @@ def test_histories_under_sigkill_are_linearizable(tmp_path, seeded_random) -> No
         stop.set()
         stop_nemesis.set()
         c.stop_all()
+    return history
+
+
+def check(history: History, load_s: float) -> lin.Result:
     ops = history.ops
     unknown = sum(op.unknown for op in ops)
     writes_acked = sum(op.kind is not lin.Kind.GET and not op.unknown for op in ops)
@@ -179,12 +186,35 @@ def test_histories_under_sigkill_are_linearizable(tmp_path, seeded_random) -> No
     print(f"\n{len(ops)} operations on {result.keys} keys ({writes_acked} acknowledged "
           f"writes, {unknown} unknown, "
           f"{history.dropped} refused or unanswered reads left out), {history.kills} kills, "
-          f"{LOAD_S:g} s of load; checked in {check_s:.2f} s ({result.steps} steps): {result}")
-    assert history.kills >= 1 and writes_acked >= 50, "too little happened to check anything"
+          f"{load_s:g} s of load; checked in {check_s:.2f} s ({result.steps} steps): {result}")
+    assert writes_acked >= 50, "too little happened to check anything"
     if result.counterexample is not None:
         key = result.counterexample.key
         print(f"every request on {key!r} (key, client, server, kind, value, expect, status, "
               "answer, invoke, complete):")
         for line in sorted((r for r in history.raw if r[0] == key), key=lambda r: r[8]):
             print("   ", line)
+    return result
+
+
+def test_histories_under_sigkill_are_linearizable(tmp_path, seeded_random) -> None:
+    history = run_clients(str(tmp_path), seeded_random, LOAD_S, kills=True)
+    result = check(history, LOAD_S)
+    assert history.kills >= 1
     assert result.ok, str(result)
+
+
+def test_stale_reads_are_caught(tmp_path, seeded_random, monkeypatch) -> None:
+    """The harness is not blind: the same clients reading with ?stale=1 (a
+    follower's local state, allowed to lag) give a history the checker rejects.
+    Without faults; up to 3 rounds of 5 s, since lag is a matter of timing."""
+    monkeypatch.setattr(sys.modules[__name__], "STALE_READS", True)
+    for round_ in range(3):
+        history = run_clients(str(tmp_path / str(round_)), seeded_random, 5.0, kills=False)
+        result = check(history, 5.0)
+        if result.verdict is lin.Verdict.ILLEGAL:
+            assert result.counterexample is not None
+            assert result.counterexample.stuck.kind is lin.Kind.GET
+            return
+        assert result.ok, str(result)
+    raise AssertionError("3 rounds of stale reads from followers and no anomaly found")
