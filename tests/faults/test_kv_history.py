@@ -213,8 +213,10 @@ def test_stale_reads_are_caught(tmp_path, seeded_random, monkeypatch) -> None:
         history = run_clients(str(tmp_path / str(round_)), seeded_random, 5.0, kills=False)
         result = check(history, 5.0)
         if result.verdict is lin.Verdict.ILLEGAL:
-            assert result.counterexample is not None
-            assert result.counterexample.stuck.kind is lin.Kind.GET
+            # The stale reads are what made it so: without them (writes and the
+            # final reads only) the same history is linearizable.
+            writes = [op for op in history.ops if op.kind is not lin.Kind.GET or op.client == 0]
+            assert lin.check(writes).ok
             return
         assert result.ok, str(result)
     raise AssertionError("3 rounds of stale reads from followers and no anomaly found")
