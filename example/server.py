@@ -220,8 +220,9 @@ async def run(args: argparse.Namespace) -> None:
     await server.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="a raftpy example server (a counter)")
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """The options every example server takes (example/kv.py adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dir", help="its data directory (created if missing)")
     parser.add_argument("id", type=int, help="its id, 1..servers (port 900ID)")
     parser.add_argument("--servers", type=int, default=3, help="cluster size (default 3)")
@@ -239,26 +240,48 @@ def main(argv: list[str] | None = None) -> int:
                         help="address for --metrics (default 127.0.0.1)")
     parser.add_argument("--admin", metavar="ENDPOINT",
                         help="start the admin endpoint (a Unix socket path, or host:port)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in the defaults that depend on the id and check the layout."""
     if args.cluster is None and not 1 <= args.id <= args.servers <= 9:
         parser.error("need 1 <= id <= servers <= 9")
     args.address = args.address or raft_address(args.id)
     host, port = control_address(args.id)
     args.control = args.control or f"{host}:{port}"
     try:
-        members = (m.split("=", 1) for m in args.cluster.split(",")) if args.cluster else ()
-        args.cluster = ([(int(i), a) for i, a in members] if args.cluster else
+        args.cluster = (parse_members(args.cluster) if args.cluster else
                         [(i, raft_address(i)) for i in range(1, args.servers + 1)])
     except ValueError:
         parser.error('--cluster is "ID=HOST:PORT,ID=HOST:PORT,..."')
     os.makedirs(args.dir, exist_ok=True)
+
+
+def parse_members(text: str) -> list[tuple[int, str]]:
+    """ "1=HOST:PORT,2=HOST:PORT" -> [(1, "HOST:PORT"), ...] (ValueError if not)."""
+    members = [m.split("=", 1) for m in text.split(",")]
+    if any(len(m) != 2 for m in members):
+        raise ValueError(text)
+    return [(int(i), a) for i, a in members]
+
+
+def run_loop(main: Any) -> None:
+    """Run the coroutine on uvloop where installed, else on asyncio."""
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    runner(main)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser("a raftpy example server (a counter)")
+    args = parser.parse_args(argv)
+    resolve(parser, args)
     try:
-        runner(run(args))
+        run_loop(run(args))
     except raftpy.RaftError as err:
         print(f"{args.id}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         return 1
