@@ -17,15 +17,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from processes import ROOT, free_port, wait_for  # tests/cluster on sys.path
+from netns import NetnsLab
+from processes import MUTANT_SERVER, ROOT, free_port, wait_for  # tests/cluster on sys.path
 
 KV = os.path.join(ROOT, "example", "kv.py")
 
 
 def call(port: int, method: str, path: str, body: Any = None, timeout: float = 5.0,
-         raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+         raw: bytes | None = None, host: str = "127.0.0.1") -> tuple[int, dict[str, Any]]:
     """One HTTP request; (status, JSON body).  Raises OSError on a network failure."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
@@ -50,6 +51,8 @@ class KvNode:
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    host: str = "127.0.0.1"   # its address in a NetnsLab, else loopback
+    paused: bool = False      # SIGSTOPped by the test
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -58,7 +61,7 @@ class KvNode:
         if not self.alive():
             return None
         try:
-            code, body = call(self.http_port, "GET", "/status", timeout=1.0)
+            code, body = call(self.http_port, "GET", "/status", timeout=1.0, host=self.host)
         except OSError:
             return None
         return body if code == 200 else None
@@ -72,25 +75,41 @@ class KvNode:
 
 
 class KvCluster:
-    def __init__(self, top: str, size: int = 3, snapshot_threshold: int = 64) -> None:
+    """``lab``: server i runs in host i of that NetnsLab (tests/cluster/netns.py)."""
+
+    def __init__(self, top: str, size: int = 3, snapshot_threshold: int = 64,
+                 lab: NetnsLab | None = None, mutant: str | None = None) -> None:
         self.top = top
+        self.lab = lab
+        self.mutant = mutant      # tests/sim/mutants.py, via tests/cluster/mutant_server.py
         os.makedirs(top, exist_ok=True)
-        self.nodes = [KvNode(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
+        if lab is None:
+            self.nodes = [KvNode(i, os.path.join(top, str(i))) for i in range(1, size + 1)]
+        else:
+            self.nodes = [KvNode(i, os.path.join(top, str(i)), 9000, 9200, host=lab.host(i))
+                          for i in range(1, size + 1)]
         self.snapshot_threshold = snapshot_threshold
-        self.raft = ",".join(f"{n.id}=127.0.0.1:{n.raft_port}" for n in self.nodes)
-        self.http = ",".join(f"{n.id}=127.0.0.1:{n.http_port}" for n in self.nodes)
+        self.raft = ",".join(f"{n.id}={n.host}:{n.raft_port}" for n in self.nodes)
+        self.http = ",".join(f"{n.id}={n.host}:{n.http_port}" for n in self.nodes)
 
     def start(self, node: KvNode) -> None:
         assert not node.alive()
         node.log_path = os.path.join(self.top, f"kv-{node.id}.log")
+        program = [KV] if self.mutant is None else [MUTANT_SERVER, self.mutant, KV]
+        argv = [sys.executable, *program, node.directory, str(node.id),
+                "--address", f"{node.host}:{node.raft_port}",
+                "--http", f"{node.host}:{node.http_port}", "--cluster", self.raft,
+                "--http-cluster", self.http,
+                "--snapshot-threshold", str(self.snapshot_threshold)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        node.paused = False
         with open(node.log_path, "ab") as log:
-            node.process = subprocess.Popen(
-                [sys.executable, KV, node.directory, str(node.id),
-                 "--address", f"127.0.0.1:{node.raft_port}",
-                 "--http", f"127.0.0.1:{node.http_port}", "--cluster", self.raft,
-                 "--http-cluster", self.http,
-                 "--snapshot-threshold", str(self.snapshot_threshold)],
-                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            if self.lab is None:
+                node.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                env=env)
+            else:
+                node.process = self.lab.popen(node.id, argv, stdout=log,
+                                              stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: node.status() is not None or not node.alive(), 20,
                  f"kv server {node.id} to answer HTTP")
         assert node.alive(), f"kv server {node.id} exited:\n{node.log()}"
@@ -104,10 +123,21 @@ class KvCluster:
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(timeout=10)
 
+    def pause(self, node: KvNode) -> None:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGSTOP)
+        node.paused = True
+
+    def resume(self, node: KvNode) -> None:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGCONT)
+        node.paused = False
+
     def stop_all(self) -> None:
         for node in self.nodes:
             if node.alive():
                 assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
                 node.process.send_signal(signal.SIGKILL)
         for node in self.nodes:
             if node.process is not None:
@@ -139,7 +169,7 @@ class KvCluster:
         last: Any = None
         while time.monotonic() < deadline:
             try:
-                code, answer = call(node.http_port, method, path, body)
+                code, answer = call(node.http_port, method, path, body, host=node.host)
                 if code in ok:
                     return code, answer
                 last = (code, answer)

@@ -1,10 +1,11 @@
 """example/server.py with a known-bad core rule put back (tests/sim/mutants.py).
 
-    python tests/cluster/mutant_server.py MUTANT <example/server.py arguments>
+    python tests/cluster/mutant_server.py MUTANT [SCRIPT.py] <its arguments>
 
 For the process-level tests that must show they catch a real bug: the
-mutant is installed in this process, then example/server.py runs as if
-started directly.  Test code only; nothing in raftpy reads it.
+mutant is installed in this process, then SCRIPT (default
+example/server.py; example/kv.py for the key-value tests) runs as if started
+directly.  Test code only; nothing in raftpy reads it.
 """
 
 from __future__ import annotations
@@ -24,5 +25,8 @@ if __name__ == "__main__":
     apply_mutant_for_good(mutant)
     print(f"mutant {mutant} installed", file=sys.stderr, flush=True)
     server = os.path.join(ROOT, "example", "server.py")
+    if len(sys.argv) > 1 and sys.argv[1].endswith(".py"):
+        server = sys.argv.pop(1)
     sys.argv[0] = server
+    sys.path.insert(0, os.path.dirname(os.path.abspath(server)))  # as if run directly
     runpy.run_path(server, run_name="__main__")

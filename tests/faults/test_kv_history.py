@@ -40,6 +40,7 @@ except ImportError:
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "cluster"))
 from kv_processes import KvCluster, KvNode, call  # noqa: E402
+from netns import NetnsLab, available  # noqa: E402
 
 from raftpy.testing import linearizability as lin  # noqa: E402
 from raftpy.testing.linearizability import Operation  # noqa: E402
@@ -64,6 +65,7 @@ class History:
     t0: float = field(default_factory=time.monotonic)
     raw: list[tuple[object, ...]] = field(default_factory=list)   # every answer, for reports
     kills: int = 0
+    faults: dict[str, int] = field(default_factory=dict)  # by kind, with a lab
 
     def add(self, op: Operation) -> None:
         with self.lock:
@@ -83,7 +85,8 @@ def one_op(node: KvNode, client: int, seq: int, rng: random.Random, history: His
         "cas": ("POST", f"/kv/{key}/cas", {"expect": expect, "value": value})}[kind]
     invoke = time.monotonic()
     try:
-        code, answer = call(node.http_port, method, path, body, timeout=REQUEST_TIMEOUT_S)
+        code, answer = call(node.http_port, method, path, body, timeout=REQUEST_TIMEOUT_S,
+                            host=node.host)
     except ConnectionRefusedError:
         history.dropped += 1               # never sent: the server was down
         history.raw.append((key, client, node.id, kind, value, expect, "refused"))
@@ -137,10 +140,59 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
         c.start(victim)
 
 
-def run_clients(top: str, rng: random.Random, load_s: float, kills: bool) -> History:
-    """The history of CLIENTS clients for load_s seconds (with the nemesis if kills),
-    ending with a linearizable read of every key used."""
-    c = KvCluster(top, 3, snapshot_threshold=128)
+KINDS = ("isolate-leader", "isolate", "split", "one-way", "pause", "kill")
+
+
+def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
+                history: History, kinds: tuple[str, ...] = KINDS) -> None:
+    """Partitions (the leader or any server cut off, a random split, a one-way
+    cut), SIGSTOP pauses and SIGKILLs, one at a time, each healed before the
+    next."""
+    lab = c.lab
+    assert lab is not None
+    ids = [n.id for n in c.nodes]
+    while not stop.wait(rng.uniform(1.0, 3.0)):
+        kind = rng.choice(kinds)
+        history.faults[kind] = history.faults.get(kind, 0) + 1
+        victim = rng.choice(c.nodes)
+        if kind == "isolate-leader":
+            try:
+                victim = c.leader(timeout=2.0)
+            except AssertionError:
+                pass                       # none settled: a random one, then
+            kind = "isolate"
+        if kind == "isolate":
+            lab.partition([victim.id], [i for i in ids if i != victim.id])
+        elif kind == "split":
+            rng.shuffle(ids)
+            lab.partition(ids[: len(ids) // 2], ids[len(ids) // 2:])
+        elif kind == "one-way":
+            lab.cut(victim.id, rng.choice([i for i in ids if i != victim.id]))
+        elif kind == "pause":
+            c.pause(victim)
+        else:
+            c.kill(victim)
+            history.kills += 1
+        stop.wait(rng.uniform(1.0, 4.0))
+        if kind == "pause":
+            c.resume(victim)
+        elif kind == "kill":
+            c.start(victim)
+        else:
+            lab.heal()
+    lab.heal()
+    for node in c.nodes:
+        if node.paused:
+            c.resume(node)
+
+
+def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
+                lab: NetnsLab | None = None, mutant: str | None = None,
+                kinds: tuple[str, ...] = KINDS) -> History:
+    """The history of CLIENTS clients for load_s seconds (with the nemesis if kills:
+    SIGKILLs, or with a lab the whole lab_nemesis), ending with a linearizable
+    read of every key used."""
+    c = KvCluster(top, 3, snapshot_threshold=128, lab=lab, mutant=mutant)
     history = History()
     stop, stop_nemesis = threading.Event(), threading.Event()
     try:
@@ -151,8 +203,9 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool) -> His
                    for i in range(1, CLIENTS + 1)]
         if kills:
             threads.append(threading.Thread(
-                target=nemesis, daemon=True,
-                args=(c, random.Random(rng.randrange(2**32)), stop_nemesis, history)))
+                target=nemesis if lab is None else lab_nemesis, daemon=True,
+                args=(c, random.Random(rng.randrange(2**32)), stop_nemesis, history)
+                + (() if lab is None else (kinds,))))
         for t in threads:
             t.start()
         time.sleep(load_s)
@@ -186,6 +239,7 @@ def check(history: History, load_s: float) -> lin.Result:
     print(f"\n{len(ops)} operations on {result.keys} keys ({writes_acked} acknowledged "
           f"writes, {unknown} unknown, "
           f"{history.dropped} refused or unanswered reads left out), {history.kills} kills, "
+          f"faults {history.faults}, "
           f"{load_s:g} s of load; checked in {check_s:.2f} s ({result.steps} steps): {result}")
     assert writes_acked >= 50, "too little happened to check anything"
     if result.counterexample is not None:
@@ -220,3 +274,53 @@ def test_stale_reads_are_caught(tmp_path, seeded_random, monkeypatch) -> None:
             return
         assert result.ok, str(result)
     raise AssertionError("3 rounds of stale reads from followers and no anomaly found")
+
+
+LAB_LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "25"))
+
+
+def _need_netns() -> None:
+    why_not = available()
+    if why_not is not None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"network namespaces are required under CI=true: {why_not}")
+        pytest.skip(f"no network namespaces here: {why_not}")
+
+
+def test_histories_under_partitions_pauses_and_kills_are_linearizable(
+        tmp_path, seeded_random) -> None:
+    """The three servers in network namespaces of their own (tests/cluster/netns.py):
+    silent partitions (the leader or any server cut off, a split, a one-way cut),
+    SIGSTOP pauses and SIGKILLs, while the clients go on through every server."""
+    _need_netns()
+    with NetnsLab(3) as lab:
+        history = run_clients(str(tmp_path), seeded_random, LAB_LOAD_S, kills=True, lab=lab)
+    result = check(history, LAB_LOAD_S)
+    assert sum(history.faults.values()) >= 3, history.faults
+    assert result.ok, str(result)
+
+
+def test_the_partition_nemesis_finds_a_leader_that_commits_alone(tmp_path, seeded_random) -> None:
+    """The same run on servers with tests/sim/mutants.py's commit-alone (a
+    leader counts only itself toward a commit), the nemesis cutting off the
+    leader: the cut-off leader acknowledges writes the majority never sees.
+    Found either by the checker (a history that is not linearizable) or by the
+    run itself: a server that finds an entry it committed differs from the
+    new leader's stops (UNAVAILABLE), and the cluster never settles on one
+    leader that every server follows.  Up to 3 rounds of 10 s."""
+    _need_netns()
+    for round_ in range(3):
+        try:
+            with NetnsLab(3) as lab:
+                history = run_clients(str(tmp_path / str(round_)), seeded_random, 10.0,
+                                      kills=True, lab=lab, mutant="commit-alone",
+                                      kinds=("isolate-leader",))
+        except AssertionError as exc:
+            if "UNAVAILABLE" in str(exc):
+                print(f"round {round_}: a server stopped on a diverged committed entry")
+                return
+            raise
+        result = check(history, 10.0)
+        if result.verdict is lin.Verdict.ILLEGAL:
+            return
+    raise AssertionError("3 rounds of partitions on commit-alone servers and no anomaly")
