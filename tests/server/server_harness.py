@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -248,11 +249,55 @@ class Cluster:
             await server.close()
 
 
+class TcpCluster(Cluster):
+    """The Cluster on real sockets: DiskStore and TcpTransport, unwrapped (so that
+    metrics see the store's byte count and the transport's stats)."""
+
+    def __init__(self, root: str | os.PathLike[str], n: int = 3, config: Config = FAST) -> None:
+        self.ports = free_ports(n)
+        super().__init__(root, n, config)
+
+    def address(self, i: int) -> str:
+        return f"127.0.0.1:{self.ports[i - 1]}"
+
+    def make(self, i: int, config: Config | None = None) -> Server:
+        from raftpy.io.tcp import TcpTransport
+        path = os.path.join(self.root, str(i))
+        os.makedirs(path, exist_ok=True)
+        config = config or self.config
+        server = Server(i, self.address(i), path, Counter(), config,
+                        storage=DiskStore(path), transport=TcpTransport(config))
+        self.servers[i] = server
+        return server
+
+
+def free_ports(n: int) -> list[int]:
+    """n ports free on 127.0.0.1 now (held together while they are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+LIMIT_S = 60
+
+
+def run(run_loop: Any, coro_fn: Callable[[], Any], limit: float = LIMIT_S) -> Any:
+    """run_loop(coro_fn()), failing after limit seconds."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro_fn(), limit)
+    return run_loop(bounded())
+
+
 def machine_of(server: Server) -> Counter:
     machine = server.state_machine
     assert isinstance(machine, Counter)
     return machine
 
 
-__all__ = ["Cluster", "Counter", "CountingStorage", "CountingTransport", "Timeline", "FAST",
-           "cmd", "machine_of", "raftpy"]
+__all__ = ["Cluster", "TcpCluster", "Counter", "CountingStorage", "CountingTransport",
+           "Timeline", "FAST", "LIMIT_S", "cmd", "free_ports", "machine_of", "run", "raftpy"]

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
-from server_harness import FAST, Counter, cmd
+from server_harness import FAST, Counter, cmd, free_ports
 
 from raftpy import (
     BlockingServer,
@@ -34,16 +33,6 @@ CALL_S = 20.0
 def loop_kind(request):
     return request.param
 
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_until(bs: BlockingServer, predicate: Callable[[Server], bool], what: str,

@@ -6,57 +6,18 @@ snapshots taken and installed."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import urllib.request
 
 import pytest
-from server_harness import FAST, Cluster, Counter, cmd
+from server_harness import Counter, TcpCluster, cmd, free_ports, run
 
 from raftpy import Config, Server, State
 from raftpy.io.disk import DiskStore
-from raftpy.io.tcp import TcpTransport
 from raftpy.metrics import LatencyHistogram, ServerMetrics
 
-LIMIT_S = 60
-
-
-def run(run_loop, coro_fn, limit: float = LIMIT_S):
-    async def bounded():
-        return await asyncio.wait_for(coro_fn(), limit)
-    return run_loop(bounded())
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-class TcpCluster(Cluster):
-    """The harness's Cluster on real sockets: DiskStore and TcpTransport, unwrapped
-    (so that metrics see the store's byte count and the transport's stats)."""
-
-    def __init__(self, root, n: int = 3, config: Config = FAST) -> None:
-        self.ports = free_ports(n)
-        super().__init__(root, n, config)
-
-    def address(self, i: int) -> str:
-        return f"127.0.0.1:{self.ports[i - 1]}"
-
-    def make(self, i: int, config: Config | None = None) -> Server:
-        path = os.path.join(self.root, str(i))
-        os.makedirs(path, exist_ok=True)
-        config = config or self.config
-        server = Server(i, self.address(i), path, Counter(), config,
-                        storage=DiskStore(path), transport=TcpTransport(config))
-        self.servers[i] = server
-        return server
+# These tests read one leader's counters across many steps: timeouts long
+# enough that a loop stalled by a loaded machine does not move leadership.
+STEADY = Config(election_timeout_ms=2000, heartbeat_timeout_ms=100)
 
 
 def test_histogram_buckets_are_cumulative_and_inclusive():
@@ -70,7 +31,7 @@ def test_histogram_buckets_are_cumulative_and_inclusive():
 
 def test_metrics_follow_replication(tmp_path, run_loop):
     async def go():
-        c = TcpCluster(tmp_path)
+        c = TcpCluster(tmp_path, config=STEADY)
         await c.start()
         try:
             leader = await c.leader()
@@ -127,7 +88,7 @@ def test_metrics_follow_replication(tmp_path, run_loop):
 
 
 def test_metrics_show_a_follower_down_and_snapshots(tmp_path, run_loop):
-    config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50, snapshot_threshold=32,
+    config = Config(election_timeout_ms=2000, heartbeat_timeout_ms=100, snapshot_threshold=32,
                     snapshot_trailing=8)
 
     async def go():

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from server_harness import FAST, Cluster, Counter, cmd, machine_of
+from server_harness import FAST, Cluster, Counter, cmd, free_ports, machine_of, run
 
 import raftpy
 from raftpy import (
@@ -27,14 +27,6 @@ from raftpy import (
 from raftpy.errors import IOError_
 from raftpy.io.disk import DiskStore
 from raftpy.io.memory import MemoryNetwork
-
-LIMIT_S = 60
-
-
-def run(run_loop, coro_fn, limit: float = LIMIT_S):
-    async def bounded():
-        return await asyncio.wait_for(coro_fn(), limit)
-    return run_loop(bounded())
 
 
 def test_public_names():
@@ -493,18 +485,6 @@ def test_restart_from_a_snapshot(tmp_path, run_loop):
         finally:
             await c2.close()
     run(run_loop, go)
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_default_io_three_servers_over_tcp(tmp_path, run_loop):

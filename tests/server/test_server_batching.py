@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from server_harness import Cluster, Timeline, cmd, machine_of
+from server_harness import Cluster, Timeline, cmd, machine_of, run
 
 from raftpy import Server
 from raftpy.core.events import Persisted
@@ -17,14 +17,8 @@ from raftpy.core.messages import (
     RequestVoteResult,
 )
 
-LIMIT_S = 60
 N = 1000
 
-
-def run(run_loop, coro_fn, limit: float = LIMIT_S):
-    async def bounded():
-        return await asyncio.wait_for(coro_fn(), limit)
-    return run_loop(bounded())
 
 
 async def burst(c: Cluster, how: str) -> dict[str, int]:

@@ -7,8 +7,7 @@ import asyncio
 import dataclasses
 
 import pytest
-from server_harness import FAST, Cluster, Counter, cmd, machine_of
-from test_server import free_ports, run
+from server_harness import FAST, Cluster, Counter, cmd, free_ports, machine_of, run
 
 import raftpy
 from raftpy import NotLeaderError, ReadMode, Server, State
