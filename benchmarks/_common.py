@@ -9,11 +9,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from raftpy import StateMachine  # noqa: E402 (the repository root is on the path now)
+
+
+class Counter(StateMachine):
+    """The benchmarks' state machine: counts commands; the count is the result."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def apply(self, command: bytes) -> object:
+        self.count += 1
+        return self.count
+
+    def snapshot(self) -> bytes:
+        return struct.pack("<Q", self.count)
+
+    def restore(self, snapshot: bytes) -> None:
+        (self.count,) = struct.unpack("<Q", snapshot)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

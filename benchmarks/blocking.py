@@ -31,27 +31,14 @@ import threading
 import time
 from typing import Any
 
-from _common import Report, parser, percentile
+from _common import Counter, Report, parser, percentile
 
-from raftpy import BlockingServer, Config, Configuration, Server, State, StateMachine
+from raftpy import BlockingServer, Config, Configuration, Server, State
 from raftpy.io.tcp import TcpTransport
 
 COMMAND = struct.pack("<Q", 1)
 
 
-class Counter(StateMachine):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def apply(self, command: bytes) -> object:
-        self.count += 1
-        return self.count
-
-    def snapshot(self) -> bytes:
-        return struct.pack("<Q", self.count)
-
-    def restore(self, snapshot: bytes) -> None:
-        (self.count,) = struct.unpack("<Q", snapshot)
 
 
 def free_ports(n: int) -> list[int]:

@@ -73,7 +73,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from _common import free_ports, parser, percentile
+from _common import Counter, free_ports, parser, percentile
 
 HERE = os.path.abspath(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -101,25 +101,11 @@ def _summary(latencies: list[float], done: int, elapsed: float, timed_out: bool
 
 def raftpy_node(a: dict[str, Any]) -> None:
     import asyncio
-    import struct
 
     import uvloop
 
-    from raftpy import Config, Configuration, Server, State, StateMachine
+    from raftpy import Config, Configuration, Server, State
 
-    class Counter(StateMachine):
-        def __init__(self) -> None:
-            self.count = 0
-
-        def apply(self, command: bytes) -> object:
-            self.count += 1
-            return self.count
-
-        def snapshot(self) -> bytes:
-            return struct.pack("<Q", self.count)
-
-        def restore(self, snapshot: bytes) -> None:
-            (self.count,) = struct.unpack("<Q", snapshot)
 
     threshold = 1024 if a["policy"] == "libraft" else 1 << 62
     config = Config(snapshot_threshold=threshold, snapshot_trailing=2048)

@@ -29,27 +29,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import Report, free_ports, parser, percentile
+from _common import Counter, Report, free_ports, parser, percentile
 
-from raftpy import Config, Configuration, Server, State, StateMachine
+from raftpy import Config, Configuration, Server, State
 from raftpy.core.messages import AppendEntries, Message
 from raftpy.io.disk import DiskStore
 from raftpy.io.memory import MemoryNetwork, MemoryTransport
-
-
-class Counter(StateMachine):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def apply(self, command: bytes) -> object:
-        self.count += 1
-        return self.count
-
-    def snapshot(self) -> bytes:
-        return struct.pack("<Q", self.count)
-
-    def restore(self, snapshot: bytes) -> None:
-        (self.count,) = struct.unpack("<Q", snapshot)
 
 
 class CountingStore(DiskStore):

@@ -7,10 +7,9 @@ import asyncio
 import dataclasses
 
 import pytest
-from server_harness import FAST, Cluster, Counter, cmd, free_ports, machine_of, run
+from server_harness import FAST, Cluster, Counter, TcpCluster, cmd, machine_of, run
 
-import raftpy
-from raftpy import NotLeaderError, ReadMode, Server, State
+from raftpy import NotLeaderError, ReadMode, Server
 from raftpy.core.messages import ReadHeartbeat
 
 
@@ -147,33 +146,18 @@ def test_lease_reads_need_no_round_while_the_lease_holds(tmp_path, run_loop):
 def test_reads_over_tcp(tmp_path, run_loop):
     """ReadHeartbeat and its result cross real sockets (raftpy's wire types)."""
     async def go():
-        ports = free_ports(3)
-        members = [(i + 1, f"127.0.0.1:{port}") for i, port in enumerate(ports)]
-        conf = raftpy.Configuration.of(*members)
-        servers = []
-        for server_id, address in members:
-            path = tmp_path / str(server_id)
-            path.mkdir()
-            server = Server(server_id, address, path, Counter(), FAST)
-            await server.bootstrap(conf)
-            await server.start()
-            servers.append(server)
+        c = TcpCluster(tmp_path, config=FAST)
+        await c.start()
         try:
-            while not any(s.state == State.LEADER for s in servers):
-                await asyncio.wait([asyncio.ensure_future(s.changed()) for s in servers],
-                                   return_when=asyncio.FIRST_COMPLETED)
-            leader = next(s for s in servers if s.state == State.LEADER)
+            leader = await c.leader()
             await leader.apply_many([cmd(i) for i in range(10)])
-            while not all(s.last_applied == leader.commit_index for s in servers):
-                await asyncio.wait([asyncio.ensure_future(s.changed()) for s in servers],
-                                   return_when=asyncio.FIRST_COMPLETED)
+            await c.converge()
             last = leader.raft.log.last_index
             values = await asyncio.gather(*[leader.read(count) for _ in range(50)])
             assert values == [10] * 50 and leader.raft.log.last_index == last
             assert machine_of(leader).count == 10
         finally:
-            for server in servers:
-                await server.close()
+            await c.close()
     run(run_loop, go)
 
 
