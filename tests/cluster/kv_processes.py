@@ -144,11 +144,21 @@ class KvCluster:
                 node.process.wait(timeout=10)
 
     def leader(self, timeout: float = 20.0) -> KvNode:
-        """The one live server that says it leads, and that the others follow."""
+        """The one live server that says it leads, and that the others follow.
+        Fails at once (not at the timeout) when a server has said UNAVAILABLE
+        for 3 s: it stopped on a fatal error and will not come back by itself."""
         found: list[KvNode] = []
+        unavailable_since: dict[int, float] = {}
 
         def one() -> bool:
             s = {n.id: n.status() for n in self.nodes if n.alive()}
+            now = time.monotonic()
+            for i, x in s.items():
+                if x and x["state"] == "UNAVAILABLE":
+                    if now - unavailable_since.setdefault(i, now) > 3.0:
+                        raise AssertionError(f"server {i} is UNAVAILABLE: {s}")
+                else:
+                    unavailable_since.pop(i, None)
             leaders = [i for i, x in s.items() if x and x["state"] == "LEADER"]
             found[:] = [n for n in self.nodes if n.id in leaders]
             return len(leaders) == 1 and all(x and x["leader"] == leaders[0]

@@ -128,6 +128,11 @@ def test_a_follower_with_a_full_disk_falls_behind_then_catches_up(
     # Enough to need new segments and snapshots on the full disk.
     acked += _apply_through(cluster, 30, 50)
     full = cluster.node(2)
+    # On a loaded machine the followers batch more and 1,500 entries may still
+    # fit: keep writing (bounded) until server 2 needs space it does not have.
+    more_until = time.monotonic() + 60
+    while not _log_says_no_space(full) and time.monotonic() < more_until:
+        acked += _apply_through(cluster, 1, 200)
     wait_for(lambda: _log_says_no_space(full), 30, "server 2 to report the full disk",
              lambda: f"{full.log()} {full.status()} {os.listdir(full.directory)} "
              f"{shutil.disk_usage(small_disk)}")

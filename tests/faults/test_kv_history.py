@@ -12,7 +12,7 @@ every server comes back, a final linearizable read of every key joins the
 history (so every acknowledged write must show in the final state), and
 raftpy.testing.linearizability.check must call it linearizable.
 
-Bounded: RAFTPY_FAULT_SECONDS of load (default 30 s; set it higher for a long
+Bounded: RAFTPY_FAULT_SECONDS of load (default 20 s; set it higher for a long
 run), each request 5 s.  The seed (printed, RAFTPY_SEED) fixes the clients'
 choices and the nemesis's, not the real timing.
 """
@@ -45,7 +45,7 @@ from netns import NetnsLab, available  # noqa: E402
 from raftpy.testing import linearizability as lin  # noqa: E402
 from raftpy.testing.linearizability import Operation  # noqa: E402
 
-LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "30"))
+LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "20"))
 CLIENTS = 6
 KEYS = 4
 # Keys are used for one window each (as Jepsen's independent keys): an unanswered
