@@ -41,6 +41,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "cluster"))
 from kv_processes import KvCluster, KvNode, call  # noqa: E402
 from netns import NetnsLab, available  # noqa: E402
+from slowdisk import SlowDisks  # noqa: E402
+from slowdisk import available as slow_disks_available  # noqa: E402
+
+from raftpy.errors import RaftError  # noqa: E402
 
 from raftpy.testing import linearizability as lin  # noqa: E402
 from raftpy.testing.linearizability import Operation  # noqa: E402
@@ -66,6 +70,7 @@ class History:
     raw: list[tuple[object, ...]] = field(default_factory=list)   # every answer, for reports
     kills: int = 0
     faults: dict[str, int] = field(default_factory=dict)  # by kind, with a lab
+    notes: list[str] = field(default_factory=list)        # what the nemesis did, in words
 
     def add(self, op: Operation) -> None:
         with self.lock:
@@ -121,10 +126,11 @@ def client_loop(c: KvCluster, client: int, seed: int, stop: threading.Event,
     seq = 0
     while not stop.is_set() and time.monotonic() < deadline:
         seq += 1
-        node = rng.choice(c.nodes)
-        if not node.alive():
-            time.sleep(0.02)
+        serving = c.serving()          # only the servers in the configuration
+        if not serving:
+            time.sleep(0.05)
             continue
+        node = rng.choice(serving)
         before = history.dropped
         one_op(node, client, seq, rng, history)
         if history.dropped != before:
@@ -141,27 +147,120 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
 
 
 KINDS = ("isolate-leader", "isolate", "split", "one-way", "pause", "kill")
+# With spare servers (run_clients(spares=...)) and slow disks (disks=True).
+ALL_KINDS = KINDS + ("member", "slow-disk")
+MEMBER_DURING_FAULT = 0.4       # how often a fault is held while membership changes
+
+
+def count(history: History, what: str) -> None:
+    history.faults[what] = history.faults.get(what, 0) + 1
+
+
+def change_membership(c: KvCluster, rng: random.Random, history: History) -> None:
+    """One membership change through the admin endpoint, chosen from what the
+    leader's configuration allows: a transfer, adding a server outside the
+    configuration (a spare, or a removed one with its old data or wiped),
+    promoting a standby or spare, and, above the floor of voters, removing or
+    demoting a voter (any, the leader too).  A removed server is wiped (and
+    comes back empty, with --join) only once its removal is known committed:
+    wiping a voter's disk is not a fault Raft tolerates."""
+    try:
+        conf = c.read_configuration()
+    except RaftError:
+        count(history, "member-no-leader")
+        return
+    voters = sorted(i for i, role in conf.items() if role == "voter")
+    others = sorted(i for i, role in conf.items() if role != "voter")
+    outside = [n.id for n in c.nodes if n.id not in conf]
+    floor = max(3, c.size - 1)     # never fewer than 3 voters
+    ops = ["transfer"] + ["add"] * bool(outside) + ["promote"] * bool(others)
+    ops += ["remove", "demote"] * (len(voters) > floor)
+    op = rng.choice(ops)
+    outcome = "ok"
+    try:
+        if op == "transfer":
+            c.admin("transfer", id=rng.choice(voters))
+        elif op == "add":
+            node = c.node(rng.choice(outside))
+            if not node.alive():
+                c.start(node)
+            c.admin("add", id=node.id, address=f"{node.host}:{node.raft_port}")
+        elif op == "promote":
+            c.admin("assign", id=rng.choice(others), role="voter")
+        elif op == "demote":
+            c.admin("assign", id=rng.choice(voters), role=rng.choice(["standby", "spare"]))
+        else:
+            victim = c.node(rng.choice(voters))
+            c.admin("remove", id=victim.id)
+            if (rng.random() < 0.5 and victim.alive() and not victim.paused
+                    and victim.id not in c.read_configuration()):
+                c.wipe(victim)
+                c.start(victim)
+                op = "remove-wipe"
+    except RaftError as exc:
+        outcome = type(exc).__name__   # refused, or unknown: timed out in a partition
+    count(history, f"member-{op}" + ("" if outcome == "ok" else f"-{outcome}"))
+    try:
+        c.read_configuration()
+    except RaftError:
+        pass                           # the next change reads it again
+
+
+def settle_membership(c: KvCluster, timeout_s: float = 60.0) -> dict[int, str]:
+    """After the faults: promote until the floor of voters is back; the configuration."""
+    deadline = time.monotonic() + timeout_s
+    floor = max(3, c.size - 1)
+    while time.monotonic() < deadline:
+        try:
+            conf = c.read_configuration()
+            if len(c.voters) >= floor:
+                return conf
+            outside = [n for n in c.nodes if n.id not in conf]
+            others = [i for i, role in conf.items() if role != "voter"]
+            if others:
+                c.admin("assign", 15.0, id=others[0], role="voter")
+            elif outside:
+                c.admin("add", id=outside[0].id,
+                        address=f"{outside[0].host}:{outside[0].raft_port}")
+        except RaftError:
+            time.sleep(0.5)
+    raise AssertionError(f"the cluster did not get {floor} voters back: {c.members}")
+
+
+def slow_disk(disks: SlowDisks, victim: KvNode, rng: random.Random) -> str:
+    iops, bps = rng.choice([5, 10, 20, 50]), rng.choice([0, 0, 256 << 10, 1 << 20])
+    disks.throttle(victim.id, write_iops=iops, write_bps=bps)
+    return f"{iops} iops" + (f", {bps >> 10} KiB/s" if bps else "")
 
 
 def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
-                history: History, kinds: tuple[str, ...] = KINDS) -> None:
+                history: History, kinds: tuple[str, ...] = KINDS,
+                disks: SlowDisks | None = None) -> None:
     """Partitions (the leader or any server cut off, a random split, a one-way
-    cut), SIGSTOP pauses and SIGKILLs, one at a time, each healed before the
-    next."""
+    cut), SIGSTOP pauses, SIGKILLs, a slow disk (with disks), one at a time,
+    each healed before the next; with "member" in kinds, membership changes,
+    as a fault of their own and, now and then, while another fault is on."""
     lab = c.lab
     assert lab is not None
     ids = [n.id for n in c.nodes]
     while not stop.wait(rng.uniform(1.0, 3.0)):
         kind = rng.choice(kinds)
-        history.faults[kind] = history.faults.get(kind, 0) + 1
+        count(history, kind)
         victim = rng.choice(c.nodes)
-        if kind == "isolate-leader":
+        if kind == "member":
+            change_membership(c, rng, history)
+            continue
+        if kind in ("isolate-leader", "slow-disk") and (
+                kind == "isolate-leader" or rng.random() < 0.5):
             try:
                 victim = c.leader(timeout=2.0)
             except AssertionError:
                 pass                       # none settled: a random one, then
-            kind = "isolate"
-        if kind == "isolate":
+            kind = "isolate" if kind == "isolate-leader" else kind
+        if kind == "slow-disk":
+            assert disks is not None
+            history.notes.append(f"slow disk on {victim.id}: {slow_disk(disks, victim, rng)}")
+        elif kind == "isolate":
             lab.partition([victim.id], [i for i in ids if i != victim.id])
         elif kind == "split":
             rng.shuffle(ids)
@@ -170,32 +269,51 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
             lab.cut(victim.id, rng.choice([i for i in ids if i != victim.id]))
         elif kind == "pause":
             c.pause(victim)
-        else:
+        elif victim.alive():
             c.kill(victim)
             history.kills += 1
-        stop.wait(rng.uniform(1.0, 4.0))
+        if "member" in kinds and rng.random() < MEMBER_DURING_FAULT:
+            count(history, f"member-during-{kind}")
+            change_membership(c, rng, history)
+        stop.wait(rng.uniform(1.0, 4.0) if kind != "slow-disk" else rng.uniform(2.0, 6.0))
         if kind == "pause":
             c.resume(victim)
         elif kind == "kill":
-            c.start(victim)
+            if not victim.alive():
+                c.start(victim)
+        elif kind == "slow-disk":
+            assert disks is not None
+            disks.lift(victim.id)
         else:
             lab.heal()
     lab.heal()
     for node in c.nodes:
         if node.paused:
             c.resume(node)
+    if disks is not None:
+        for i in list(disks.throttled):
+            disks.lift(i)
 
 
 def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
                 lab: NetnsLab | None = None, mutant: str | None = None,
-                kinds: tuple[str, ...] = KINDS) -> History:
+                kinds: tuple[str, ...] = KINDS, size: int = 3, spares: int = 0,
+                disks: bool = False) -> History:
     """The history of CLIENTS clients for load_s seconds (with the nemesis if kills:
     SIGKILLs, or with a lab the whole lab_nemesis), ending with a linearizable
-    read of every key used."""
-    c = KvCluster(top, 3, snapshot_threshold=128, lab=lab, mutant=mutant)
+    read of every key used.  size servers bootstrap the cluster, spares more
+    wait outside it (for "member"); with disks, every server's data is on a
+    slow disk of its own (tests/cluster/slowdisk.py, for "slow-disk")."""
+    c = KvCluster(top, size, snapshot_threshold=128, lab=lab, mutant=mutant, spares=spares)
+    slow = SlowDisks(top, [n.id for n in c.nodes]) if disks else None
     history = History()
     stop, stop_nemesis = threading.Event(), threading.Event()
     try:
+        if slow is not None:
+            slow.start()
+            for node in c.nodes:
+                node.directory = slow.directory(node.id)
+                node.on_start.append(lambda n: slow.attach(n.id, n.process.pid))
         c.start_all()
         c.leader()
         threads = [threading.Thread(target=client_loop, daemon=True,
@@ -205,7 +323,7 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
             threads.append(threading.Thread(
                 target=nemesis if lab is None else lab_nemesis, daemon=True,
                 args=(c, random.Random(rng.randrange(2**32)), stop_nemesis, history)
-                + (() if lab is None else (kinds,))))
+                + (() if lab is None else (kinds, slow))))
         for t in threads:
             t.start()
         time.sleep(load_s)
@@ -217,6 +335,8 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
         for node in c.nodes:
             if not node.alive():
                 c.start(node)
+        if spares:
+            history.notes.append(f"configuration at the end: {settle_membership(c)}")
         leader = c.leader(timeout=30)
         for key in sorted({op.key for op in history.ops}):
             invoke = time.monotonic()
@@ -225,7 +345,12 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
     finally:
         stop.set()
         stop_nemesis.set()
-        c.stop_all()
+        try:
+            c.stop_all()
+        finally:
+            if slow is not None:
+                history.notes.append(f"writes by disk: {slow.writes()}")
+                slow.close()
     return history
 
 
@@ -241,6 +366,8 @@ def check(history: History, load_s: float) -> lin.Result:
           f"{history.dropped} refused or unanswered reads left out), {history.kills} kills, "
           f"faults {history.faults}, "
           f"{load_s:g} s of load; checked in {check_s:.2f} s ({result.steps} steps): {result}")
+    for note in history.notes:
+        print("   ", note)
     assert writes_acked >= 50, "too little happened to check anything"
     if result.counterexample is not None:
         key = result.counterexample.key
@@ -324,3 +451,34 @@ def test_the_partition_nemesis_finds_a_leader_that_commits_alone(tmp_path, seede
         if result.verdict is lin.Verdict.ILLEGAL:
             return
     raise AssertionError("3 rounds of partitions on commit-alone servers and no anomaly")
+
+
+def _need_slow_disks() -> None:
+    why_not = slow_disks_available()
+    if why_not is not None:
+        if os.environ.get("CI"):
+            raise AssertionError(f"slow disks are required under CI=true: {why_not}")
+        pytest.skip(f"no slow disks here: {why_not}")
+
+
+MEMBER_LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "20"))
+
+
+def test_histories_under_membership_changes_and_slow_disks_are_linearizable(
+        tmp_path, seeded_random) -> None:
+    """Five servers and a spare outside the configuration, each in a network
+    namespace and on a slow disk of its own: every lab fault, plus membership
+    changes through the admin endpoint (transfer, add, promote, demote, remove,
+    a removed server wiped and rejoining empty; now and then while a partition
+    or another fault is on) and a throttled disk (5-50 write IOPS) on the
+    leader or another server.  The clients use the servers in the
+    configuration; the cluster ends with at least four voters."""
+    _need_netns()
+    _need_slow_disks()
+    with NetnsLab(6) as lab:
+        history = run_clients(str(tmp_path), seeded_random, MEMBER_LOAD_S, kills=True,
+                              lab=lab, kinds=ALL_KINDS, size=5, spares=1, disks=True)
+    result = check(history, MEMBER_LOAD_S)
+    assert sum(history.faults.values()) >= 4, history.faults
+    assert any(k.startswith("member-") for k in history.faults), history.faults
+    assert result.ok, str(result)
