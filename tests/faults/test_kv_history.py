@@ -148,7 +148,7 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
 
 KINDS = ("isolate-leader", "isolate", "split", "one-way", "pause", "kill")
 # With spare servers (run_clients(spares=...)) and slow disks (disks=True).
-ALL_KINDS = KINDS + ("member", "slow-disk")
+ALL_KINDS = KINDS + ("member", "member", "slow-disk")
 MEMBER_DURING_FAULT = 0.4       # how often a fault is held while membership changes
 
 
