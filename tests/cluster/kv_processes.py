@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftpy import admin
-from raftpy.errors import NotLeaderError
-
 from netns import NetnsLab
 from processes import MUTANT_SERVER, ROOT, free_port, wait_for  # tests/cluster on sys.path
+
+from raftpy import admin
+from raftpy.errors import NotLeaderError
 
 KV = os.path.join(ROOT, "example", "kv.py")
 
@@ -225,11 +225,16 @@ class KvCluster:
         return members
 
     def leader(self, timeout: float = 20.0) -> KvNode:
-        """The one live server that says it leads, and that the others follow."""
+        """The one live voter that says it leads, and that the other voters follow;
+        AssertionError at once if one of them is UNAVAILABLE."""
         found: list[KvNode] = []
 
         def one() -> bool:
             s = {n.id: n.status() for n in self.nodes if n.alive() and n.id in self.voters}
+            if any(x and x["state"] == "UNAVAILABLE" for x in s.values()):
+                # Stopped for good (a diverged committed entry, a disk error):
+                # no use waiting for it to follow.
+                raise AssertionError(f"a voter is UNAVAILABLE: {s}")
             leaders = [i for i, x in s.items() if x and x["state"] == "LEADER"]
             found[:] = [n for n in self.nodes if n.id in leaders]
             return len(leaders) == 1 and all(x and x["leader"] == leaders[0]

@@ -25,6 +25,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -45,7 +46,6 @@ from slowdisk import SlowDisks  # noqa: E402
 from slowdisk import available as slow_disks_available  # noqa: E402
 
 from raftpy.errors import RaftError  # noqa: E402
-
 from raftpy.testing import linearizability as lin  # noqa: E402
 from raftpy.testing.linearizability import Operation  # noqa: E402
 
@@ -148,8 +148,9 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
 
 KINDS = ("isolate-leader", "isolate", "split", "one-way", "pause", "kill")
 # With spare servers (run_clients(spares=...)) and slow disks (disks=True).
-ALL_KINDS = KINDS + ("member", "member", "slow-disk")
+ALL_KINDS = KINDS + ("leader-and-standbys", "member", "member", "slow-disk")
 MEMBER_DURING_FAULT = 0.4       # how often a fault is held while membership changes
+HOLD_S = (1.0, 4.0)             # how long a fault is on (slow disks: 2-6 s)
 
 
 def count(history: History, what: str) -> None:
@@ -236,8 +237,9 @@ def slow_disk(disks: SlowDisks, victim: KvNode, rng: random.Random) -> str:
 def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
                 history: History, kinds: tuple[str, ...] = KINDS,
                 disks: SlowDisks | None = None) -> None:
-    """Partitions (the leader or any server cut off, a random split, a one-way
-    cut), SIGSTOP pauses, SIGKILLs, a slow disk (with disks), one at a time,
+    """Partitions (the leader or any server cut off, the leader with the
+    standbys, a random split, a one-way cut), SIGSTOP pauses, SIGKILLs, a slow
+    disk (with disks), one at a time,
     each healed before the next; with "member" in kinds, membership changes,
     as a fault of their own and, now and then, while another fault is on."""
     lab = c.lab
@@ -250,8 +252,8 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
         if kind == "member":
             change_membership(c, rng, history)
             continue
-        if kind in ("isolate-leader", "slow-disk") and (
-                kind == "isolate-leader" or rng.random() < 0.5):
+        if kind in ("isolate-leader", "leader-and-standbys", "slow-disk") and (
+                kind != "slow-disk" or rng.random() < 0.5):
             try:
                 victim = c.leader(timeout=2.0)
             except AssertionError:
@@ -262,6 +264,12 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
             history.notes.append(f"slow disk on {victim.id}: {slow_disk(disks, victim, rng)}")
         elif kind == "isolate":
             lab.partition([victim.id], [i for i in ids if i != victim.id])
+        elif kind == "leader-and-standbys":
+            # As a data centre cut off with the leader and the standbys it keeps there.
+            side = [victim.id] + [i for i, role in c.members.items() if role == "standby"]
+            lab.partition(side, [i for i in ids if i not in side])
+            history.notes.append(f"{time.monotonic() - history.t0:.1f} s: cut off "
+                                 f"{side} (the leader and the standbys)")
         elif kind == "split":
             rng.shuffle(ids)
             lab.partition(ids[: len(ids) // 2], ids[len(ids) // 2:])
@@ -275,7 +283,7 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
         if "member" in kinds and rng.random() < MEMBER_DURING_FAULT:
             count(history, f"member-during-{kind}")
             change_membership(c, rng, history)
-        stop.wait(rng.uniform(1.0, 4.0) if kind != "slow-disk" else rng.uniform(2.0, 6.0))
+        stop.wait(rng.uniform(*HOLD_S) if kind != "slow-disk" else rng.uniform(2.0, 6.0))
         if kind == "pause":
             c.resume(victim)
         elif kind == "kill":
@@ -298,12 +306,14 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
 def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
                 lab: NetnsLab | None = None, mutant: str | None = None,
                 kinds: tuple[str, ...] = KINDS, size: int = 3, spares: int = 0,
-                disks: bool = False) -> History:
+                disks: bool = False,
+                prepare: Callable[[KvCluster], None] | None = None) -> History:
     """The history of CLIENTS clients for load_s seconds (with the nemesis if kills:
     SIGKILLs, or with a lab the whole lab_nemesis), ending with a linearizable
     read of every key used.  size servers bootstrap the cluster, spares more
     wait outside it (for "member"); with disks, every server's data is on a
-    slow disk of its own (tests/cluster/slowdisk.py, for "slow-disk")."""
+    slow disk of its own (tests/cluster/slowdisk.py, for "slow-disk").
+    prepare(cluster) runs once a leader is elected, before the load."""
     c = KvCluster(top, size, snapshot_threshold=128, lab=lab, mutant=mutant, spares=spares)
     slow = SlowDisks(top, [n.id for n in c.nodes]) if disks else None
     history = History()
@@ -316,6 +326,8 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
                 node.on_start.append(lambda n: slow.attach(n.id, n.process.pid))
         c.start_all()
         c.leader()
+        if prepare is not None:
+            prepare(c)
         threads = [threading.Thread(target=client_loop, daemon=True,
                                     args=(c, i, rng.randrange(2**32), stop, history))
                    for i in range(1, CLIENTS + 1)]
@@ -482,3 +494,57 @@ def test_histories_under_membership_changes_and_slow_disks_are_linearizable(
     assert sum(history.faults.values()) >= 4, history.faults
     assert any(k.startswith("member-") for k in history.faults), history.faults
     assert result.ok, str(result)
+
+
+def _a_standby(c: KvCluster) -> None:
+    """Server 4 (started outside the configuration) added and made a standby."""
+    spare = c.node(4)
+    admin_until_done(c, "add", id=4, address=f"{spare.host}:{spare.raft_port}")
+    admin_until_done(c, "assign", id=4, role="standby")
+    assert c.read_configuration()[4] == "standby", c.members
+
+
+def admin_until_done(c: KvCluster, op: str, timeout_s: float = 20.0, **arguments: object
+                     ) -> None:
+    """An admin request retried while the leader cannot take it yet (a new leader's
+    first entry not committed, a change in progress, an election)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            c.admin(op, **arguments)
+            return
+        except RaftError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"admin {op} {arguments}: {exc}") from exc
+            time.sleep(0.2)
+
+
+def test_the_membership_nemesis_finds_a_leader_that_counts_standbys(
+        tmp_path, seeded_random, monkeypatch) -> None:
+    """Servers with tests/sim/mutants.py's commit-counts-standbys (the leader
+    counts every server it replicates to toward a commit): three voters and a
+    standby added through the admin endpoint, the nemesis cutting the leader
+    off with the standby.  The two make a "quorum" of the mutant's count, and
+    acknowledge writes the majority of voters never sees: found by the checker
+    or by a server that stops on a diverged committed entry (UNAVAILABLE).
+    Each cut lasts 3-5 s, past an election on the majority's side (a shorter
+    one heals before anything diverges).  Up to 3 rounds of 8 s."""
+    _need_netns()
+    monkeypatch.setattr(sys.modules[__name__], "HOLD_S", (3.0, 5.0))
+    for round_ in range(3):
+        try:
+            with NetnsLab(4) as lab:
+                history = run_clients(str(tmp_path / str(round_)), seeded_random, 8.0,
+                                      kills=True, lab=lab, mutant="commit-counts-standbys",
+                                      kinds=("leader-and-standbys",), spares=1,
+                                      prepare=_a_standby)
+        except AssertionError as exc:
+            if "UNAVAILABLE" in str(exc):
+                print(f"round {round_}: a server stopped on a diverged committed entry")
+                return
+            raise
+        result = check(history, 8.0)
+        if result.verdict is lin.Verdict.ILLEGAL:
+            return
+    raise AssertionError("3 rounds of partitions on commit-counts-standbys servers "
+                         "and no anomaly")
