@@ -123,6 +123,18 @@ class KvCluster:
         self.members: dict[int, str] = {i: "voter" for i in self.voters}  # id -> role
 
     def start(self, node: KvNode) -> None:
+        self.start_many([node])
+
+    def start_many(self, nodes: list[KvNode]) -> None:
+        """Start every one of nodes at once, then wait until each answers HTTP."""
+        for node in nodes:
+            self._launch(node)
+        for node in nodes:
+            wait_for(lambda n=node: n.status() is not None or not n.alive(), 20,  # type: ignore[misc]
+                     f"kv server {node.id} to answer HTTP")
+            assert node.alive(), f"kv server {node.id} exited:\n{node.log()}"
+
+    def _launch(self, node: KvNode) -> None:
         assert not node.alive()
         node.log_path = os.path.join(self.top, f"kv-{node.id}.log")
         program = [KV] if self.mutant is None else [MUTANT_SERVER, self.mutant, KV]
@@ -145,18 +157,24 @@ class KvCluster:
                                               stderr=subprocess.STDOUT, env=env)
         for hook in node.on_start:
             hook(node)
-        wait_for(lambda: node.status() is not None or not node.alive(), 20,
-                 f"kv server {node.id} to answer HTTP")
-        assert node.alive(), f"kv server {node.id} exited:\n{node.log()}"
 
     def start_all(self) -> None:
         for node in self.nodes:
             self.start(node)
 
     def kill(self, node: KvNode) -> None:
+        self.signal_kill(node)
+        self.reap(node)
+
+    def signal_kill(self, node: KvNode) -> None:
         assert node.process is not None
         node.process.send_signal(signal.SIGKILL)
-        node.process.wait(timeout=10)
+
+    def reap(self, node: KvNode) -> None:
+        """Wait for a killed server to be gone.  A process exits only once the
+        writes it submitted are done: behind a throttled disk that takes long."""
+        assert node.process is not None
+        node.process.wait(timeout=60)
 
     def pause(self, node: KvNode) -> None:
         assert node.process is not None

@@ -148,9 +148,12 @@ def nemesis(c: KvCluster, rng: random.Random, stop: threading.Event, history: Hi
 
 KINDS = ("isolate-leader", "isolate", "split", "one-way", "pause", "kill")
 # With spare servers (run_clients(spares=...)) and slow disks (disks=True).
-ALL_KINDS = KINDS + ("leader-and-standbys", "member", "member", "slow-disk")
+ALL_KINDS = KINDS + ("leader-and-standbys", "member", "member", "slow-disk",
+                     "slow-followers")
 MEMBER_DURING_FAULT = 0.4       # how often a fault is held while membership changes
 HOLD_S = (1.0, 4.0)             # how long a fault is on (slow disks: 2-6 s)
+POWER_CUT_DURING_SLOW_DISK = 0.25
+SLOW_IOPS = (5, 10, 20, 50)     # a slow disk's write IOPS, one picked per fault
 
 
 def count(history: History, what: str) -> None:
@@ -228,23 +231,89 @@ def settle_membership(c: KvCluster, timeout_s: float = 60.0) -> dict[int, str]:
     raise AssertionError(f"the cluster did not get {floor} voters back: {c.members}")
 
 
-def slow_disk(disks: SlowDisks, victim: KvNode, rng: random.Random) -> str:
-    iops, bps = rng.choice([5, 10, 20, 50]), rng.choice([0, 0, 256 << 10, 1 << 20])
-    disks.throttle(victim.id, write_iops=iops, write_bps=bps)
-    return f"{iops} iops" + (f", {bps >> 10} KiB/s" if bps else "")
+def slow_disk(disks: SlowDisks, victims: list[KvNode], rng: random.Random) -> str:
+    iops, bps = rng.choice(SLOW_IOPS), rng.choice([0, 0, 256 << 10, 1 << 20])
+    for victim in victims:
+        disks.throttle(victim.id, write_iops=iops, write_bps=bps)
+    return (f"slow disk on {[v.id for v in victims]}: {iops} iops"
+            + (f", {bps >> 10} KiB/s" if bps else ""))
+
+
+def power_cut(c: KvCluster, history: History, disks: SlowDisks | None) -> None:
+    """Every server SIGKILLed at once, then all started again: what was not
+    written (queued in the servers behind a slow disk) is gone everywhere at
+    the same time.  The kernel still finishes the writes submitted before
+    (a process exits only then): the throttles are lifted for that."""
+    killed = [node for node in c.nodes if node.alive()]
+    for node in killed:
+        c.signal_kill(node)
+        history.kills += 1
+    for i in list(disks.throttled if disks is not None else ()):
+        assert disks is not None
+        disks.lift(i)
+    for node in killed:
+        c.reap(node)
+    c.start_many(c.nodes)
+
+
+def inject(c: KvCluster, kind: str, victim: KvNode, rng: random.Random,
+           history: History, disks: SlowDisks | None) -> list[KvNode]:
+    """Start one fault; the servers it hit (to heal)."""
+    lab = c.lab
+    assert lab is not None
+    ids = [n.id for n in c.nodes]
+    victims = [victim]
+    if kind in ("slow-disk", "slow-followers"):
+        assert disks is not None
+        if kind == "slow-followers":
+            victims = [n for n in c.serving() if n is not victim]
+        history.notes.append(slow_disk(disks, victims, rng))
+    elif kind == "isolate":
+        lab.partition([victim.id], [i for i in ids if i != victim.id])
+    elif kind == "leader-and-standbys":
+        # As a data centre cut off with the leader and the standbys it keeps there.
+        side = [victim.id] + [i for i, role in c.members.items() if role == "standby"]
+        lab.partition(side, [i for i in ids if i not in side])
+        history.notes.append(f"{time.monotonic() - history.t0:.1f} s: cut off "
+                             f"{side} (the leader and the standbys)")
+    elif kind == "split":
+        rng.shuffle(ids)
+        lab.partition(ids[: len(ids) // 2], ids[len(ids) // 2:])
+    elif kind == "one-way":
+        lab.cut(victim.id, rng.choice([i for i in ids if i != victim.id]))
+    elif kind == "pause":
+        c.pause(victim)
+    elif victim.alive():
+        c.kill(victim)
+        history.kills += 1
+    return victims
+
+
+def heal(c: KvCluster, kind: str, victims: list[KvNode], disks: SlowDisks | None) -> None:
+    assert c.lab is not None
+    if kind == "pause":
+        c.resume(victims[0])
+    elif kind == "kill":
+        if not victims[0].alive():
+            c.start(victims[0])
+    elif kind in ("slow-disk", "slow-followers"):
+        assert disks is not None
+        for victim in victims:
+            disks.lift(victim.id)
+    else:
+        c.lab.heal()
 
 
 def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
                 history: History, kinds: tuple[str, ...] = KINDS,
                 disks: SlowDisks | None = None) -> None:
     """Partitions (the leader or any server cut off, the leader with the
-    standbys, a random split, a one-way cut), SIGSTOP pauses, SIGKILLs, a slow
-    disk (with disks), one at a time,
-    each healed before the next; with "member" in kinds, membership changes,
-    as a fault of their own and, now and then, while another fault is on."""
-    lab = c.lab
-    assert lab is not None
-    ids = [n.id for n in c.nodes]
+    standbys, a random split, a one-way cut), SIGSTOP pauses, SIGKILLs, slow
+    disks (with disks: one server's, or every follower's), one at a time, each
+    healed before the next; with "member" in kinds, membership changes, as a
+    fault of their own and, now and then, while another fault is on; now and
+    then a power cut while disks are slow."""
+    assert c.lab is not None
     while not stop.wait(rng.uniform(1.0, 3.0)):
         kind = rng.choice(kinds)
         count(history, kind)
@@ -252,55 +321,43 @@ def lab_nemesis(c: KvCluster, rng: random.Random, stop: threading.Event,
         if kind == "member":
             change_membership(c, rng, history)
             continue
-        if kind in ("isolate-leader", "leader-and-standbys", "slow-disk") and (
-                kind != "slow-disk" or rng.random() < 0.5):
+        if kind in ("isolate-leader", "leader-and-standbys", "slow-followers") or (
+                kind == "slow-disk" and rng.random() < 0.5):
             try:
                 victim = c.leader(timeout=2.0)
             except AssertionError:
                 pass                       # none settled: a random one, then
             kind = "isolate" if kind == "isolate-leader" else kind
-        if kind == "slow-disk":
-            assert disks is not None
-            history.notes.append(f"slow disk on {victim.id}: {slow_disk(disks, victim, rng)}")
-        elif kind == "isolate":
-            lab.partition([victim.id], [i for i in ids if i != victim.id])
-        elif kind == "leader-and-standbys":
-            # As a data centre cut off with the leader and the standbys it keeps there.
-            side = [victim.id] + [i for i, role in c.members.items() if role == "standby"]
-            lab.partition(side, [i for i in ids if i not in side])
-            history.notes.append(f"{time.monotonic() - history.t0:.1f} s: cut off "
-                                 f"{side} (the leader and the standbys)")
-        elif kind == "split":
-            rng.shuffle(ids)
-            lab.partition(ids[: len(ids) // 2], ids[len(ids) // 2:])
-        elif kind == "one-way":
-            lab.cut(victim.id, rng.choice([i for i in ids if i != victim.id]))
-        elif kind == "pause":
-            c.pause(victim)
-        elif victim.alive():
-            c.kill(victim)
-            history.kills += 1
+        victims = inject(c, kind, victim, rng, history, disks)
         if "member" in kinds and rng.random() < MEMBER_DURING_FAULT:
             count(history, f"member-during-{kind}")
             change_membership(c, rng, history)
-        stop.wait(rng.uniform(*HOLD_S) if kind != "slow-disk" else rng.uniform(2.0, 6.0))
-        if kind == "pause":
-            c.resume(victim)
-        elif kind == "kill":
-            if not victim.alive():
-                c.start(victim)
-        elif kind == "slow-disk":
-            assert disks is not None
-            disks.lift(victim.id)
-        else:
-            lab.heal()
-    lab.heal()
+        slow = kind in ("slow-disk", "slow-followers")
+        if slow and rng.random() < POWER_CUT_DURING_SLOW_DISK and not stop.wait(
+                rng.uniform(0.5, 1.5)):
+            count(history, f"power-cut-during-{kind}")
+            power_cut(c, history, disks)
+        stop.wait(rng.uniform(*HOLD_S) if not slow else rng.uniform(2.0, 6.0))
+        heal(c, kind, victims, disks)
+    c.lab.heal()
     for node in c.nodes:
         if node.paused:
             c.resume(node)
     if disks is not None:
         for i in list(disks.throttled):
             disks.lift(i)
+
+
+def _recording(fn: Callable[..., None], failures: list[BaseException]) -> Callable[..., None]:
+    """fn, with what it raises kept in failures (a thread's exception is otherwise
+    only a warning, and a dead nemesis a quiet run)."""
+    def run(*args: object) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+    return run
 
 
 def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
@@ -331,9 +388,11 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
         threads = [threading.Thread(target=client_loop, daemon=True,
                                     args=(c, i, rng.randrange(2**32), stop, history))
                    for i in range(1, CLIENTS + 1)]
+        failures: list[BaseException] = []
         if kills:
             threads.append(threading.Thread(
-                target=nemesis if lab is None else lab_nemesis, daemon=True,
+                target=_recording(nemesis if lab is None else lab_nemesis, failures),
+                daemon=True,
                 args=(c, random.Random(rng.randrange(2**32)), stop_nemesis, history)
                 + (() if lab is None else (kinds, slow))))
         for t in threads:
@@ -344,6 +403,8 @@ def run_clients(top: str, rng: random.Random, load_s: float, kills: bool,
         for t in threads:
             t.join(timeout=30)
         assert not any(t.is_alive() for t in threads)
+        if failures:
+            raise AssertionError(f"the nemesis failed: {failures[0]!r}") from failures[0]
         for node in c.nodes:
             if not node.alive():
                 c.start(node)
@@ -385,7 +446,9 @@ def check(history: History, load_s: float) -> lin.Result:
         key = result.counterexample.key
         print(f"every request on {key!r} (key, client, server, kind, value, expect, status, "
               "answer, invoke, complete):")
-        for line in sorted((r for r in history.raw if r[0] == key), key=lambda r: r[8]):
+        # (a refused request has no times: it was never sent; listed last)
+        for line in sorted((r for r in history.raw if r[0] == key),
+                           key=lambda r: r[8] if len(r) > 8 else math.inf):
             print("   ", line)
     return result
 
@@ -548,3 +611,35 @@ def test_the_membership_nemesis_finds_a_leader_that_counts_standbys(
             return
     raise AssertionError("3 rounds of partitions on commit-counts-standbys servers "
                          "and no anomaly")
+
+
+def test_slow_disks_and_a_power_cut_find_followers_that_ack_before_durable(
+        tmp_path, seeded_random, monkeypatch) -> None:
+    """Servers with tests/sim/mutants.py's ack-before-durable (a follower
+    acknowledges entries it has not written): every follower's disk slowed to
+    5 write IOPS, then every server SIGKILLed at once and restarted.  The
+    entries queued behind the slow disks are gone from the followers, though
+    they counted toward commits; a follower elected after the cut does not
+    have them.  Found by the checker or by the old leader stopping on a
+    diverged committed entry (UNAVAILABLE).  Up to 3 rounds of 10 s."""
+    _need_netns()
+    _need_slow_disks()
+    monkeypatch.setattr(sys.modules[__name__], "POWER_CUT_DURING_SLOW_DISK", 1.0)
+    # At 50 IOPS little waits in a server for the disk: the slowest only.
+    monkeypatch.setattr(sys.modules[__name__], "SLOW_IOPS", (5,))
+    for round_ in range(3):
+        try:
+            with NetnsLab(3) as lab:
+                history = run_clients(str(tmp_path / str(round_)), seeded_random, 10.0,
+                                      kills=True, lab=lab, mutant="ack-before-durable",
+                                      kinds=("slow-followers",), disks=True)
+        except AssertionError as exc:
+            if "UNAVAILABLE" in str(exc):
+                print(f"round {round_}: a server stopped on a diverged committed entry")
+                return
+            raise
+        result = check(history, 10.0)
+        if result.verdict is lin.Verdict.ILLEGAL:
+            return
+    raise AssertionError("3 rounds of slow disks and power cuts on ack-before-durable "
+                         "servers and no anomaly")
