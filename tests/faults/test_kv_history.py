@@ -1,20 +1,34 @@
-"""Client histories against the example key-value cluster under SIGKILL, checked for
-linearizability (issue 12, item 3, first part: no network partitions yet).
+"""Client histories against the example key-value cluster under faults, checked
+for linearizability (issue 12, item 3).
 
 Concurrent clients run get, put and cas on a few hot keys (new ones every
-2 s) through random
-servers of a 3-server example/kv.py cluster, while a nemesis SIGKILLs a random
-server (only the PIDs this test started) and restarts it on its data
-directory.  Each operation is recorded with its invoke and complete times;
-one whose answer never came, or came as an error that says the write may
-have happened, is recorded with an unknown outcome.  After the faults stop
-every server comes back, a final linearizable read of every key joins the
-history (so every acknowledged write must show in the final state), and
-raftpy.testing.linearizability.check must call it linearizable.
+2 s) through random servers of an example/kv.py cluster (those in the
+configuration, when it changes), while a nemesis injects faults.  The
+simplest SIGKILLs a random server (only the PIDs this test started) and
+restarts it on its data directory; the lab nemesis, with every server in a
+network namespace of its own (tests/cluster/netns.py), also partitions
+(the leader or any server cut off, the leader with its standbys, a random
+split, a one-way cut) and SIGSTOPs; with spare servers it changes
+membership through raftpy's admin endpoint (transfer, add, promote, demote,
+remove, a removed server wiped and rejoining empty; now and then while
+another fault is on); with every data directory on a loop-mounted ext4 of
+its own (tests/cluster/slowdisk.py) it throttles one server's disk or every
+follower's to 5-50 write IOPS, now and then with a power cut (every server
+SIGKILLed at once) while they are slow.
 
-Bounded: RAFTPY_FAULT_SECONDS of load (default 30 s; set it higher for a long
-run), each request 5 s.  The seed (printed, RAFTPY_SEED) fixes the clients'
-choices and the nemesis's, not the real timing.
+Each operation is recorded with its invoke and complete times; one whose
+answer never came, or came as an error that says the write may have
+happened, is recorded with an unknown outcome.  After the faults stop every
+server comes back, the cluster gets its voters back, a final linearizable
+read of every key joins the history (so every acknowledged write must show
+in the final state), and raftpy.testing.linearizability.check must call it
+linearizable.  Mutants (tests/sim/mutants.py) run in the same servers show
+what the nemeses catch.
+
+Bounded: RAFTPY_FAULT_SECONDS of load for every history run (defaults 20-30 s;
+set it higher for a long run, 600 s works), each request 5 s, the check 120 s.
+The seed (printed, RAFTPY_SEED) fixes the clients' choices and the nemesis's,
+not the real timing.
 """
 
 from __future__ import annotations
