@@ -197,7 +197,9 @@ def change_membership(c: KvCluster, rng: random.Random, history: History) -> Non
     outcome = "ok"
     try:
         if op == "transfer":
-            c.admin("transfer", id=rng.choice(voters))
+            leading = {n.id for n in c.nodes if n.id in conf and (s := n.status())
+                       and s["state"] == "LEADER"}
+            c.admin("transfer", id=rng.choice([i for i in voters if i not in leading] or [0]))
         elif op == "add":
             node = c.node(rng.choice(outside))
             if not node.alive():
