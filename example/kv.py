@@ -3,7 +3,8 @@
     python example/kv.py DIR ID [--servers N] [--http HOST:PORT] [options]
 
 It takes example/server.py's options (Raft on 127.0.0.1:900ID, --address,
---cluster, --join, --snapshot-threshold/--snapshot-trailing) and serves HTTP
+--cluster, --join, --snapshot-threshold/--snapshot-trailing, --admin for
+``raftpy add|assign|remove|transfer``) and serves HTTP
 on 127.0.0.1:800ID (--http).  Each server must know where the others serve
 HTTP, to forward to the leader: by default 127.0.0.1:800I for I in 1..N, or
 --http-cluster "1=HOST:PORT,2=...".  Needs aiohttp (pip install raftpy[kv]).
@@ -60,6 +61,7 @@ except ImportError:             # said plainly at start, not as a traceback
 from server import host_port, make_parser, parse_members, resolve, run_loop
 
 import raftpy
+from raftpy.admin import serve_admin
 
 HTTP_PORT = 8000
 KEY_MAX_BYTES = 1024
@@ -309,6 +311,7 @@ async def serve(args: Any) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, *host_port(args.http)).start()
+    admin = await serve_admin(server, args.admin) if args.admin else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -316,6 +319,8 @@ async def serve(args: Any) -> None:
     await stop.wait()
     print(f"{args.id}: stopping", flush=True)
     await runner.cleanup()
+    if admin is not None:
+        await admin.close()
     if server.state == raftpy.State.LEADER:
         with contextlib.suppress(raftpy.RaftError, asyncio.TimeoutError):
             await asyncio.wait_for(server.transfer(0), 2.0)

@@ -65,6 +65,13 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
     "commit-alone": (Edit(
         ReplicationMixin, "maybe_commit",
         "index = matches[self._quorum - 1]", "index = matches[0]"),),
+    # The leader counts every server it replicates to toward a commit, not only
+    # the voters: a standby (a demoted voter, or a spare being promoted) makes
+    # the quorum with it, though no election ever asks it (dissertation §4.2.1).
+    "commit-counts-standbys": (Edit(
+        ReplicationMixin, "maybe_commit",
+        "matches = sorted([progress[v].match_index for v in self._voters], reverse=True)",
+        "matches = sorted([p.match_index for p in progress.values()], reverse=True)"),),
     # Entries of earlier terms committed by counting replicas (dissertation 3.6.2).
     "commit-old-terms": (Edit(
         ReplicationMixin, "maybe_commit",

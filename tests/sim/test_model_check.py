@@ -19,6 +19,7 @@ from dataclasses import replace
 import pytest
 from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
 
+from raftpy.core.configuration import Role
 from raftpy.core.trace import ListTracer
 from raftpy.testing import modelcheck
 from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
@@ -58,13 +59,19 @@ def test_tcp_links_search_deeper() -> None:
     assert report.complete or report.depth >= depth - 2
 
 
+# The membership model with its spare a standby already: a leader that counts
+# the standby toward a commit is then a few steps from a violation.
+WITH_STANDBY = replace(MODELS["membership"], prefix=(
+    "tick 1", "stabilize", f"assign 1 3 {int(Role.STANDBY)}", "stabilize"))
+
 # Where each mutant is found (model, the violation's words), within seconds.
-CAUGHT = {
+CAUGHT: dict[str, tuple[str | Bounds, str]] = {
     "transferee-vote": ("election", "election safety: 2 and 3 lead term 3"),
     "ack-before-durable": ("election", "does not hold it durably"),
     "vote-any-log": ("election", "state machine safety"),
     "leader-counts-unwritten": ("election", "durability: committed entry"),
     "commit-alone": ("replication", "durability: committed entry"),
+    "commit-counts-standbys": (WITH_STANDBY, "durability: committed entry"),
 }
 
 
@@ -72,7 +79,7 @@ CAUGHT = {
 def test_mutant_is_found(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model, words = CAUGHT[mutant]
     apply_mutant(monkeypatch, mutant)
-    bounds = replace(MODELS[model], max_seconds=60)
+    bounds = replace(MODELS[model] if isinstance(model, str) else model, max_seconds=60)
     report = _run(bounds)
     found = report.counterexample
     assert found is not None, f"{mutant} escaped the {model} model"
