@@ -198,6 +198,9 @@ class Server:
         # step (_unstarted), so that the store still sees the calls in order.
         self._append_nowait: Callable[[int, Sequence[Entry], Callable[[Any], None]], None] \
             | None = getattr(storage, "append_nowait", None)
+        # The transport's one-call send of an Update's messages, if it has one.
+        self._send_many: Callable[[list[tuple[int, str, Message]]], None] | None = \
+            getattr(transport, "send_many", None)
         self._unstarted = 0            # spawned storage tasks not yet at their first step
         self._appends_issued = 0       # append_nowait calls made
         self._appends_done = 0         # ... and completed (they complete in order)
@@ -632,9 +635,12 @@ class Server:
                 else:
                     self._spawn(self._append(u.persist_index, u.persist))
             if u.messages:
-                send = self.transport.send
-                for to_id, address, message in u.messages:
-                    send(to_id, address, message)
+                if self._send_many is not None:
+                    self._send_many(u.messages)
+                else:
+                    send = self.transport.send
+                    for to_id, address, message in u.messages:
+                        send(to_id, address, message)
                 self._counters.count_sent(u.messages)
         if u.apply:
             self._apply(u.apply_index, u.apply)

@@ -49,6 +49,9 @@ format), and ``raftpy.io.memory`` has one in memory for tests:
   its limits, the connection lost with it unwritten) is reported, at once or
   later, with ``send_failed(to_id, message)``, which the Server turns into
   the core's SendFailed event;
+- optionally, ``send_many(messages)``: ``send`` for each (to_id, to_address,
+  message) of the list, in order (TcpTransport has it: one write per peer);
+  the Server hands each Update's messages over so when it is there;
 - a malformed byte stream from a peer closes that connection only (logged
   with the reason) and never raises into the caller;
 - ``close()`` stops listening, closes every connection and drops what is
