@@ -187,7 +187,8 @@ class Server:
         self._busy = False             # starting, or term/vote being written: no drain
         self._busy_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline_ms: int | None = None
+        self._deadline_ms: int | None = None    # the core's next deadline
+        self._timer_ms = 0             # when _timer fires (<= _deadline_ms while armed)
         self._requests: set[_Request] = set()
         self._proposals = 0            # proposals submitted and not resolved
         self._group: _Group | None = None     # the group the last pending event proposes
@@ -545,6 +546,10 @@ class Server:
     def _on_timer(self) -> None:
         self._timer = None
         deadline = self._deadline_ms
+        if deadline is not None and deadline > self._timer_ms and not self._closed:
+            # The deadline moved later while this handle was armed: wait on.
+            self._arm(deadline)
+            return
         self._deadline_ms = None
         now = self._now_ms()
         if deadline is not None and deadline > now:
@@ -678,13 +683,24 @@ class Server:
         if deadline_ms == self._deadline_ms and (self._timer is not None
                                                  or deadline_ms is None):
             return
+        if (deadline_ms is not None and self._timer is not None
+                and deadline_ms >= self._timer_ms):
+            # Later than the armed handle: keep it, _on_timer re-arms then.  A
+            # follower's election deadline moves with every AppendEntries; this
+            # makes that one handle per timeout, not one per message.
+            self._deadline_ms = deadline_ms
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._deadline_ms = deadline_ms
         if deadline_ms is not None and not self._closed:
-            assert self._loop is not None
-            self._timer = self._loop.call_at(deadline_ms / 1000, self._on_timer)
+            self._arm(deadline_ms)
+
+    def _arm(self, deadline_ms: int) -> None:
+        assert self._loop is not None
+        self._timer_ms = deadline_ms
+        self._timer = self._loop.call_at(deadline_ms / 1000, self._on_timer)
 
     def _notify(self) -> None:
         watchers, self._watchers = self._watchers, []
