@@ -499,6 +499,8 @@ class EntryDecoder:
             return 0, []
         if n > (len(buf) - desc_at) // 16:
             raise MalformedError(f"{n} entry descriptors do not fit in the header")
+        if n == 1:                  # one request in flight: cheaper than the C set-up
+            return self._one(buf, desc_at, payload_at, payload_max)
         arrays = self._arrays
         if n > arrays.cap:
             arrays = _Arrays(n)
@@ -516,6 +518,21 @@ class EntryDecoder:
         if len(buf) - payload_at < size:
             return size, None
         return size, self._entries(arrays, buf[payload_at:payload_at + size], n)
+
+    @staticmethod
+    def _one(buf: memoryview, desc_at: int, payload_at: int, payload_max: int
+             ) -> tuple[int, list[Entry] | None]:
+        """decode for one descriptor, as rp_decode_append_entries does it (at
+        offset 0 no entry can overrun the payload)."""
+        term, type_, size = _AE_DESC.unpack_from(buf, desc_at)
+        if not 1 <= type_ <= 3:
+            raise MalformedError(f"entry 1 of 1: entry type {type_} is not valid")
+        if size > payload_max:
+            raise MalformedError(f"payload of {size} bytes exceeds the limit of "
+                                 f"{payload_max} bytes")
+        if len(buf) - payload_at < size:
+            return size, None
+        return size, [_make_entry((term, type_, buf[payload_at:payload_at + size]))]
 
     @staticmethod
     def _entries(arrays: _Arrays, payload: memoryview, n: int) -> list[Entry]:
