@@ -1,7 +1,8 @@
 """Cluster benchmark: 3 server processes on loopback, raftpy against libraft and PySyncObj.
 
     python benchmarks/cluster.py [--systems raftpy,libraft,pysyncobj,pysyncobj-nobatch]
-                                 [--policies libraft,off] [--dir DIR]
+                                 [--policies libraft,off] [--in-flight 1,64,1024]
+                                 [--sizes 8,1024] [--repeat N] [--dir DIR]
                                  [--json] [--quick] [--plot FILE] [--save FILE]
     python benchmarks/cluster.py --results FILE [--plot FILE]
 
@@ -457,21 +458,29 @@ def plot(path: str, results: list[dict[str, Any]]) -> None:
     print(f"plot written to {path}", file=sys.stderr)     # stdout may be JSON lines
 
 
-def cases(quick: bool, policies: list[str]) -> list[dict[str, Any]]:
+def cases(quick: bool, policies: list[str], in_flight: list[int] | None = None,
+          sizes: list[int] | None = None, repeat: int = 1) -> list[dict[str, Any]]:
+    """The cases to run; in_flight/sizes keep only those (e.g. W1 at 8 B), and
+    repeat runs each that many times in a row (compare medians, not one run)."""
     if quick:
-        return [{"policy": "libraft", "in_flight": w, "size": 8, "count": n, "warmup": 10,
-                 "max_s": 10} for w, n in ((1, 40), (64, 1000))]
-    counts = {1: 1000, 64: 10000, 1024: 50000}
-    return [{"policy": p, "in_flight": w, "size": size, "count": counts[w],
-             "warmup": min(2000, counts[w] // 4), "max_s": 30}
-            for p in policies for size in (8, 1024) for w in (1, 64, 1024)]
+        chosen = [{"policy": "libraft", "in_flight": w, "size": 8, "count": n, "warmup": 10,
+                   "max_s": 10} for w, n in ((1, 40), (64, 1000))]
+    else:
+        counts = {1: 1000, 64: 10000, 1024: 50000}
+        chosen = [{"policy": p, "in_flight": w, "size": size, "count": counts[w],
+                   "warmup": min(2000, counts[w] // 4), "max_s": 30}
+                  for p in policies for size in (8, 1024) for w in (1, 64, 1024)]
+    chosen = [c for c in chosen if (in_flight is None or c["in_flight"] in in_flight)
+              and (sizes is None or c["size"] in sizes)]
+    return [c for c in chosen for _ in range(repeat)]
 
 
 def run_all(args: Any, systems: list[System], save: Any) -> list[dict[str, Any]]:
     """Every case on every system; prints a table per case (or JSON lines)."""
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-cluster-") as root:
-        for case in cases(args.quick, args.policies.split(",")):
+        for case in cases(args.quick, args.policies.split(","), _ints(args.in_flight),
+                          _ints(args.sizes), args.repeat):
             name = f"{case['policy']}_w{case['in_flight']}_{case['size']}B"
             rows = {}
             for s in systems:
@@ -491,6 +500,10 @@ def run_all(args: Any, systems: list[System], save: Any) -> list[dict[str, Any]]
                 print_case(f"{name}: {case['count']} entries after {case['warmup']} warm-up",
                            rows)
     return results
+
+
+def _ints(text: str | None) -> list[int] | None:
+    return None if text is None else [int(x) for x in text.split(",")]
 
 
 def print_saved(path: str) -> list[dict[str, Any]]:
@@ -526,6 +539,11 @@ def main() -> None:
     p.add_argument("--dir", default=None, help="directory on the disk to use")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     p.add_argument("--policies", default="libraft,off")
+    p.add_argument("--in-flight", default=None, metavar="W,...",
+                   help="only these requests-in-flight cases (of 1,64,1024)")
+    p.add_argument("--sizes", default=None, metavar="B,...",
+                   help="only these command sizes (of 8,1024)")
+    p.add_argument("--repeat", type=int, default=1, help="run each case this many times")
     p.add_argument("--plot", default=None, metavar="FILE", help="PNG of rate and p50")
     p.add_argument("--save", default=None, metavar="FILE",
                    help="also write the JSON lines of --json to FILE")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import functools
 import inspect
 import logging
 import os
@@ -186,12 +187,25 @@ class Server:
         self._busy = False             # starting, or term/vote being written: no drain
         self._busy_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline_ms: int | None = None
+        self._deadline_ms: int | None = None    # the core's next deadline
+        self._timer_ms = 0             # when _timer fires (<= _deadline_ms while armed)
         self._requests: set[_Request] = set()
         self._proposals = 0            # proposals submitted and not resolved
         self._group: _Group | None = None     # the group the last pending event proposes
         self._results: dict[int, Any] = {}    # index -> apply result, while proposals wait
         self._writes: set[asyncio.Task[None]] = set()     # storage work in flight
+        # The store's task-free append (DiskStore.append_nowait), if it has one.
+        # It is used only while no spawned storage task waits for its first
+        # step (_unstarted), so that the store still sees the calls in order.
+        self._append_nowait: Callable[[int, Sequence[Entry], Callable[[Any], None]], None] \
+            | None = getattr(storage, "append_nowait", None)
+        # The transport's one-call send of an Update's messages, if it has one.
+        self._send_many: Callable[[list[tuple[int, str, Message]]], None] | None = \
+            getattr(transport, "send_many", None)
+        self._unstarted = 0            # spawned storage tasks not yet at their first step
+        self._appends_issued = 0       # append_nowait calls made
+        self._appends_done = 0         # ... and completed (they complete in order)
+        self._appends_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._starting: asyncio.Future[None] | None = None    # start() in progress
         self._closing: asyncio.Future[None] | None = None     # close() begun
         self._transport_started = False
@@ -301,6 +315,7 @@ class Server:
             self._machine_snapshot.cancel()
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._appends_finished(self._appends_issued)
         for waiter in self._snapshot_waiters + self._snapshot_asked:
             if not waiter.done():
                 waiter.set_exception(ShutdownError())
@@ -531,6 +546,10 @@ class Server:
     def _on_timer(self) -> None:
         self._timer = None
         deadline = self._deadline_ms
+        if deadline is not None and deadline > self._timer_ms and not self._closed:
+            # The deadline moved later while this handle was armed: wait on.
+            self._arm(deadline)
+            return
         self._deadline_ms = None
         now = self._now_ms()
         if deadline is not None and deadline > now:
@@ -616,11 +635,17 @@ class Server:
             if u.truncate_from:
                 self._spawn(self._truncate(u.truncate_from))
             if u.persist:
-                self._spawn(self._append(u.persist_index, u.persist))
+                if self._append_nowait is not None and not self._unstarted:
+                    self._append_now(u.persist_index, u.persist)
+                else:
+                    self._spawn(self._append(u.persist_index, u.persist))
             if u.messages:
-                send = self.transport.send
-                for to_id, address, message in u.messages:
-                    send(to_id, address, message)
+                if self._send_many is not None:
+                    self._send_many(u.messages)
+                else:
+                    send = self.transport.send
+                    for to_id, address, message in u.messages:
+                        send(to_id, address, message)
                 self._counters.count_sent(u.messages)
         if u.apply:
             self._apply(u.apply_index, u.apply)
@@ -643,22 +668,39 @@ class Server:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         # Tasks take their first step in creation order, so the store sees
-        # truncate/append/install calls in the order the Updates asked.
-        task = asyncio.ensure_future(coro)
+        # truncate/append/install calls in the order the Updates asked; an
+        # append_nowait waits (goes in a task too) until they have.
+        self._unstarted += 1
+        task = asyncio.ensure_future(self._started(coro))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    async def _started(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._unstarted -= 1
+        await coro
 
     def _set_timer(self, deadline_ms: int | None) -> None:
         if deadline_ms == self._deadline_ms and (self._timer is not None
                                                  or deadline_ms is None):
+            return
+        if (deadline_ms is not None and self._timer is not None
+                and deadline_ms >= self._timer_ms):
+            # Later than the armed handle: keep it, _on_timer re-arms then.  A
+            # follower's election deadline moves with every AppendEntries; this
+            # makes that one handle per timeout, not one per message.
+            self._deadline_ms = deadline_ms
             return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._deadline_ms = deadline_ms
         if deadline_ms is not None and not self._closed:
-            assert self._loop is not None
-            self._timer = self._loop.call_at(deadline_ms / 1000, self._on_timer)
+            self._arm(deadline_ms)
+
+    def _arm(self, deadline_ms: int) -> None:
+        assert self._loop is not None
+        self._timer_ms = deadline_ms
+        self._timer = self._loop.call_at(deadline_ms / 1000, self._on_timer)
 
     def _notify(self) -> None:
         watchers, self._watchers = self._watchers, []
@@ -683,6 +725,47 @@ class Server:
             counters.entries_appended += len(entries)
             self._post(Persisted(self._now_ms(), first + len(entries) - 1, entries[-1].term))
 
+    def _append_now(self, first: int, entries: list[Entry]) -> None:
+        """The task-free append: the store calls back when the write is done."""
+        assert self._append_nowait is not None
+        self._appends_issued += 1
+        done = functools.partial(self._appended, first, entries, time.perf_counter())
+        try:
+            self._append_nowait(first, entries, done)
+        except Exception as exc:
+            done(exc)
+
+    def _appended(self, first: int, entries: list[Entry], start_s: float,
+                  error: Exception | None) -> None:
+        self._appends_done += 1
+        counters = self._counters
+        if error is not None:
+            counters.write_failures += 1
+            self._trace(f"write from {first} failed: {error}")
+            self._post(PersistFailed(self._now_ms(), first, error))
+        else:
+            counters.write_latency.observe(time.perf_counter() - start_s)
+            counters.writes += 1
+            counters.entries_appended += len(entries)
+            self._post(Persisted(self._now_ms(), first + len(entries) - 1, entries[-1].term))
+        if self._appends_waiters:
+            done = self._appends_done
+            keep = []
+            for target, fut in self._appends_waiters:
+                if target > done:
+                    keep.append((target, fut))
+                elif not fut.done():
+                    fut.set_result(None)
+            self._appends_waiters = keep
+
+    async def _appends_finished(self, target: int) -> None:
+        """Return once the first ``target`` append_nowait calls have completed."""
+        if self._appends_done < target:
+            assert self._loop is not None
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._appends_waiters.append((target, fut))
+            await fut
+
     async def _truncate(self, index: int) -> None:
         try:
             await self.storage.truncate(index)
@@ -695,6 +778,7 @@ class Server:
         """Install the leader's snapshot, restore the state machine, then report it
         (after every write issued before it has reported: update.py item 6)."""
         earlier = [t for t in self._writes if t is not asyncio.current_task()]
+        appends_before = self._appends_issued
         error: Exception | None = None
         try:
             await self.storage.snapshot_install(_for_storage(snapshot, bytes(snapshot.data)))
@@ -702,6 +786,7 @@ class Server:
             error = exc
         if earlier:
             await asyncio.wait(earlier)
+        await self._appends_finished(appends_before)
         if error is None:
             try:
                 await _maybe_await(self.state_machine.restore(bytes(snapshot.data)))

@@ -7,7 +7,10 @@ What lives here:
 - ``aligned_buffer(size)``: page-aligned zeroed memory, as O_DIRECT needs.
 - ``prepare_file(path, size, caps)``: create a preallocated segment file.
 - ``AioWriter``: ``await writer.write(fd, buf, offset)`` returns once the
-  bytes are durable.  With AIO the write is submitted with RWF_DSYNC (and
+  bytes are durable; ``writer.submit(fd, buf, offset, done)`` starts the same
+  write without a task or future and calls ``done(error or None)`` from the
+  completion (the store's hot path: no loop iteration between the kernel's
+  completion and the store's bookkeeping).  With AIO the write is submitted with RWF_DSYNC (and
   RWF_NOWAIT) and its completion arrives on an eventfd watched through
   ``loop.add_reader``; without AIO, or when the kernel answers EAGAIN, the
   write runs as pwrite + fdatasync in a worker thread.  Works on uvloop and
@@ -31,9 +34,11 @@ import asyncio
 import errno
 import fcntl
 import functools
+import logging
 import mmap
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,7 +53,10 @@ from raftpy.errors import (
 )
 from raftpy.io.fs import OS, Fs
 
-__all__ = ["FsCaps", "probe", "aligned_buffer", "prepare_file", "open_for_writing", "AioWriter"]
+__all__ = ["FsCaps", "probe", "aligned_buffer", "prepare_file", "open_for_writing", "AioWriter",
+           "WriteDone", "settle"]
+
+log = logging.getLogger(__name__)
 
 TMPFS_MAGIC = 0x01021994
 ZFS_MAGIC = 0x2FC12FC1
@@ -205,8 +213,17 @@ def _write_error(res: int, length: int) -> RaftError | None:
     return None
 
 
+WriteDone = Callable[[RaftError | None], None]
+"""Called once per write, on the loop thread: None once durable, else the error."""
+
+
 class AioWriter:
-    """Awaitable durable writes; one AIO context shared by any number of files."""
+    """Durable writes; one AIO context shared by any number of files.
+
+    Two ways in: ``await write(...)``, and ``submit(..., done)``, which starts
+    the write at once (no task, no future) and calls ``done`` from the
+    completion itself: the eventfd reader, or the worker thread's result.
+    Both keep at most ``depth`` writes in flight; later ones wait in order."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, depth: int = 32,
                  use_aio: bool = True, threads: int = 4, fs: Fs = OS) -> None:
@@ -222,82 +239,126 @@ class AioWriter:
         if use_aio:
             self._ctx = _bindings.AioContext(depth)
             self._loop.add_reader(self._ctx.fileno(), self._on_ready)
-        self._inflight: dict[int, tuple[asyncio.Future[None], int, memoryview, int, int]] = {}
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # ident -> (done, fd, view, offset, fs token), while the kernel has it
+        self._inflight: dict[int, tuple[WriteDone, int, memoryview, int, int]] = {}
+        self._waiting: deque[tuple[int, memoryview, int, WriteDone]] = deque()
         self._running = 0
         self._next_id = 1
         self._closed = False
+        self._drained: list[asyncio.Future[None]] = []   # close() waits here
         self.fallbacks = 0  # writes that ran in the thread pool (no AIO, or EAGAIN)
 
     async def write(self, fd: int, buf: bytes | bytearray | memoryview | mmap.mmap,
                     offset: int) -> None:
         """Write buf at offset of fd; return when the data is durable."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self.submit(fd, buf, offset, functools.partial(settle, fut))
+        await fut
+
+    def submit(self, fd: int, buf: bytes | bytearray | memoryview | mmap.mmap,
+               offset: int, done: WriteDone) -> None:
+        """Start writing buf at offset of fd now (or once a slot of ``depth`` is
+        free); ``done(None)`` once durable, ``done(error)`` if not.  ``done``
+        is never called from inside submit; buf must not change until then."""
         if self._closed:
             raise IOError_("writer is closed")
-        while self._running >= self._depth:
-            waiter = self._loop.create_future()
-            self._waiters.append(waiter)
-            await waiter
-        self._running += 1
-        try:
-            view = memoryview(buf)
-            token = self._fs.write_started(fd, view, offset) if self._traced else 0
-            if self._ctx is None:
-                await self._in_thread(fd, view, offset)
-            else:
-                fut = self._loop.create_future()
-                ident = self._next_id
-                self._next_id += 1
-                rv = self._ctx.submit(fd, view, offset, ident)
-                if rv == -errno.EAGAIN:
-                    await self._in_thread(fd, view, offset)
-                elif rv < 0:
-                    raise _bindings.error_from_errno(-rv, "io_submit")
-                else:
-                    self._inflight[ident] = (fut, fd, view, offset, len(view))
-                    await fut
-            if self._traced:
-                self._fs.write_durable(token)     # not reached when the write failed
-        finally:
-            self._running -= 1
-            if self._waiters:
-                w = self._waiters.popleft()
-                if not w.done():
-                    w.set_result(None)
+        view = memoryview(buf)
+        if self._running >= self._depth:
+            self._waiting.append((fd, view, offset, done))
+            return
+        self._start(fd, view, offset, done)
 
-    async def _in_thread(self, fd: int, view: memoryview, offset: int) -> None:
+    def _start(self, fd: int, view: memoryview, offset: int, done: WriteDone) -> None:
+        self._running += 1
+        token = 0
+        if self._traced:
+            try:
+                token = self._fs.write_started(fd, view, offset)
+            except RaftError as err:      # a recorder's injected failure: a failed write
+                self._loop.call_soon(self._finished, done, 0, err)
+                return
+        if self._ctx is None:
+            self._in_thread(fd, view, offset, done, token)
+            return
+        ident = self._next_id
+        self._next_id += 1
+        rv = self._ctx.submit(fd, view, offset, ident)
+        if rv == 0:
+            self._inflight[ident] = (done, fd, view, offset, token)
+        elif rv == -errno.EAGAIN:
+            self._in_thread(fd, view, offset, done, token)
+        else:
+            self._loop.call_soon(self._finished, done, token,
+                                 _bindings.error_from_errno(-rv, "io_submit"))
+
+    def _in_thread(self, fd: int, view: memoryview, offset: int, done: WriteDone,
+                   token: int) -> None:
         self.fallbacks += 1
-        await self._loop.run_in_executor(self._pool, _bindings.pwrite_sync, fd, view, offset)
+        job = self._loop.run_in_executor(self._pool, _bindings.pwrite_sync, fd, view, offset)
+        job.add_done_callback(functools.partial(self._thread_done, done, token))
+
+    def _thread_done(self, done: WriteDone, token: int, job: asyncio.Future[None]) -> None:
+        exc = job.exception()
+        if exc is not None and not isinstance(exc, RaftError):
+            exc = IOError_(f"write failed: {exc!r}")
+        self._finished(done, token, exc)
 
     def _on_ready(self) -> None:
         assert self._ctx is not None
         for ident, res in self._ctx.reap():
-            fut, fd, view, offset, length = self._inflight.pop(ident)
-            if fut.done():
-                continue
+            done, fd, view, offset, token = self._inflight.pop(ident)
             if res == -errno.EAGAIN:   # the kernel would have blocked: finish in a thread
-                self.fallbacks += 1
-                job = self._loop.run_in_executor(self._pool, _bindings.pwrite_sync,
-                                                 fd, view, offset)
-                job.add_done_callback(functools.partial(copy_result, fut=fut))
+                self._in_thread(fd, view, offset, done, token)
                 continue
-            err = _write_error(res, length)
-            if err is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(err)
+            self._finished(done, token, _write_error(res, len(view)))
+
+    def _finished(self, done: WriteDone, token: int, err: BaseException | None) -> None:
+        """A write ended: free its slot, start the next waiting one, report it."""
+        self._running -= 1
+        if self._waiting and not self._closed:
+            self._start(*self._waiting.popleft())
+        if err is None and self._traced:
+            self._fs.write_durable(token)     # not reached when the write failed
+        try:
+            done(err if err is None or isinstance(err, RaftError)
+                 else IOError_(f"write failed: {err!r}"))
+        except Exception:         # the caller's bug must not stop other completions
+            log.exception("write completion callback failed")
+        if not self._running and self._drained:
+            _resolve_all(self._drained)
 
     async def close(self) -> None:
         """Wait for writes in flight, then release the context and threads."""
         self._closed = True
-        while self._inflight:
-            await asyncio.gather(*(f for f, *_ in list(self._inflight.values())),
-                                 return_exceptions=True)
+        waiting, self._waiting = self._waiting, deque()
+        for *_, done in waiting:          # never started: nothing reached the disk
+            self._loop.call_soon(done, IOError_("writer is closed"))
+        while self._running:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._drained.append(fut)
+            await fut
         if self._ctx is not None:
             self._loop.remove_reader(self._ctx.fileno())
             self._ctx.close()
             self._ctx = None
         self._pool.shutdown(wait=True)
+
+
+def settle(fut: asyncio.Future[None], err: RaftError | None) -> None:
+    """A WriteDone for a future: finish fut with the outcome (unless it is done)."""
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(err)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+    futures.clear()
 
 
 def copy_result(job: asyncio.Future[None], fut: asyncio.Future[None]) -> None:

@@ -18,7 +18,11 @@ Rules kept:
   Appends are ordered; while one write is in flight, later appends queue and
   go out together in the next write (each request still its own batch, as
   libraft does), at most write_max_bytes per write.  One write in flight means
-  a crash can only tear the last write (layout.torn_reach).
+  a crash can only tear the last write (layout.torn_reach).  The hot path
+  has no task: ``append_nowait`` submits the write at once when the writer
+  is idle and the open segment has room, and the writer's completion
+  callback reports it and submits what queued meanwhile; only a segment
+  change (or a failure) goes through a task.
 - Writes are block-granular: the partly filled last block is rewritten with
   more data by the next write, and its unused tail is zero.
 - A failed write fails its appends and those queued behind it, and the next
@@ -131,14 +135,33 @@ class LoadResult:
     entries: list[Entry]
 
 
+AppendDone = Callable[[RaftError | None], None]
+"""append_nowait's completion: None once the entries are durable, else the error."""
+
+
 @dataclass(eq=False, slots=True)
 class _Append:
     """One append request: its encoded batch, where it goes, who waits for it."""
 
     batch: bytes | bytearray
     n: int
-    future: asyncio.Future[None]
+    done: AppendDone
     first_index: int
+    finished: bool = False
+    watchers: list[asyncio.Future[None]] | None = None    # _close_earlier_appends
+
+    def finish(self, err: RaftError | None) -> None:
+        """Report the outcome, once (later calls do nothing)."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self.done(err)
+        except Exception:         # the caller's bug must not break the writer
+            log.exception("append completion callback failed")
+        for fut in self.watchers or ():
+            if not fut.done():
+                fut.set_result(None)
 
 
 @dataclass(eq=False, slots=True)
@@ -666,6 +689,16 @@ class DiskStore:
         when an earlier write failed meanwhile (the log then ends where that
         write began), when the append reaches the writer: entries never land at
         another index than the caller's."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.append_nowait(first_index, entries, functools.partial(aio.settle, fut))
+        await fut
+
+    def append_nowait(self, first_index: int, entries: Sequence[Entry],
+                      done: AppendDone) -> None:
+        """``append`` without a task: checks as append does (raising at once), then
+        calls ``done(None)`` once the entries are durable or ``done(error)``,
+        on the loop, never from inside this call.  Calls complete in order;
+        when the writer is idle the write is submitted before this returns."""
         self._check_usable()
         if not self._loaded:
             raise InvalidError("load the store before appending")
@@ -677,85 +710,116 @@ class DiskStore:
         if self._broken is not None:
             raise self._broken_error()
         batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
-        assert self._loop is not None
-        req = _Append(batch, len(entries), self._loop.create_future(), first_index)
+        req = _Append(batch, len(entries), done, first_index)
         self._next_index += req.n
         if self._barrier_active:
             self._held.append(req)
         else:
             self._enqueue(req)
-        await req.future
-        self.bytes_appended += len(batch)
 
     def _enqueue(self, req: _Append) -> None:
         """Hand req to the writer, unless the log no longer ends where req begins."""
         if req.first_index != self._write_index:
-            req.future.set_exception(InvalidError(
-                f"cannot append at {req.first_index}: the log's next index is "
-                f"{self._write_index} (an earlier write or truncation failed)"))
+            err = InvalidError(f"cannot append at {req.first_index}: the log's next index "
+                               f"is {self._write_index} (an earlier write or truncation "
+                               "failed)")
+            assert self._loop is not None
+            self._loop.call_soon(req.finish, err)     # never from inside append_nowait
             return
         self._write_index += req.n
         self._queue.append(req)
         self._kick()
 
     def _kick(self) -> None:
-        if not self._writing and self._queue:
-            self._writing = True
-            self._idle.clear()
+        """Start the next write if none is in flight: at once when the open
+        segment has room (the hot path), else in a task that gets a segment."""
+        if self._writing or not self._queue:
+            return
+        self._writing = True
+        self._idle.clear()
+        seg = self._current
+        size = len(self._queue[0].batch)
+        if (self._broken is None and seg is not None and not seg.closing and not seg.failed
+                and seg.reserved + size <= self.segment_size_bytes):
+            self._start_write(seg)
+        else:
             asyncio.ensure_future(self._write_next())
 
     async def _write_next(self) -> None:
-        try:
-            while self._queue:
-                try:
-                    await self._write_once()
-                except Exception as exc:       # a bug must not leave appends hanging
-                    log.exception("append failed unexpectedly")
-                    self._fail_queue(IOError_(f"append: {exc!r}"), self._queue[0].first_index
-                                     if self._queue else self._next_index)
-        finally:
-            self._writing = False
-            self._idle.set()
-
-    async def _write_once(self) -> None:
+        """Slow path: fail on a broken store, or wait for a segment, then write."""
         first = self._queue[0]
         if self._broken is not None:
             self._fail_queue(self._broken_error(), first.first_index)
+            self._write_ended()
             return
         try:
             seg = await self._segment_for(len(first.batch))
         except RaftError as err:
             self._fail_queue(err, first.first_index)
+            self._write_ended()
             return
-        taken = [first]
-        size = len(first.batch)
-        for req in itertools.islice(self._queue, 1, None):
-            nxt = len(req.batch)
-            if (seg.reserved + size + nxt > self.segment_size_bytes
-                    or size + nxt > self.write_max_bytes):
-                break
-            taken.append(req)
-            size += nxt
-        if seg.first_index == 0:
-            seg.first_index = first.first_index
-        seg.reserved += size
-        view, offset = self._fill_buffer(seg, taken, size)
-        assert self._writer is not None
+        except Exception as exc:       # a bug must not leave appends hanging
+            self._unexpected(exc)
+            return
+        self._start_write(seg)
+
+    def _start_write(self, seg: _OpenSegment) -> None:
+        """Write the queue's head requests (up to write_max_bytes) into seg."""
         try:
-            await self._writer.write(seg.fd, view, offset)
-        except RaftError as raw:
-            self._write_failed(seg, taken, raw.wrap(f"append to {seg.name}"))
+            first = self._queue[0]
+            taken = [first]
+            size = len(first.batch)
+            for req in itertools.islice(self._queue, 1, None):
+                nxt = len(req.batch)
+                if (seg.reserved + size + nxt > self.segment_size_bytes
+                        or size + nxt > self.write_max_bytes):
+                    break
+                taken.append(req)
+                size += nxt
+            if seg.first_index == 0:
+                seg.first_index = first.first_index
+            seg.reserved += size
+            view, offset = self._fill_buffer(seg, taken, size)
+            assert self._writer is not None
+            self._writer.submit(seg.fd, view, offset,
+                                functools.partial(self._written, seg, taken, size))
+        except Exception as exc:
+            self._unexpected(exc)
+
+    def _written(self, seg: _OpenSegment, taken: list[_Append], size: int,
+                 err: RaftError | None) -> None:
+        """The writer's completion: account, report, and start the next write."""
+        try:
+            if err is not None:
+                self._write_failed(seg, taken, err.wrap(f"append to {seg.name}"))
+            else:
+                for _ in taken:             # requests leave the queue only once written
+                    self._queue.popleft()
+                self._wrote(seg, size)
+                seg.last_index = taken[-1].first_index + taken[-1].n - 1
+                for req in taken:
+                    self.bytes_appended += len(req.batch)
+                    req.finish(None)
+                if seg.closing and self._current is seg:
+                    self._finalize(seg)
+                    self._current = None
+        except Exception as exc:
+            self._unexpected(exc)
             return
-        for _ in taken:             # requests leave the queue only once written
-            self._queue.popleft()
-        self._wrote(seg, size)
-        seg.last_index = taken[-1].first_index + taken[-1].n - 1
-        for req in taken:
-            if not req.future.done():
-                req.future.set_result(None)
-        if seg.closing and self._current is seg:
-            self._finalize(seg)
-            self._current = None
+        self._write_ended()
+
+    def _write_ended(self) -> None:
+        self._writing = False
+        if self._queue:
+            self._kick()
+        else:
+            self._idle.set()
+
+    def _unexpected(self, exc: Exception) -> None:
+        log.error("append failed unexpectedly", exc_info=exc)
+        self._fail_queue(IOError_(f"append: {exc!r}"), self._queue[0].first_index
+                         if self._queue else self._next_index)
+        self._write_ended()
 
     def _write_failed(self, seg: _OpenSegment, taken: list[_Append], err: RaftError) -> None:
         log.error("%s", err)
@@ -799,10 +863,10 @@ class DiskStore:
     def _fail_queue(self, err: RaftError, first_failed: int) -> None:
         """A failed write fails everything queued behind it too (libraft 0.18),
         and the next append goes where the first failed one would have."""
-        for req in self._queue:
-            if not req.future.done():
-                req.future.set_exception(err)
-        self._queue.clear()
+        queue, self._queue = self._queue, deque()
+        assert self._loop is not None
+        for req in queue:           # from a later callback: never inside append_nowait
+            self._loop.call_soon(req.finish, err)
         self._write_index = first_failed
         if not self._barrier_active:
             self._next_index = first_failed
@@ -1199,8 +1263,11 @@ class DiskStore:
             last = self._queue[-1] if self._queue else None
         finally:
             self._pass_turn()
-        if last is not None:
-            await asyncio.wait([last.future])
+        if last is not None and not last.finished:
+            assert self._loop is not None
+            watcher: asyncio.Future[None] = self._loop.create_future()
+            last.watchers = [*(last.watchers or ()), watcher]
+            await watcher
         seg = self._current
         if seg is not None:
             seg.closing = True

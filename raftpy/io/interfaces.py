@@ -25,7 +25,14 @@ libraft's ``raft_io`` (spec §1.10):
   (0: none); appends go on meanwhile.  ``snapshot_install(snapshot)`` installs
   one received from the leader: the log is replaced and the next append is at
   snapshot.index + 1.  At most one of the two at a time;
-- every failure is a ``raftpy.errors.RaftError``.
+- every failure is a ``raftpy.errors.RaftError``;
+- optionally, ``append_nowait(first_index, entries, done)``: append's contract
+  without a task: it raises what append would raise at once, else calls
+  ``done(None)`` once the entries are durable or ``done(error)``, on the
+  loop and never from inside the call, in call order.  The Server uses it
+  when present (DiskStore has it: the write is submitted before it returns),
+  and falls back to ``append`` in a task while other storage calls it
+  spawned have not yet reached the store.
 
 Transport mirrors libraft's ``raft_uv_transport`` (spec §1.11, §4.1); the
 stock implementation is ``raftpy.io.tcp.TcpTransport`` (libraft's wire
@@ -42,6 +49,9 @@ format), and ``raftpy.io.memory`` has one in memory for tests:
   its limits, the connection lost with it unwritten) is reported, at once or
   later, with ``send_failed(to_id, message)``, which the Server turns into
   the core's SendFailed event;
+- optionally, ``send_many(messages)``: ``send`` for each (to_id, to_address,
+  message) of the list, in order (TcpTransport has it: one write per peer);
+  the Server hands each Update's messages over so when it is there;
 - a malformed byte stream from a peer closes that connection only (logged
   with the reason) and never raises into the caller;
 - ``close()`` stops listening, closes every connection and drops what is

@@ -27,7 +27,9 @@ Rules kept:
   resume_writing), so a peer that does not read holds at most the queue,
   the write buffer's high-water mark plus one batch, and the kernel's buffer.
   The first message of a loop iteration is written at once; the others of
-  that iteration go out together in one write at its end.
+  that iteration go out together in one write at its end.  ``send_many``
+  (the Server's way: one Update's messages) writes each peer's share in one
+  write at once, with no callback later.
 - Every message that is not handed over is reported once with
   ``send_failed(to_id, message)``, always from a later loop callback (never
   from inside ``send``): dropped from a full queue; failed after a connect
@@ -71,6 +73,7 @@ import logging
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -227,21 +230,8 @@ class _Peer:
     # Queueing -----------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        # Encoded at once: a message the wire refuses is reported now, and the
-        # size comes from the buffers (the per-entry sum runs in C).
-        try:
-            parts = encode(message)
-        except WireError as exc:          # the caller's bug: report it
-            _log.warning("send to %r: cannot encode %s: %s", self, message, exc)
-            self.owner.fail(self, message, NOT_ENCODABLE)
+        if not self.enqueue(message):
             return
-        size = sum(map(len, parts))
-        self.news = True
-        queue = self.queue
-        queue.append((message, parts, size))
-        self.queue_bytes += size
-        if len(queue) > self.max_messages or self.queue_bytes > self.max_bytes:
-            self._make_room()
         if self.writable:
             if not self.dirty:
                 # Write-through: the first message of a loop iteration goes out at
@@ -249,7 +239,39 @@ class _Peer:
                 self.flush()
                 self.dirty = True
                 self.owner.schedule_flush(self)
-        elif self.transport is None and self.connect_task is None and self.retry_handle is None:
+        else:
+            self.maybe_connect()
+
+    def send_batch_end(self) -> None:
+        """After enqueue() of a caller's whole batch: write it out now, in one
+        write (unless a batched flush is scheduled already: it carries them)."""
+        if self.writable:
+            if not self.dirty:
+                self.flush()
+        else:
+            self.maybe_connect()
+
+    def enqueue(self, message: Message) -> bool:
+        """Queue message (not written yet); False if the wire refused it."""
+        # Encoded at once: a message the wire refuses is reported now, and the
+        # size comes from the buffers (the per-entry sum runs in C).
+        try:
+            parts = encode(message)
+        except WireError as exc:          # the caller's bug: report it
+            _log.warning("send to %r: cannot encode %s: %s", self, message, exc)
+            self.owner.fail(self, message, NOT_ENCODABLE)
+            return False
+        size = sum(map(len, parts))
+        self.news = True
+        queue = self.queue
+        queue.append((message, parts, size))
+        self.queue_bytes += size
+        if len(queue) > self.max_messages or self.queue_bytes > self.max_bytes:
+            self._make_room()
+        return True
+
+    def maybe_connect(self) -> None:
+        if self.transport is None and self.connect_task is None and self.retry_handle is None:
             self.connect()
 
     def _make_room(self) -> None:
@@ -681,13 +703,31 @@ class TcpTransport:
         """Queue message for to_id at to_address (see the module docstring)."""
         if self.closed:
             return
+        self._peer(to_id, to_address).send(message)
+
+    def send_many(self, messages: Sequence[tuple[int, str, Message]]) -> None:
+        """send() for each (to_id, to_address, message), in order, with one write
+        per peer at the end instead of a write-through and a batched flush a
+        loop iteration later (the Server hands over each Update's messages so)."""
+        if self.closed:
+            return
+        touched: list[_Peer] = []
+        for to_id, to_address, message in messages:
+            peer = self._peer(to_id, to_address)
+            if peer.enqueue(message) and peer not in touched:
+                touched.append(peer)
+        for peer in touched:
+            if not peer.closed:
+                peer.send_batch_end()
+
+    def _peer(self, to_id: int, to_address: str) -> _Peer:
         peer = self._peers.get(to_id)
         if peer is None or peer.address != to_address:
             if peer is not None:
                 _log.debug("%r: address changed to %s", peer, to_address)
                 peer.close(ADDRESS_CHANGED)
             peer = self._peers[to_id] = _Peer(self, to_id, to_address)
-        peer.send(message)
+        return peer
 
     def forget(self, peer: _Peer) -> None:
         """Drop a peer nobody sends to any more (its queue reported failed)."""

@@ -793,3 +793,48 @@ def test_frames_split_anywhere_by_a_raw_peer_arrive_whole(run_loop, seeded_rando
         finally:
             await b.close()
     run(run_loop, body)
+
+
+def test_send_many_writes_each_peers_share_at_once_in_order(run_loop, caplog):
+    """send_many (the Server's path): every message arrives, in order per peer,
+    each peer's share handed to its socket before the call returns (no flush
+    callback later); a refused message is reported and the rest still sent."""
+    async def body():
+        a = await Node(1, f"127.0.0.1:{free_port()}").start()
+        b = await Node(2, f"127.0.0.1:{free_port()}").start()
+        c = await Node(3, f"127.0.0.1:{free_port()}").start()
+        bad = AppendEntries(1, 0, 0, 0, [Entry(1, 9, b"x" * 8)])        # entry type 9
+        try:
+            a.send(b, TimeoutNow(1, 0, 0))          # connect both first
+            a.send(c, TimeoutNow(1, 0, 0))
+            await b.wait_received(1)
+            await c.wait_received(1)
+            batch = [(b.id, b.address, TimeoutNow(2, 0, 0)), (c.id, c.address,
+                     TimeoutNow(2, 0, 0)), (b.id, b.address, bad),
+                     (b.id, b.address, TimeoutNow(3, 0, 0)),
+                     (c.id, c.address, TimeoutNow(3, 0, 0))]
+            a.transport.send_many(batch)
+            assert a.transport.queued(b.id) == (0, 0)    # handed over already
+            assert a.transport.queued(c.id) == (0, 0)
+            assert a.transport.stats.messages_sent == 6
+            await b.wait_received(3)
+            await c.wait_received(3)
+            assert [m.term for _, _, m in b.received] == [1, 2, 3]
+            assert [m.term for _, _, m in c.received] == [1, 2, 3]
+            await wait_until(lambda: a.failed, "the report")
+            assert a.failed == [(2, bad)]
+            # to a peer not connected yet: queued, then sent once connected
+            d = await Node(4, f"127.0.0.1:{free_port()}").start()
+            try:
+                a.transport.send_many([(d.id, d.address, TimeoutNow(7, 0, 0)),
+                                       (d.id, d.address, TimeoutNow(8, 0, 0))])
+                await d.wait_received(2)
+                assert [m.term for _, _, m in d.received] == [7, 8]
+            finally:
+                await d.close()
+        finally:
+            await a.close()
+            await b.close()
+            await c.close()
+    with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
+        run(run_loop, body)

@@ -96,3 +96,27 @@ def test_encode_error_names_the_entry():
         else:
             with pytest.raises(InvalidError, match=match):
                 _bindings.encode_append_entries(1, 0, 0, 0, es)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(Entry, st.integers(0, 2**64 - 1), st.sampled_from([1, 2, 3, 0, 4]),
+                          lengths.flatmap(lambda n: st.binary(min_size=n, max_size=n))),
+                min_size=1, max_size=_bindings._SMALL_AE_MAX),
+       st.integers(0, 2**64 - 1))
+def test_the_small_path_writes_what_c_writes(es, term):
+    """Up to _SMALL_AE_MAX entries are packed in Python (no cffi set-up); the same
+    bytes as rp_encode_append_entries, and whatever C refuses the small path leaves to C."""
+    small = _bindings._small_append_entries(term, 2**64 - 1, 3, 4, es)
+    old = _bindings._SMALL_AE_MAX
+    _bindings._SMALL_AE_MAX = 0
+    try:
+        try:
+            head, payloads = _bindings.encode_append_entries(term, 2**64 - 1, 3, 4, es)
+        except InvalidError:
+            assert small is None
+            return
+    finally:
+        _bindings._SMALL_AE_MAX = old
+    assert small is not None
+    assert bytes(small[0]) == bytes(head)
+    assert all(a is b for a, b in zip(small[1], payloads, strict=True))
