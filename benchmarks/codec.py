@@ -26,7 +26,7 @@ from raftpy.io import wire
 
 def bench_crc(report: Report, quick: bool) -> None:
     data = bytes(range(256)) * 4096          # 1 MiB
-    t = 0.1 if quick else 0.3
+    t = 0.02 if quick else 0.3
     c = best_rate(lambda: (_bindings.crc32(data), len(data))[1], t) / 1e6
     z = best_rate(lambda: (zlib.crc32(data), len(data))[1], t) / 1e6
     small = data[:16384]
@@ -37,7 +37,7 @@ def bench_crc(report: Report, quick: bool) -> None:
 
 
 def bench_batches(report: Report, quick: bool) -> None:
-    t = 0.1 if quick else 0.3
+    t = 0.02 if quick else 0.3
     for size in (8, 1024):
         for n in (1, 64, 1024):
             payload = b"p" * size
@@ -59,7 +59,7 @@ def _us_per_message(fn, t: float) -> float:
 
 
 def bench_wire(report: Report, quick: bool) -> None:
-    t = 0.05 if quick else 0.3
+    t = 0.01 if quick else 0.3
     limit = 1 << 30
     for size in (8, 1024):
         for n in (1, 64, 1024):

@@ -25,7 +25,7 @@ in the final state), and raftpy.testing.linearizability.check must call it
 linearizable.  Mutants (tests/sim/mutants.py) run in the same servers show
 what the nemeses catch.
 
-Bounded: RAFTPY_FAULT_SECONDS of load for every history run (defaults 20-25 s;
+Bounded: RAFTPY_FAULT_SECONDS of load for every history run (defaults 10-20 s;
 set it higher for a long run, 600 s works), each request 5 s, the check 120 s.
 The seed (printed, RAFTPY_SEED) fixes the clients' choices and the nemesis's,
 not the real timing.
@@ -63,7 +63,7 @@ from raftpy.errors import RaftError  # noqa: E402
 from raftpy.testing import linearizability as lin  # noqa: E402
 from raftpy.testing.linearizability import Operation  # noqa: E402
 
-LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "20"))
+LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "10"))
 CLIENTS = 6
 KEYS = 4
 # Keys are used for one window each (as Jepsen's independent keys): an unanswered
@@ -508,7 +508,7 @@ def test_stale_reads_are_caught(tmp_path, seeded_random, monkeypatch) -> None:
     raise AssertionError("3 rounds of stale reads from followers and no anomaly found")
 
 
-LAB_LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "25"))
+LAB_LOAD_S = float(os.environ.get("RAFTPY_FAULT_SECONDS", "20"))
 
 
 def _need_netns() -> None:
