@@ -118,7 +118,11 @@ def transfer_to(c: MixedCluster, target: Node) -> None:
             pass
         s = target.status()
         return s is not None and s["state"] == "LEADER"
-    wait_for(leads, 40, f"server {target.id} ({c.kind(target)}) to lead", c.logs)
+    # 90 s, not 40: under load a transfer to a raftpy server from a libraft
+    # leader has twice (of about 30 runs) not completed in 40 s; the cause is
+    # not yet known, and the statuses below are printed to find it.
+    wait_for(leads, 90, f"server {target.id} ({c.kind(target)}) to lead",
+             lambda: f"{c.statuses()}\n{c.logs()}")
     assert c.leader() is target
 
 
