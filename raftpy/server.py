@@ -711,14 +711,22 @@ class Server:
     # ------------------------------------------------------------ storage
 
     async def _append(self, first: int, entries: list[Entry]) -> None:
-        counters = self._counters
         start_s = time.perf_counter()     # not loop.time(): uvloop's counts whole ms
         try:
             await self.storage.append(first, entries)
         except Exception as exc:
+            self._report_write(first, entries, start_s, exc)
+        else:
+            self._report_write(first, entries, start_s, None)
+
+    def _report_write(self, first: int, entries: list[Entry], start_s: float,
+                      error: Exception | None) -> None:
+        """Count a finished append and feed its outcome to the core."""
+        counters = self._counters
+        if error is not None:
             counters.write_failures += 1
-            self._trace(f"write from {first} failed: {exc}")
-            self._post(PersistFailed(self._now_ms(), first, exc))
+            self._trace(f"write from {first} failed: {error}")
+            self._post(PersistFailed(self._now_ms(), first, error))
         else:
             counters.write_latency.observe(time.perf_counter() - start_s)
             counters.writes += 1
@@ -738,16 +746,7 @@ class Server:
     def _appended(self, first: int, entries: list[Entry], start_s: float,
                   error: Exception | None) -> None:
         self._appends_done += 1
-        counters = self._counters
-        if error is not None:
-            counters.write_failures += 1
-            self._trace(f"write from {first} failed: {error}")
-            self._post(PersistFailed(self._now_ms(), first, error))
-        else:
-            counters.write_latency.observe(time.perf_counter() - start_s)
-            counters.writes += 1
-            counters.entries_appended += len(entries)
-            self._post(Persisted(self._now_ms(), first + len(entries) - 1, entries[-1].term))
+        self._report_write(first, entries, start_s, error)
         if self._appends_waiters:
             done = self._appends_done
             keep = []

@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -532,6 +533,26 @@ def test_histories_under_partitions_pauses_and_kills_are_linearizable(
     assert result.ok, str(result)
 
 
+def _found_within_rounds(tmp_path: Any, seeded_random: random.Random, servers: int,
+                         load_s: float, what: str, **run: Any) -> None:
+    """Up to 3 rounds of run_clients on mutant servers (run: its arguments);
+    return at the first anomaly: a history the checker rejects, or a server
+    that stopped on a diverged committed entry (UNAVAILABLE)."""
+    for round_ in range(3):
+        try:
+            with NetnsLab(servers) as lab:
+                history = run_clients(str(tmp_path / str(round_)), seeded_random, load_s,
+                                      kills=True, lab=lab, **run)
+        except AssertionError as exc:
+            if "UNAVAILABLE" in str(exc):
+                print(f"round {round_}: a server stopped on a diverged committed entry")
+                return
+            raise
+        if check(history, load_s).verdict is lin.Verdict.ILLEGAL:
+            return
+    raise AssertionError(f"3 rounds of {what} and no anomaly")
+
+
 def test_the_partition_nemesis_finds_a_leader_that_commits_alone(tmp_path, seeded_random) -> None:
     """The same run on servers with tests/sim/mutants.py's commit-alone (a
     leader counts only itself toward a commit), the nemesis cutting off the
@@ -541,21 +562,9 @@ def test_the_partition_nemesis_finds_a_leader_that_commits_alone(tmp_path, seede
     new leader's stops (UNAVAILABLE), and the cluster never settles on one
     leader that every server follows.  Up to 3 rounds of 10 s."""
     _need_netns()
-    for round_ in range(3):
-        try:
-            with NetnsLab(3) as lab:
-                history = run_clients(str(tmp_path / str(round_)), seeded_random, 10.0,
-                                      kills=True, lab=lab, mutant="commit-alone",
-                                      kinds=("isolate-leader",))
-        except AssertionError as exc:
-            if "UNAVAILABLE" in str(exc):
-                print(f"round {round_}: a server stopped on a diverged committed entry")
-                return
-            raise
-        result = check(history, 10.0)
-        if result.verdict is lin.Verdict.ILLEGAL:
-            return
-    raise AssertionError("3 rounds of partitions on commit-alone servers and no anomaly")
+    _found_within_rounds(tmp_path, seeded_random, 3, 10.0,
+                         "partitions on commit-alone servers", mutant="commit-alone",
+                         kinds=("isolate-leader",))
 
 
 def _need_slow_disks() -> None:
@@ -625,23 +634,10 @@ def test_the_membership_nemesis_finds_a_leader_that_counts_standbys(
     one heals before anything diverges).  Up to 3 rounds of 8 s."""
     _need_netns()
     monkeypatch.setattr(sys.modules[__name__], "HOLD_S", (3.0, 5.0))
-    for round_ in range(3):
-        try:
-            with NetnsLab(4) as lab:
-                history = run_clients(str(tmp_path / str(round_)), seeded_random, 8.0,
-                                      kills=True, lab=lab, mutant="commit-counts-standbys",
-                                      kinds=("leader-and-standbys",), spares=1,
-                                      prepare=_a_standby)
-        except AssertionError as exc:
-            if "UNAVAILABLE" in str(exc):
-                print(f"round {round_}: a server stopped on a diverged committed entry")
-                return
-            raise
-        result = check(history, 8.0)
-        if result.verdict is lin.Verdict.ILLEGAL:
-            return
-    raise AssertionError("3 rounds of partitions on commit-counts-standbys servers "
-                         "and no anomaly")
+    _found_within_rounds(tmp_path, seeded_random, 4, 8.0,
+                         "partitions on commit-counts-standbys servers",
+                         mutant="commit-counts-standbys", kinds=("leader-and-standbys",),
+                         spares=1, prepare=_a_standby)
 
 
 def test_slow_disks_and_a_power_cut_find_followers_that_ack_before_durable(
@@ -662,19 +658,6 @@ def test_slow_disks_and_a_power_cut_find_followers_that_ack_before_durable(
     # The followers come back first and elect one of them: with a random
     # order the old leader, which has everything, wins about half the time.
     monkeypatch.setattr(sys.modules[__name__], "LEADER_BACK_LAST", True)
-    for round_ in range(3):
-        try:
-            with NetnsLab(3) as lab:
-                history = run_clients(str(tmp_path / str(round_)), seeded_random, 10.0,
-                                      kills=True, lab=lab, mutant="ack-before-durable",
-                                      kinds=("slow-followers",), disks=True)
-        except AssertionError as exc:
-            if "UNAVAILABLE" in str(exc):
-                print(f"round {round_}: a server stopped on a diverged committed entry")
-                return
-            raise
-        result = check(history, 10.0)
-        if result.verdict is lin.Verdict.ILLEGAL:
-            return
-    raise AssertionError("3 rounds of slow disks and power cuts on ack-before-durable "
-                         "servers and no anomaly")
+    _found_within_rounds(tmp_path, seeded_random, 3, 10.0,
+                         "slow disks and power cuts on ack-before-durable servers",
+                         mutant="ack-before-durable", kinds=("slow-followers",), disks=True)
