@@ -110,6 +110,7 @@ DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 # Segments load asks the kernel to read ahead of the one it decodes (_prefetch):
 # two keep the disk busy while one 8 MiB segment is decoded.
 _PREFETCH_SEGMENTS = 2
+_USED_HISTORY = 4              # closed segments whose use sizes the next zero-fill
 _FORMAT_WORD = (1).to_bytes(8, "little")
 
 
@@ -236,6 +237,7 @@ class DiskStore:
         self._counter = 0             # last open-N counter used in this process
         self._current: _OpenSegment | None = None
         self._prepared: deque[_Prepared] = deque()
+        self._used_bytes: deque[int] = deque(maxlen=_USED_HISTORY)
         self._queue: deque[_Append] = deque()
         # Barriers (truncate, installation, the start of a snapshot) take turns
         # in call order; while one is active, later appends and barriers wait
@@ -918,13 +920,26 @@ class DiskStore:
         self._counter += 1
         prep = _Prepared(self._p(layout.open_name(self._counter)))
         self._prepared.append(prep)
-        job = self._run(self._prepare_sync, prep.path)
+        job = self._run(self._prepare_sync, prep.path, self._zero_bytes())
         job.add_done_callback(functools.partial(aio.copy_result, fut=prep.ready))
 
-    def _prepare_sync(self, path: str) -> None:
+    def _prepare_sync(self, path: str, zero_bytes: int) -> None:
         assert self.caps is not None
         aio.prepare_file(path, self.segment_size_bytes, self.caps,
-                         zero_fill=self.zero_fill_segments, fs=self._fs)
+                         zero_fill=self.zero_fill_segments, fs=self._fs,
+                         zero_bytes=zero_bytes)
+
+    def _zero_bytes(self) -> int:
+        """How much of a new segment to zero-fill: twice the most that any of the
+        last few closed segments used, in whole MiB, at most all of it.  Every
+        snapshot closes the open segment (snapshot_put), so under libraft's
+        policy (a snapshot per 1024 entries) a segment is closed after ~1024
+        entries, and zero-filling all 8 MiB of it is mostly wasted work; a
+        segment written past its zeroed start is still correct (_prepare_sync)."""
+        if len(self._used_bytes) < _USED_HISTORY:
+            return self.segment_size_bytes
+        mib = 1 << 20
+        return min(self.segment_size_bytes, (2 * max(self._used_bytes) + mib - 1) // mib * mib)
 
     async def _take_prepared(self) -> _OpenSegment:
         if not self._prepared:          # also while closing, to write out what is queued
@@ -968,6 +983,7 @@ class DiskStore:
         Load places open segments by counter, after the closed ones, so
         open-N, open-N+1 ... still load at the right indexes."""
         seg.closing = True
+        self._used_bytes.append(seg.used)
         prev = self._finalizing
         assert self._loop is not None and seg.finalized is not None
 

@@ -173,3 +173,29 @@ def test_prepare_file_variants(tmp_path):
     with pytest.raises(OSError) as info:
         aio.prepare_file(str(tmp_path / f"seg-{True}-{True}"), BLOCK, caps)
     assert info.value.errno == errno.EEXIST
+
+
+def test_prepare_file_zeroes_its_start_and_reserves_the_rest():
+    """zero_bytes: zeros written at the start, the rest reserved (unwritten), the
+    content all zeros either way; by default all of it is written."""
+    from extents import unwritten_from  # tests/io is on sys.path
+    path = disk_dir()
+    try:
+        caps = aio.probe(path)
+        if not caps.fallocate:
+            pytest.skip(f"{path}: no fallocate here, so nothing is left unwritten")
+        mib = 1 << 20
+        whole, part = os.path.join(path, "whole"), os.path.join(path, "part")
+        aio.prepare_file(whole, 4 * mib, caps, zero_fill=True)
+        aio.prepare_file(part, 4 * mib, caps, zero_fill=True, zero_bytes=mib)
+        for name in (whole, part):
+            st = os.stat(name)
+            assert st.st_size == 4 * mib and st.st_blocks * 512 >= 4 * mib
+            with open(name, "rb") as f:
+                assert f.read() == bytes(4 * mib)
+        assert unwritten_from(whole) is None
+        assert unwritten_from(part) == mib
+    finally:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)

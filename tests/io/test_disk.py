@@ -497,3 +497,38 @@ def test_snapshot_get_is_not_broken_by_retention_running_beside_it(data_dir, run
         await store.close()
 
     run_loop(go())
+
+
+def test_segments_closed_early_shrink_the_zero_fill_and_writes_past_it_load(data_dir,
+                                                                           run_loop):
+    """Each snapshot closes the open segment.  Once the last few closed segments
+    used little, new segments are zero-filled only at their start (twice the
+    most used, in MiB; the rest reserved), and a segment then written far past
+    its zeroed start loads back whole."""
+    from extents import unwritten_from  # tests/io is on sys.path
+    size = 8 << 20
+
+    async def go():
+        store = await fresh(data_dir, segment_size_bytes=size)
+        assert store.caps is not None
+        if not store.caps.fallocate:
+            pytest.skip(f"{data_dir}: no fallocate here, so segments are zero-filled whole")
+        index = store.next_index
+        for _ in range(8):                  # small segments, each closed by a snapshot
+            await store.append(index, [entry(i) for i in range(index, index + 10)])
+            index += 10
+            await store.snapshot_put(1000, snapshot(index - 1))
+        opens = [n for n in names(data_dir) if n.startswith("open-")]
+        partly = [unwritten_from(os.path.join(data_dir, n)) for n in opens]
+        # Now a write far past the zeroed start (1 MiB): 3 MiB of entries.
+        big = [entry(i, size=1024) for i in range(index, index + 3072)]
+        for k in range(0, len(big), 256):
+            await store.append(index + k, big[k:k + 256])
+        await store.close()
+        return partly, index, await reload(data_dir, segment_size_bytes=size)
+    partly, index, result = run_loop(go())
+    assert (1 << 20) in partly, partly       # a prepared segment zeroed only in its first MiB
+    got = [payload_index(e) for e in result.entries]
+    assert got == list(range(result.start_index, index + 3072))
+    assert all(bytes(e.payload) == entry(payload_index(e), size=len(e.payload)).payload
+               for e in result.entries)
