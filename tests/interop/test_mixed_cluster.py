@@ -106,11 +106,12 @@ def mixed_small_snapshots(request, tmp_path, counter_server):
                                     snapshot_threshold=32, snapshot_trailing=8))
 
 
-def transfer_to(c: MixedCluster, target: Node) -> None:
+def transfer_to(c: MixedCluster, target: Node) -> int:
     """Make target the leader (raft_transfer / Server.transfer on the leader),
     asking again while a transfer fails; prints how long it took and how many
     requests (RAFTPY_TRACE=1 in the environment: the raftpy servers' logs
-    trace every message, TimeoutNow and election; LIBRAFT_TRACE=1 libraft's)."""
+    trace every message, TimeoutNow and election; LIBRAFT_TRACE=1 libraft's).
+    Returns the number of transfer requests it made."""
     requests = [0]
     start = time.monotonic()
 
@@ -134,6 +135,7 @@ def transfer_to(c: MixedCluster, target: Node) -> None:
     assert c.leader() is target
     print(f"transfer to {c.kind(target)} server {target.id}: {requests[0]} request(s), "
           f"{time.monotonic() - start:.1f} s")
+    return requests[0]
 
 
 def test_election_replication_and_each_server_leading_in_turn(mixed):
@@ -221,6 +223,38 @@ def test_sigkill_of_the_leader_fails_over_and_loses_no_acknowledged_write(mixed,
     counter = c.converged(timeout=40)
     load.check(counter)
     assert counter >= 400
+
+
+@pytest.fixture
+def two_libraft(tmp_path, counter_server):
+    yield from running(MixedCluster(str(tmp_path), 3, {1, 2}, counter_server))
+
+
+def test_transfers_from_a_libraft_leader_to_raftpy_under_load_succeed_at_once(two_libraft):
+    """Leadership goes libraft 1 -> raftpy 3 -> libraft 1 ... while a Load
+    writes, so that the libraft 0.15 leader's TimeoutNow arrives right behind
+    entries raftpy has not written yet.  raftpy used to ignore it and each
+    attempt failed after T (median 4, up to 20 requests per transfer); now it
+    campaigns once they are durable: every transfer to it takes at most 2
+    requests (one spare: a request can race the reply of the last).
+    RAFTPY_TRANSFER_ROUNDS (default 6) sets the round trips, for a stress loop."""
+    c = two_libraft
+    rounds = int(os.environ.get("RAFTPY_TRANSFER_ROUNDS", "6"))
+    raftpy_server, libraft_server = c.node(3), c.node(1)
+    c.leader()
+    counts = []
+    with Load(c) as load:
+        for _ in range(rounds):
+            for target in (libraft_server, raftpy_server):
+                # Writes in flight when the transfer starts.
+                wanted = len(load.acked) + 16
+                wait_for(lambda w=wanted: len(load.acked) >= w, 30, "16 more writes", c.logs)
+                requests = transfer_to(c, target)
+                if target is raftpy_server:
+                    counts.append(requests)
+    load.check(c.converged(timeout=40))
+    print(f"transfer requests to raftpy per round: {counts}")
+    assert len(counts) == rounds and max(counts) <= 2, counts
 
 
 @pytest.mark.parametrize("joiner_kind", ["libraft", "raftpy"])
