@@ -53,6 +53,7 @@ class ConvertMixin(RaftState):
         self.votes = set()
         self.current_leader_id = 0
         self.current_leader_address = ""
+        self._kept_timeout_now = None
 
     def to_follower(self) -> None:
         self._clear_state()

@@ -28,6 +28,20 @@ wins term 3 too; tests/interaction/transfer_vote_once.txt).  Dissertation
 transferee still wins with the other voters' votes, and the old leader's
 vote when it has not voted in that term yet, which is the usual case (the
 TimeoutNow's RequestVote is the first message of the new term it sees).
+
+Deviation from libraft 0.18 (spec §2.9), for 0.15 leaders: a TimeoutNow that
+arrives while an append is in flight, the in-memory log matching it, is kept
+and acted on when the append is durable, not ignored.  0.18 ignores it, which
+costs nothing under a 0.18 (or raftpy) leader: it sends TimeoutNow only once
+the target's match_index is up to date.  A 0.15 leader sends it as soon as
+next_index is, which in pipeline mode is right after the entries, before the
+target wrote them.  Ignoring it (TimeoutNow is sent once) failed most
+transfers from a 0.15 leader to raftpy under load, each after T, the next
+attempt racing the same way (tests/interop/test_mixed_cluster.py, seen: 33
+requests for one transfer).  Campaigning at once instead, as 0.15 does, would
+advertise a shorter log (raftpy, like 0.18, advertises its last durable entry)
+and lose the vote of a voter holding the entries.  A kept TimeoutNow lapses
+when we leave FOLLOWER, the term, the leader or the log changes, or T passed.
 """
 
 from __future__ import annotations
@@ -143,8 +157,31 @@ class ElectionMixin(RaftState):
             return
         if m.term > self.current_term:
             self.bump_term(m.term)  # type: ignore[attr-defined]
-        if (self.log.last_index != m.last_log_index or self.log.last_term != m.last_log_term
-                or self.last_stored < self.log.last_index):
-            self._trace("ignore TimeoutNow: log differs or append in flight")
+        if self.log.last_index != m.last_log_index or self.log.last_term != m.last_log_term:
+            self._trace("ignore TimeoutNow: log differs")
+            return
+        if self.last_stored < self.log.last_index:
+            # A libraft 0.15 leader's TimeoutNow follows entries not yet durable
+            # here (see the module docstring): campaign once they are.
+            self._trace("keep TimeoutNow until the append in flight is durable")
+            self._kept_timeout_now = (self.current_term, from_id, m.last_log_index,
+                                      m.last_log_term, self.now)
+            return
+        self.to_candidate(disrupt_leader=True)  # type: ignore[attr-defined]
+
+    def maybe_kept_timeout_now(self) -> None:
+        """Act on a kept TimeoutNow once the log it names is durable, if we still
+        follow its sender in its term and it arrived less than T ago (its
+        leader's transfer times out after T: later it would only disrupt)."""
+        kept = self._kept_timeout_now
+        if kept is None or self.last_stored < self.log.last_index:
+            return
+        self._kept_timeout_now = None
+        term, leader_id, last_index, last_term, received_ms = kept
+        if (self.state != State.FOLLOWER or not self._is_voter or term != self.current_term
+                or self.current_leader_id != leader_id or self.log.last_index != last_index
+                or self.log.last_term != last_term
+                or self.now - received_ms >= self.config.election_timeout_ms):
+            self._trace("drop kept TimeoutNow: leader, term or log changed, or too late")
             return
         self.to_candidate(disrupt_leader=True)  # type: ignore[attr-defined]

@@ -138,6 +138,7 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         self.current_leader_id = 0
         self.current_leader_address = ""
         self._verified_index = self._leader_commit = 0
+        self._kept_timeout_now = None
         self.votes = set()
         self.in_pre_vote = self.disrupt_leader = False
         self.progress = {}

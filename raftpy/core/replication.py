@@ -398,6 +398,8 @@ class ReplicationMixin(RaftState):
             self.follower_commit()
             self._send(self.current_leader_id, self.current_leader_address,
                        AppendEntriesResult(self.current_term, 0, self._acknowledged(), FEATURES))
+            if self._kept_timeout_now is not None:
+                self.maybe_kept_timeout_now()  # type: ignore[attr-defined]
 
     def _adopt_configuration(self, index: int) -> None:
         """A persisted CHANGE entry takes effect, uncommitted (spec §2.10)."""

@@ -106,6 +106,9 @@ class RaftState:
         # follower
         "current_leader_id", "current_leader_address", "_verified_index",
         "_leader_commit",
+        # a TimeoutNow received while an append was in flight (election.py):
+        # (term, leader id, last index, last term, received at ms)
+        "_kept_timeout_now",
         # candidate
         "votes", "in_pre_vote", "disrupt_leader",
         # leader
@@ -156,6 +159,7 @@ class RaftState:
     current_leader_address: str
     _verified_index: int
     _leader_commit: int
+    _kept_timeout_now: tuple[int, int, int, int, int] | None
     votes: set[int]
     in_pre_vote: bool
     disrupt_leader: bool

@@ -324,6 +324,8 @@ def _special(name: str) -> Callable[[Any, int], Any] | None:
         return _canon
     if name == "_reads":
         return _reads_key
+    if name == "_kept_timeout_now":      # (term, leader, index, term, received at ms)
+        return lambda v, now: None if v is None else (*v[:4], _rel(v[4], now))
     return None
 
 

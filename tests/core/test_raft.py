@@ -486,6 +486,47 @@ def test_timeout_now_with_a_different_log_is_ignored() -> None:
     assert raft.state == State.FOLLOWER
 
 
+def test_timeout_now_during_an_append_campaigns_once_the_append_is_durable() -> None:
+    """A libraft 0.15 leader sends TimeoutNow as soon as the target's next_index
+    is up to date: right after entries it sent, before the target wrote them.
+    Dropping it (0.18's rule) failed most transfers to raftpy under load; the
+    target keeps it and campaigns when its log is durable, advertising it."""
+    raft = server(2, pre_vote=True)
+    recv(raft, 1, AppendEntries(1, 1, 1, 1, [cmd(1), cmd(1)]))
+    update = recv(raft, 1, TimeoutNow(1, 3, 1), now=5)
+    assert raft.state == State.FOLLOWER and not sent(update, RequestVote)
+    update = raft.step(Persisted(10, 2, 1))
+    assert raft.state == State.FOLLOWER and not sent(update, RequestVote)
+    update = raft.step(Persisted(20, 3, 1))
+    assert raft.state == State.CANDIDATE and update.hard_state == (2, 2)
+    votes = sent(update, RequestVote)
+    assert sorted(to for to, _m in votes) == [1, 3]
+    assert all(m.disrupt_leader and not m.pre_vote and (m.last_log_index, m.last_log_term)
+               == (3, 1) for _, m in votes)
+    # The durable entries are acknowledged to the old leader too.
+    assert sent(update, AppendEntriesResult) == [(1, AppendEntriesResult(1, 0, 3, FEATURES))]
+
+
+def test_a_kept_timeout_now_lapses_after_t_or_with_its_leader_or_log() -> None:
+    late = server(2)
+    recv(late, 1, AppendEntries(1, 1, 1, 1, [cmd(1)]))
+    recv(late, 1, TimeoutNow(1, 2, 1))
+    late.step(Persisted(T + 1, 2, 1))       # the leader's transfer has timed out
+    assert late.state == State.FOLLOWER
+    deposed = server(2)
+    recv(deposed, 1, AppendEntries(1, 1, 1, 1, [cmd(1)]))
+    recv(deposed, 1, TimeoutNow(1, 2, 1))
+    recv(deposed, 3, AppendEntries(2, 2, 1, 1))  # a new leader, term 2
+    deposed.step(Persisted(10, 2, 1))
+    assert deposed.state == State.FOLLOWER and deposed.current_leader_id == 3
+    replaced = server(2)
+    recv(replaced, 1, AppendEntries(1, 1, 1, 1, [cmd(1)]))
+    recv(replaced, 1, TimeoutNow(1, 2, 1))
+    recv(replaced, 1, AppendEntries(1, 2, 1, 1, [cmd(1)]))  # the log grew past it
+    replaced.step(Persisted(10, 3, 1))
+    assert replaced.state == State.FOLLOWER
+
+
 def test_leader_write_failure_fails_its_requests_and_steps_down() -> None:
     raft = leader()
     raft.step(Propose(0, [b"a" * 8], "early"))

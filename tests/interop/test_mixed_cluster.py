@@ -106,24 +106,36 @@ def mixed_small_snapshots(request, tmp_path, counter_server):
                                     snapshot_threshold=32, snapshot_trailing=8))
 
 
-def transfer_to(c: MixedCluster, target: Node) -> None:
-    """Make target the leader (raft_transfer / Server.transfer on the leader)."""
+def transfer_to(c: MixedCluster, target: Node) -> int:
+    """Make target the leader (raft_transfer / Server.transfer on the leader),
+    asking again while a transfer fails; prints how long it took and how many
+    requests (RAFTPY_TRACE=1 in the environment: the raftpy servers' logs
+    trace every message, TimeoutNow and election; LIBRAFT_TRACE=1 libraft's).
+    Returns the number of transfer requests it made."""
+    requests = [0]
+    start = time.monotonic()
+
     def leads() -> bool:
         leader = c.leader()
         if leader is target:
             return True
+        requests[0] += 1
         try:
             leader.request({"op": "transfer", "id": target.id}, timeout=5.0)
         except OSError:
             pass
         s = target.status()
         return s is not None and s["state"] == "LEADER"
-    # 90 s, not 40: under load a transfer to a raftpy server from a libraft
-    # leader has twice (of about 30 runs) not completed in 40 s; the cause is
-    # not yet known, and the statuses below are printed to find it.
-    wait_for(leads, 90, f"server {target.id} ({c.kind(target)}) to lead",
+    # A libraft 0.15 leader's TimeoutNow used to be ignored by a raftpy target
+    # with an append in flight, so under load most transfers failed after T and
+    # the whole took up to 90 s and more (raftpy/core/election.py keeps such a
+    # TimeoutNow now); the statuses and logs say why if one does not complete.
+    wait_for(leads, 40, f"server {target.id} ({c.kind(target)}) to lead",
              lambda: f"{c.statuses()}\n{c.logs()}")
     assert c.leader() is target
+    print(f"transfer to {c.kind(target)} server {target.id}: {requests[0]} request(s), "
+          f"{time.monotonic() - start:.1f} s")
+    return requests[0]
 
 
 def test_election_replication_and_each_server_leading_in_turn(mixed):
@@ -174,22 +186,29 @@ def kill_the_leader_and_restart_it(c: MixedCluster, load: Load, victim: Node) ->
     up with the commit of the moment (the load goes on)."""
     kind = c.kind(victim)
     transfer_to(c, victim)
+    start = time.monotonic()
     before = len(load.acked)
     wait_for(lambda: len(load.acked) >= before + 100, 30,
              f"100 writes acknowledged under {kind} server {victim.id}", c.logs)
+    writes_s = time.monotonic() - start
     c.kill(victim)
     new = c.leader(among=[n for n in c.nodes if n is not victim], timeout=30)
     assert new is not victim
+    failover_s = time.monotonic() - start - writes_s
     print(f"{kind} leader {victim.id} killed: {c.kind(new)} server {new.id} took over")
     before = len(load.acked)
     wait_for(lambda: len(load.acked) >= before + 100, 30,
              f"100 writes acknowledged after the failover to {c.kind(new)} server {new.id}",
              c.logs)
+    after_s = time.monotonic() - start - writes_s - failover_s
     mark = new.request({"op": "status"})["commit"]
     c.start(victim)
     wait_for(lambda: (s := victim.status()) is not None and s["applied"] >= mark, 40,
              f"restarted {kind} server {victim.id} to apply up to {mark}",
              lambda: f"{c.statuses()}\n{c.logs()}")
+    catch_up_s = time.monotonic() - start - writes_s - failover_s - after_s
+    print(f"  100 writes {writes_s:.1f} s, failover {failover_s:.1f} s, 100 writes "
+          f"{after_s:.1f} s, restart and catch up {catch_up_s:.1f} s")
 
 
 @pytest.mark.parametrize("first", ["libraft", "raftpy"])
@@ -204,6 +223,38 @@ def test_sigkill_of_the_leader_fails_over_and_loses_no_acknowledged_write(mixed,
     counter = c.converged(timeout=40)
     load.check(counter)
     assert counter >= 400
+
+
+@pytest.fixture
+def two_libraft(tmp_path, counter_server):
+    yield from running(MixedCluster(str(tmp_path), 3, {1, 2}, counter_server))
+
+
+def test_transfers_from_a_libraft_leader_to_raftpy_under_load_succeed_at_once(two_libraft):
+    """Leadership goes libraft 1 -> raftpy 3 -> libraft 1 ... while a Load
+    writes, so that the libraft 0.15 leader's TimeoutNow arrives right behind
+    entries raftpy has not written yet.  raftpy used to ignore it and each
+    attempt failed after T (median 4, up to 20 requests per transfer); now it
+    campaigns once they are durable: every transfer to it takes at most 2
+    requests (one spare: a request can race the reply of the last).
+    RAFTPY_TRANSFER_ROUNDS (default 6) sets the round trips, for a stress loop."""
+    c = two_libraft
+    rounds = int(os.environ.get("RAFTPY_TRANSFER_ROUNDS", "6"))
+    raftpy_server, libraft_server = c.node(3), c.node(1)
+    c.leader()
+    counts = []
+    with Load(c) as load:
+        for _ in range(rounds):
+            for target in (libraft_server, raftpy_server):
+                # Writes in flight when the transfer starts.
+                wanted = len(load.acked) + 16
+                wait_for(lambda w=wanted: len(load.acked) >= w, 30, "16 more writes", c.logs)
+                requests = transfer_to(c, target)
+                if target is raftpy_server:
+                    counts.append(requests)
+    load.check(c.converged(timeout=40))
+    print(f"transfer requests to raftpy per round: {counts}")
+    assert len(counts) == rounds and max(counts) <= 2, counts
 
 
 @pytest.mark.parametrize("joiner_kind", ["libraft", "raftpy"])

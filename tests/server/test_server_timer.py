@@ -67,3 +67,41 @@ def test_an_earlier_deadline_replaces_the_handle_and_none_cancels_it(tmp_path, r
         await asyncio.sleep(0.05)
         assert len(ticks) == 1 and server._timer is None
     run(run_loop, body)
+
+
+
+async def until(condition, timeout_s: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timer did not fire"
+        await asyncio.sleep(0.001)
+
+
+def test_a_deadline_moved_later_then_back_earlier_ticks_at_the_last_one(tmp_path, run_loop):
+    """The follower's deadline moves later with each AppendEntries and back
+    earlier on a conversion (a redrawn timeout, a transfer's T): the kept
+    handle must wake for the last deadline set, whether it lies before or
+    after the armed one, and exactly once (no lost and no extra Tick)."""
+    async def body():
+        server, ticks = server_with_ticks(tmp_path)
+        now = server._now_ms()
+        server._set_timer(now + 30)
+        first = server._timer
+        server._set_timer(now + 300)
+        server._set_timer(now + 150)             # earlier than 300, later than the handle
+        assert server._timer is first
+        await until(lambda: server._timer is not first)
+        assert ticks == [] and server._timer_ms == now + 150   # re-armed for the last
+        await until(lambda: bool(ticks))
+        assert now + 150 <= ticks[0] < now + 300 and server._timer is None
+        base = server._now_ms()
+        server._set_timer(base + 200)
+        second = server._timer
+        server._set_timer(base + 400)
+        server._set_timer(base + 20)             # before the armed handle: replaces it
+        assert server._timer is not second and second.cancelled()
+        await until(lambda: len(ticks) == 2)
+        assert base + 20 <= ticks[1] < base + 200
+        await asyncio.sleep(0.25)                # nothing left armed: no extra Tick
+        assert len(ticks) == 2 and server._timer is None
+    run(run_loop, body)
