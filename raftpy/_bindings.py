@@ -40,7 +40,8 @@ from raftpy.errors import (
 
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
-    "decode_batches", "scan_segment", "find_batch", "SegmentScan", "ScanOutcome", "Status",
+    "decode_batches", "scan_segment", "prescan_segment", "PrescannedSegment", "find_batch",
+    "SegmentScan", "ScanOutcome", "Status",
     "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
     "MAX_BATCH_ENTRIES", "encode_append_entries", "EntryDecoder",
 ]
@@ -329,6 +330,64 @@ class SegmentScan:
 
 
 def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> SegmentScan:
+    """Walk a segment file image (format word, then batches) and classify its end:
+    prescan_segment(buf, torn_reach).scan() (see there)."""
+    return prescan_segment(buf, torn_reach).scan()
+
+
+class PrescannedSegment:
+    """A segment image walked and judged by C, its entries not built yet.
+
+    prescan_segment does all the C work (checksums, the walk, the search for
+    a valid batch after damage) holding the GIL only between C calls, so it
+    can run in a worker thread while another builds entries; ``scan()``
+    builds the Entry tuples (the per-entry Python work) from the arrays the
+    walk filled, and returns the SegmentScan.
+    """
+
+    __slots__ = ("_view", "_chunks", "_judged")
+
+    def __init__(self, view: memoryview, chunks: list[tuple[_Arrays, int]],
+                 judged: SegmentScan) -> None:
+        self._view = view
+        self._chunks = chunks
+        self._judged = judged       # all but the entries
+
+    def scan(self) -> SegmentScan:
+        entries: list[Entry] = []
+        with gc_paused():
+            for arrays, n in self._chunks:
+                arrays.take(self._view, 0, n, entries)
+        j = self._judged
+        return SegmentScan(entries, j.n_batches, j.end, j.outcome, j.status, j.error,
+                           j.error_offset, j.next_valid)
+
+
+def _walk(view: memoryview) -> tuple[list[tuple[_Arrays, int]], int, Any, int]:
+    """rp_scan_segment over the whole image: (arrays filled and their entry
+    counts, batches, the last result, status); arrays holding entries are
+    kept, not reused, so that the entries can be built later."""
+    c_buf = ffi.from_buffer(view)
+    # About one call for a segment of 1 KiB entries, a few for tiny entries.
+    arrays = _Arrays(min(max(len(view) // 512, 1024), 65536))
+    chunks: list[tuple[_Arrays, int]] = []
+    batches, off = 0, 0
+    while True:
+        status = lib.rp_scan_segment(c_buf, len(view), off, arrays.struct, arrays.res)
+        res = arrays.res
+        batches += res.n_batches
+        if res.n_entries:
+            chunks.append((arrays, res.n_entries))
+        if status != Status.MORE:
+            return chunks, batches, res, status
+        # Full arrays are kept; one batch larger than the arrays: grow them.
+        arrays = _Arrays(max(res.detail, arrays.cap * 2) if res.n_entries == 0
+                         else arrays.cap)
+        off = res.end
+
+
+def prescan_segment(buf: bytes | bytearray | memoryview,
+                    torn_reach: int = 0) -> PrescannedSegment:
     """Walk a segment file image (format word, then batches) and classify its end.
 
     Damage followed by nothing valid is a TORN_TAIL, damage followed by a
@@ -338,7 +397,18 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
     can leave (a later block persisted, an earlier one not), and a zero format
     word is a torn first write (of any length: the caller checks that no
     later open segment holds data, see DiskStore._load_open)."""
-    entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
+    view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
+    chunks, batches, res, status = _walk(view)
+    judged = _judge(view, batches, res, status, torn_reach)
+    if status == Status.BAD_FORMAT and judged.outcome == ScanOutcome.TORN_TAIL:
+        chunks = []                 # a torn first write: nothing in it counts
+    return PrescannedSegment(view, chunks, judged)
+
+
+def _judge(view: memoryview, batches: int, res: Any, status: int,
+           torn_reach: int) -> SegmentScan:
+    """How the walk ended (a SegmentScan without its entries)."""
+    entries: list[Entry] = []
     end = int(res.end)
     at = int(res.error_offset)
     if status == Status.OK:
@@ -346,7 +416,6 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
     err = _status_error(status, res, batches + 1)
     if status == Status.EMPTY:
         return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
-    view = memoryview(buf).cast("B")
     if status == Status.BAD_FORMAT and torn_reach and res.detail == 0:
         # Format word 0 but data after it: the segment's first write never
         # completed, whatever its length (a batch larger than the reach is

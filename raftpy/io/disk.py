@@ -490,7 +490,7 @@ class DiskStore:
         entries: list[Entry] = []
         loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
-        images: list[Future[memoryview | bytes]] = []
+        images: list[Future[_Image]] = []
         self._prefetch(segments[:_PREFETCH_SEGMENTS + _READ_AHEAD_SEGMENTS])
         for k, seg in enumerate(segments):
             ahead = k + _PREFETCH_SEGMENTS + _READ_AHEAD_SEGMENTS
@@ -499,12 +499,12 @@ class DiskStore:
             later = [s.name for s in segments[k + 1:]]     # open ones holding data
             damaged = False
             try:
-                data = images[k].result()
+                data, walked = images[k].result()
                 images[k] = _DONE           # the entries keep it alive, not this list
                 if seg.is_open:
-                    got, name, damaged = self._load_open(seg, next_index, later, data)
+                    got, name, damaged = self._load_open(seg, next_index, later, data, walked)
                 else:
-                    got, name = self._load_closed(seg, next_index, data), seg.name
+                    got, name = self._load_closed(seg, next_index, walked), seg.name
             except CorruptError as err:
                 self._quarantine(segments, k)
                 raise err.wrap(f"load {'open' if seg.is_open else 'closed'} segment "
@@ -531,12 +531,15 @@ class DiskStore:
         return start_index, entries
 
     def _read_ahead(self, reader: ThreadPoolExecutor, segments: Sequence[SegmentFile],
-                    images: list[Future[memoryview | bytes]], upto: int) -> None:
-        """Have reader read every segment up to index upto (included) not yet
-        asked for.  Reading one that is then renamed or moved aside is harmless:
-        the open file is read, and load only uses images of segments it is at."""
+                    images: list[Future[_Image]], upto: int) -> None:
+        """Have reader read and walk (_read_and_walk) every segment up to index
+        upto (included) not yet asked for.  Reading one that is then renamed or
+        moved aside is harmless: the open file is read, and load only uses
+        images of segments it is at."""
         while len(images) <= min(upto, len(segments) - 1):
-            images.append(reader.submit(_read_image, self._p(segments[len(images)].name)))
+            seg = segments[len(images)]
+            images.append(reader.submit(_read_and_walk, self._p(seg.name),
+                                        self._torn_reach if seg.is_open else 0))
 
     def _prefetch(self, segments: Sequence[SegmentFile]) -> None:
         """Have the kernel read segments ahead into the page cache while earlier
@@ -596,12 +599,12 @@ class DiskStore:
             self._fsync_dir()
         return kept
 
-    def _load_closed(self, seg: SegmentFile, next_index: int, data: memoryview | bytes,
-                     ) -> list[Entry]:
+    def _load_closed(self, seg: SegmentFile, next_index: int,
+                     walked: _bindings.PrescannedSegment) -> list[Entry]:
         if seg.first != next_index:
             raise CorruptError(f"unexpected closed segment {seg.name}: first index should "
                                f"have been {next_index}")
-        scan = _bindings.scan_segment(data)
+        scan = walked.scan()
         if scan.outcome != ScanOutcome.CLEAN:
             assert scan.error is not None
             raise _as_corrupt(scan.error) if scan.status == Status.SHORT else scan.error
@@ -611,7 +614,8 @@ class DiskStore:
         return scan.entries
 
     def _load_open(self, seg: SegmentFile, next_index: int, later: Sequence[str],
-                   data: memoryview | bytes) -> tuple[list[Entry], str | None, bool]:
+                   data: memoryview | bytes, walked: _bindings.PrescannedSegment,
+                   ) -> tuple[list[Entry], str | None, bool]:
         """Entries of an open segment placed at next_index, the closed name it is
         renamed to (None when it held nothing and was deleted), and whether it
         was damaged (then auto-recovery kept the batches before the damage).
@@ -648,7 +652,7 @@ class DiskStore:
                         "(nothing in it was acknowledged); deleted", seg.name)
             self._fs.unlink(self._p(seg.name))
             return [], None, False
-        scan = _bindings.scan_segment(data, self._torn_reach)
+        scan = walked.scan()          # walked with self._torn_reach
         if scan.status in (Status.BAD_TYPE, Status.UNALIGNED):
             # The header checksum matched, so this batch was written like this:
             # malformed, not torn (libraft's load fails too).
@@ -1435,7 +1439,15 @@ class DiskStore:
         return self._loop.run_in_executor(self._threads, fn, *args)
 
 
-_DONE: Future[memoryview | bytes] = Future()
+_Image = tuple[memoryview | bytes, _bindings.PrescannedSegment]
+_DONE: Future[_Image] = Future()
+
+
+def _read_and_walk(path: str, torn_reach: int) -> _Image:
+    """A segment's image and its walk (_bindings.prescan_segment): all the C
+    work of loading it, for load's reader thread."""
+    data = _read_image(path)
+    return data, _bindings.prescan_segment(data, torn_reach)
 
 
 def _read_image(path: str) -> memoryview | bytes:
