@@ -42,11 +42,14 @@ __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
     "decode_batches", "scan_segment", "prescan_segment", "PrescannedSegment", "find_batch",
     "SegmentScan", "ScanOutcome", "Status",
-    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
-    "MAX_BATCH_ENTRIES", "encode_append_entries", "EntryDecoder",
+    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "read_image", "gc_paused",
+    "error_from_errno",
+    "MAX_BATCH_ENTRIES", "IMAGE_MAP_MIN_BYTES", "encode_append_entries", "EntryDecoder",
 ]
 
 MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
+# read_image puts files of at least this many bytes in a mapping of their own.
+IMAGE_MAP_MIN_BYTES = lib.RP_IMAGE_MAP_MIN
 # How far past a bad batch we look for a valid one (corruption vs torn tail).
 _FIND_LIMIT = 8 << 20
 # How many bytes that search may checksum: a segment's worth several times
@@ -693,6 +696,28 @@ def pwrite_sync(fd: int, buf: bytes | bytearray | memoryview, offset: int) -> No
     rv = lib.rp_pwrite_sync(fd, ffi.from_buffer(buf), len(buf), offset)
     if rv < 0:
         raise _errno_error(rv, "write")
+
+
+def read_image(path: str) -> memoryview | bytes:
+    """The whole file at path (what it holds when read), in memory of its own,
+    as a read-only memoryview (b"" for an empty file): the memory lives while
+    the view or a slice of it does, and is freed with the last one.  One C
+    call without the GIL (csrc/image.c says why).  The error names the file
+    (IOError_ and the like, from the errno)."""
+    cap = ffi.new("uint64_t *")
+    got = ffi.new("int64_t *")
+    ptr = lib.rp_image_read(os.fsencode(path), cap, got)
+    if ptr == ffi.NULL:
+        if got[0] == 0:
+            return b""
+        raise error_from_errno(-int(got[0]), f"read {os.path.basename(path)}")
+    # ffi.buffer keeps owned alive; owned's destructor frees the memory.
+    owned = ffi.gc(ptr, partial(_free_image, int(cap[0])))
+    return memoryview(ffi.buffer(owned, int(got[0]))).toreadonly()
+
+
+def _free_image(cap: int, ptr: Any) -> None:
+    lib.rp_image_free(ptr, cap)
 
 
 def fs_type(fd: int) -> int:

@@ -1,5 +1,6 @@
-"""How DiskStore.load reads segments: large ones into anonymous mappings, in a
-reader thread ahead of the one decoded (disk.py _read_image, _load_segments).
+"""How DiskStore.load reads segments: each in one C call (large ones into
+anonymous mappings, csrc/image.c), in a reader thread ahead of the one
+decoded (disk.py _read_image, _load_segments).
 
 The payloads it returns must stay read-only and valid for as long as they are
 referenced (the store closed or not); damage in a large segment is reported as
@@ -18,6 +19,7 @@ import threading
 
 import pytest
 
+from raftpy import _bindings
 from raftpy.core.types import Entry, EntryType
 from raftpy.errors import CorruptError, IOError_
 from raftpy.io import disk
@@ -71,7 +73,7 @@ def load_threads() -> list[threading.Thread]:
 def test_large_segments_load_as_read_only_views_that_outlive_the_store(data_dir, run_loop):
     run_loop(fill(data_dir))
     big = [n for n in closed_segments(data_dir)
-           if os.path.getsize(os.path.join(data_dir, n)) >= disk._MAP_MIN_BYTES]
+           if os.path.getsize(os.path.join(data_dir, n)) >= _bindings.IMAGE_MAP_MIN_BYTES]
     assert len(big) >= 2, f"expected closed segments of at least 1 MiB, got {big}"
     entries = run_loop(load(data_dir))
     assert [e.payload == payload(i) for i, e in enumerate(entries, 1)] == [True] * BATCHES
@@ -123,10 +125,11 @@ def test_read_image_reads_what_the_file_holds(tmp_path):
     small = tmp_path / "small"
     small.write_bytes(b"s" * 1000)
     big = tmp_path / "big"
-    big.write_bytes(bytes(range(256)) * (disk._MAP_MIN_BYTES // 256 + 3))
+    big.write_bytes(bytes(range(256)) * (_bindings.IMAGE_MAP_MIN_BYTES // 256 + 3))
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    assert disk._read_image(str(small)) == b"s" * 1000
+    image = disk._read_image(str(small))
+    assert isinstance(image, memoryview) and image.readonly and image == b"s" * 1000
     image = disk._read_image(str(big))
     assert isinstance(image, memoryview) and image.readonly
     assert bytes(image) == big.read_bytes()
