@@ -723,7 +723,12 @@ class DiskStore:
         when an earlier write failed meanwhile (the log then ends where that
         write began), when the append reaches the writer: entries never land at
         another index than the caller's."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._check_usable()        # raises: not opened
+        assert self._loop is not None
+        # The store's loop, not asyncio.get_running_loop(): that one makes a
+        # getpid system call on every append (CPython 3.11).
+        fut: asyncio.Future[None] = self._loop.create_future()
         self.append_nowait(first_index, entries, functools.partial(aio.settle, fut))
         await fut
 
