@@ -487,8 +487,6 @@ class DiskStore:
         images: list[Future[_Image]] = []
         self._prefetch(segments[:_PREFETCH_SEGMENTS + _READ_AHEAD_SEGMENTS])
         for k, seg in enumerate(segments):
-            ahead = k + _PREFETCH_SEGMENTS + _READ_AHEAD_SEGMENTS
-            self._prefetch(segments[ahead:ahead + 1])
             self._read_ahead(reader, segments, images, k + _READ_AHEAD_SEGMENTS)
             later = [s.name for s in segments[k + 1:]]     # open ones holding data
             damaged = False
@@ -527,13 +525,17 @@ class DiskStore:
     def _read_ahead(self, reader: ThreadPoolExecutor, segments: Sequence[SegmentFile],
                     images: list[Future[_Image]], upto: int) -> None:
         """Have reader read and walk (_read_and_walk) every segment up to index
-        upto (included) not yet asked for.  Reading one that is then renamed or
-        moved aside is harmless: the open file is read, and load only uses
-        images of segments it is at."""
+        upto (included) not yet asked for, each time asking the kernel to read
+        ahead the segment _PREFETCH_SEGMENTS further (there, not here: each
+        system call this thread makes is a chance to wait for the GIL).
+        Reading one that is then renamed or moved aside is harmless: the open
+        file is read, and load only uses images of segments it is at."""
         while len(images) <= min(upto, len(segments) - 1):
             seg = segments[len(images)]
+            later = len(images) + _PREFETCH_SEGMENTS
+            hint = self._p(segments[later].name) if later < len(segments) else None
             images.append(reader.submit(_read_and_walk, self._p(seg.name),
-                                        self._torn_reach if seg.is_open else 0))
+                                        self._torn_reach if seg.is_open else 0, hint))
 
     def _prefetch(self, segments: Sequence[SegmentFile]) -> None:
         """Have the kernel read segments ahead into the page cache while earlier
@@ -541,16 +543,7 @@ class DiskStore:
         that load overlaps the disk with its own CPU work instead of taking
         turns.  A hint only: what fails here is found by the read itself."""
         for seg in segments:
-            try:
-                fd = os.open(self._p(seg.name), os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _will_need(self._p(seg.name))
 
     def _delete_log(self, segments: Sequence[tuple[str, int]], snapshot_index: int) -> None:
         """Delete segments (name, last index; in log order) so that every state a
@@ -1442,11 +1435,29 @@ _Image = tuple[memoryview | bytes, _bindings.PrescannedSegment]
 _DONE: Future[_Image] = Future()
 
 
-def _read_and_walk(path: str, torn_reach: int) -> _Image:
+def _read_and_walk(path: str, torn_reach: int, hint: str | None) -> _Image:
     """A segment's image and its walk (_bindings.prescan_segment): all the C
-    work of loading it, for load's reader thread."""
+    work of loading it, for load's reader thread; first, the kernel is asked
+    to read the file hint ahead (DiskStore._prefetch)."""
+    if hint is not None:
+        _will_need(hint)
     data = _read_image(path)
     return data, _bindings.prescan_segment(data, torn_reach)
+
+
+def _will_need(path: str) -> None:
+    """POSIX_FADV_WILLNEED on the file at path: a hint only, what fails here
+    is found by the read itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _read_image(path: str) -> memoryview | bytes:
