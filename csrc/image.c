@@ -77,3 +77,11 @@ uint8_t *rp_image_read(const char *path, uint64_t *cap, int64_t *got)
     close(fd);
     return p;
 }
+
+uint8_t *rp_image_scan(const char *path, uint64_t *cap, int64_t *got,
+                       struct rp_entries *out, struct rp_result *res, int *status)
+{
+    uint8_t *p = rp_image_read(path, cap, got);
+    *status = p != NULL ? rp_scan_segment(p, (size_t)*got, 0, out, res) : RP_OK;
+    return p;
+}

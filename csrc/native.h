@@ -173,5 +173,10 @@ int64_t rp_fs_type(int fd);
 #define RP_IMAGE_MAP_MIN (1u << 20)
 uint8_t *rp_image_read(const char *path, uint64_t *cap, int64_t *got);
 void rp_image_free(uint8_t *p, size_t cap);
+/* rp_image_read, then (when it returned memory) the first rp_scan_segment
+ * call over what was read, its status in *status: the reader thread of load
+ * takes the GIL back once for both. */
+uint8_t *rp_image_scan(const char *path, uint64_t *cap, int64_t *got,
+                       struct rp_entries *out, struct rp_result *res, int *status);
 
 #endif

@@ -40,6 +40,7 @@ from raftpy.errors import (
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
     "decode_batches", "scan_segment", "prescan_segment", "PrescannedSegment", "find_batch",
+    "read_and_prescan",
     "SegmentScan", "ScanOutcome", "Status",
     "AioContext", "aio_probe", "pwrite_sync", "fs_type", "read_image", "gc_paused",
     "error_from_errno",
@@ -369,17 +370,20 @@ class PrescannedSegment:
                            j.error_offset, j.next_valid)
 
 
-def _walk(view: memoryview) -> tuple[list[tuple[_Arrays, int]], int, Any, int]:
+def _walk(view: memoryview, arrays: _Arrays | None = None,
+          status: int | None = None) -> tuple[list[tuple[_Arrays, int]], int, Any, int]:
     """rp_scan_segment over the whole image: (arrays filled and their entry
     counts, batches, the last result, status); arrays holding entries are
-    kept, not reused, so that the entries can be built later."""
+    kept, not reused, so that the entries can be built later.  With status,
+    the first call was made already (by rp_image_scan), into arrays."""
     c_buf = ffi.from_buffer(view)
     # About one call for a segment of 1 KiB entries, a few for tiny entries.
-    arrays = _Arrays(min(max(len(view) // 512, 1024), 65536))
+    arrays = arrays or _Arrays(_walk_cap(len(view)))
     chunks: list[tuple[_Arrays, int]] = []
     batches, off = 0, 0
     while True:
-        status = lib.rp_scan_segment(c_buf, len(view), off, arrays.struct, arrays.res)
+        if status is None:
+            status = lib.rp_scan_segment(c_buf, len(view), off, arrays.struct, arrays.res)
         res = arrays.res
         batches += res.n_batches
         if res.n_entries:
@@ -390,6 +394,33 @@ def _walk(view: memoryview) -> tuple[list[tuple[_Arrays, int]], int, Any, int]:
         arrays = _Arrays(max(res.detail, arrays.cap * 2) if res.n_entries == 0
                          else arrays.cap)
         off = res.end
+        status = None
+
+
+def _walk_cap(size: int) -> int:
+    """Entries the walk's first arrays hold for an image of size bytes."""
+    return min(max(size // 512, 1024), 65536)
+
+
+def read_and_prescan(path: str, torn_reach: int, size_hint: int,
+                     ) -> tuple[memoryview | bytes, PrescannedSegment]:
+    """read_image(path) and prescan_segment of it, the read and the first walk
+    call in one C call without the GIL (rp_image_scan): a thread that takes
+    the GIL back may wait a switch interval for it, so once per file, not
+    twice.  size_hint (the segment size) sizes the walk's first arrays."""
+    cap = ffi.new("uint64_t *")
+    got = ffi.new("int64_t *")
+    status = ffi.new("int *")
+    arrays = _Arrays(_walk_cap(size_hint))
+    ptr = lib.rp_image_scan(os.fsencode(path), cap, got, arrays.struct, arrays.res, status)
+    if ptr == ffi.NULL:
+        if got[0] == 0:
+            return b"", prescan_segment(b"", torn_reach)
+        raise error_from_errno(-int(got[0]), f"read {os.path.basename(path)}")
+    data = _own_image(ptr, int(cap[0]), int(got[0]))
+    view = data.cast("B")
+    chunks, batches, res, st = _walk(view, arrays, int(status[0]))
+    return data, _prescanned(view, chunks, batches, res, st, torn_reach)
 
 
 def prescan_segment(buf: bytes | bytearray | memoryview,
@@ -405,6 +436,11 @@ def prescan_segment(buf: bytes | bytearray | memoryview,
     later open segment holds data, see DiskStore._load_open)."""
     view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
     chunks, batches, res, status = _walk(view)
+    return _prescanned(view, chunks, batches, res, status, torn_reach)
+
+
+def _prescanned(view: memoryview, chunks: list[tuple[_Arrays, int]], batches: int,
+                res: Any, status: int, torn_reach: int) -> PrescannedSegment:
     judged = _judge(view, batches, res, status, torn_reach)
     if status == Status.BAD_FORMAT and judged.outcome == ScanOutcome.TORN_TAIL:
         chunks = []                 # a torn first write: nothing in it counts
@@ -714,9 +750,14 @@ def read_image(path: str) -> memoryview | bytes:
         if got[0] == 0:
             return b""
         raise error_from_errno(-int(got[0]), f"read {os.path.basename(path)}")
-    # ffi.buffer keeps owned alive; owned's destructor frees the memory.
-    owned = ffi.gc(ptr, partial(_free_image, int(cap[0])))
-    return memoryview(ffi.buffer(owned, int(got[0]))).toreadonly()
+    return _own_image(ptr, int(cap[0]), int(got[0]))
+
+
+def _own_image(ptr: Any, cap: int, got: int) -> memoryview:
+    """A read-only view of got bytes at ptr that frees its cap bytes with the
+    last view of it (ffi.buffer keeps owned alive; owned's destructor frees)."""
+    owned = ffi.gc(ptr, partial(_free_image, cap))
+    return memoryview(ffi.buffer(owned, got)).toreadonly()
 
 
 def _free_image(cap: int, ptr: Any) -> None:

@@ -535,7 +535,8 @@ class DiskStore:
             later = len(images) + _PREFETCH_SEGMENTS
             hint = self._p(segments[later].name) if later < len(segments) else None
             images.append(reader.submit(_read_and_walk, self._p(seg.name),
-                                        self._torn_reach if seg.is_open else 0, hint))
+                                        self._torn_reach if seg.is_open else 0, hint,
+                                        self.segment_size_bytes))
 
     def _prefetch(self, segments: Sequence[SegmentFile]) -> None:
         """Have the kernel read segments ahead into the page cache while earlier
@@ -1435,14 +1436,15 @@ _Image = tuple[memoryview | bytes, _bindings.PrescannedSegment]
 _DONE: Future[_Image] = Future()
 
 
-def _read_and_walk(path: str, torn_reach: int, hint: str | None) -> _Image:
-    """A segment's image and its walk (_bindings.prescan_segment): all the C
-    work of loading it, for load's reader thread; first, the kernel is asked
-    to read the file hint ahead (DiskStore._prefetch)."""
+def _read_and_walk(path: str, torn_reach: int, hint: str | None,
+                   segment_size: int) -> _Image:
+    """A segment's image (as _read_image reads it) and its walk
+    (_bindings.prescan_segment): all the C work of loading it, for load's
+    reader thread, mostly in one C call (_bindings.read_and_prescan); first,
+    the kernel is asked to read the file hint ahead (DiskStore._prefetch)."""
     if hint is not None:
         _will_need(hint)
-    data = _read_image(path)
-    return data, _bindings.prescan_segment(data, torn_reach)
+    return _bindings.read_and_prescan(path, torn_reach, segment_size)
 
 
 def _will_need(path: str) -> None:

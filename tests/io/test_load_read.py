@@ -136,3 +136,34 @@ def test_read_image_reads_what_the_file_holds(tmp_path):
     assert disk._read_image(str(empty)) == b""
     with pytest.raises(IOError_, match="read missing: No such file"):
         disk._read_image(str(tmp_path / "missing"))
+
+
+def _same_scan(a: _bindings.SegmentScan, b: _bindings.SegmentScan) -> None:
+    assert (a.n_batches, a.end, a.outcome, a.status, a.error_offset, a.next_valid) == (
+        b.n_batches, b.end, b.outcome, b.status, b.error_offset, b.next_valid)
+    assert str(a.error) == str(b.error)
+    assert [(e.term, e.type, bytes(e.payload)) for e in a.entries] == [
+        (e.term, e.type, bytes(e.payload)) for e in b.entries]
+
+
+@pytest.mark.parametrize("damage", [False, True])
+def test_read_and_prescan_walks_as_scan_segment_does(tmp_path, damage):
+    """Load's one-call read and walk gives what scan_segment gives on the same
+    bytes, also when the walk needs more calls than the first (3000 entries,
+    arrays for 1024) and when a batch in the middle is damaged."""
+    image = bytearray((1).to_bytes(8, "little"))
+    for i in range(3000):
+        image += _bindings.encode_batch([Entry(i % 5 + 1, EntryType.COMMAND,
+                                               struct.pack("<Q", i))])
+    if damage:
+        image[len(image) // 2] ^= 0xFF
+    path = tmp_path / "0000000000000001-0000000000003000"
+    path.write_bytes(bytes(image))
+    data, walked = _bindings.read_and_prescan(str(path), 0, 4096)
+    assert isinstance(data, memoryview) and data.readonly and data == bytes(image)
+    got, want = walked.scan(), _bindings.scan_segment(bytes(image))
+    _same_scan(got, want)
+    assert len(got.entries) == (3000 if not damage else len(want.entries)) > 1024
+    assert all(e.payload.readonly for e in got.entries)
+    with pytest.raises(IOError_, match="read gone: No such file"):
+        _bindings.read_and_prescan(str(tmp_path / "gone"), 0, 4096)
