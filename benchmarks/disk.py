@@ -2,6 +2,7 @@
 
     python benchmarks/disk.py [--dir DIR] [--writes N] [--loop uvloop|asyncio]
                               [--store-seconds S] [--load-gib G] [--json] [--quick]
+                              [--only writer|store|load]
 
 Like libraft's os_disk_write, it writes sequentially into a preallocated file
 and waits for each write to be durable.  The AIO writer runs at queue depths
@@ -101,6 +102,9 @@ def main() -> None:
                    help="duration of each store append case")
     p.add_argument("--load-gib", type=float, default=1.0,
                    help="size of the loaded directory in GiB (--quick: at most 16 MiB)")
+    p.add_argument("--only", choices=["writer", "store", "load"], default=None,
+                   help="run one part: the AIO writer and sync loops, the store appends "
+                   "(with their plain loops), or the load (default: all three)")
     args = p.parse_args()
     n = 300 if args.quick else args.writes
     directory = tempfile.mkdtemp(prefix="raftpy-bench-", dir=args.dir or ".")
@@ -112,11 +116,15 @@ def main() -> None:
         import uvloop
         run = uvloop.run
     try:
-        floor = _raw_cases(report, directory, caps, n, run)
-        _store_cases(report, directory, caps, run, floor,
-                     0.5 if args.quick else args.store_seconds)
-        mib = max(1, round(args.load_gib * 1024))
-        _load_case(report, directory, run, min(16, mib) if args.quick else mib)
+        floor = float("nan")
+        if args.only in (None, "writer"):
+            floor = _raw_cases(report, directory, caps, n, run)
+        if args.only in (None, "store"):
+            _store_cases(report, directory, caps, run, floor,
+                         0.5 if args.quick else args.store_seconds)
+        if args.only in (None, "load"):
+            mib = max(1, round(args.load_gib * 1024))
+            _load_case(report, directory, run, min(16, mib) if args.quick else mib)
     finally:
         os.rmdir(directory)
     report.print_table()

@@ -10,7 +10,7 @@ import pathlib
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["crc32.c", "batch.c", "wire.c", "aio.c"]
+SOURCES = ["crc32.c", "batch.c", "wire.c", "aio.c", "image.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "native.cdef").read_text())

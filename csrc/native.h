@@ -166,4 +166,17 @@ int rp_pwrite_sync(int fd, const void *buf, size_t len, uint64_t offset);
 /* The filesystem type (statfs f_type) of the file behind fd, or -errno. */
 int64_t rp_fs_type(int fd);
 
+/* The whole file at path in memory of its own (csrc/image.c): returns it,
+ * with *cap its size (free with rp_image_free(p, *cap)) and *got the bytes
+ * read (fewer if the file shrank); or NULL with *got = 0 (empty file) or
+ * -errno.  Files of RP_IMAGE_MAP_MIN bytes or more get a mapping of their own. */
+#define RP_IMAGE_MAP_MIN (1u << 20)
+uint8_t *rp_image_read(const char *path, uint64_t *cap, int64_t *got);
+void rp_image_free(uint8_t *p, size_t cap);
+/* rp_image_read, then (when it returned memory) the first rp_scan_segment
+ * call over what was read, its status in *status: the reader thread of load
+ * takes the GIL back once for both. */
+uint8_t *rp_image_scan(const char *path, uint64_t *cap, int64_t *got,
+                       struct rp_entries *out, struct rp_result *res, int *status);
+
 #endif

@@ -12,13 +12,12 @@ May import: raftpy._native, raftpy.core.types, raftpy.errors.
 from __future__ import annotations
 
 import array
-import contextlib
 import errno as _errno
 import gc
 import operator
 import os
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
@@ -40,12 +39,17 @@ from raftpy.errors import (
 
 __all__ = [
     "crc32", "batch_size", "encode_batch", "encode_batch_uniform", "encode_batch_into",
-    "decode_batches", "scan_segment", "find_batch", "SegmentScan", "ScanOutcome", "Status",
-    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "gc_paused", "error_from_errno",
-    "MAX_BATCH_ENTRIES", "encode_append_entries", "EntryDecoder",
+    "decode_batches", "scan_segment", "prescan_segment", "PrescannedSegment", "find_batch",
+    "read_and_prescan",
+    "SegmentScan", "ScanOutcome", "Status",
+    "AioContext", "aio_probe", "pwrite_sync", "fs_type", "read_image", "gc_paused",
+    "error_from_errno",
+    "MAX_BATCH_ENTRIES", "IMAGE_MAP_MIN_BYTES", "encode_append_entries", "EntryDecoder",
 ]
 
 MAX_BATCH_ENTRIES = lib.RP_MAX_BATCH_ENTRIES
+# read_image puts files of at least this many bytes in a mapping of their own.
+IMAGE_MAP_MIN_BYTES = lib.RP_IMAGE_MAP_MIN
 # How far past a bad batch we look for a valid one (corruption vs torn tail).
 _FIND_LIMIT = 8 << 20
 # How many bytes that search may checksum: a segment's worth several times
@@ -255,17 +259,21 @@ def _run(fn: Any, buf: bytes | bytearray | memoryview, off: int, extra: tuple[in
         return _drive(fn, view, c_buf, off, extra, arrays, entries)
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
+class gc_paused:  # noqa: N801 (used as a function: with gc_paused(): ...)
     """Pause the cyclic GC while building many Entry tuples: each batch of new
     tuples would trigger collections over and over (3-4x the cost on a large
-    segment), and tuples of ints and memoryviews form no cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
+    segment), and tuples of ints and memoryviews form no cycles.  A class, not
+    a contextlib generator: under cProfile of a 1 GiB load, leaving the
+    generator's block took 0.25-0.3 s over 148 segments, this none."""
+
+    __slots__ = ("_was_enabled",)
+
+    def __enter__(self) -> None:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
             gc.enable()
 
 
@@ -329,6 +337,94 @@ class SegmentScan:
 
 
 def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> SegmentScan:
+    """Walk a segment file image (format word, then batches) and classify its end:
+    prescan_segment(buf, torn_reach).scan() (see there)."""
+    return prescan_segment(buf, torn_reach).scan()
+
+
+class PrescannedSegment:
+    """A segment image walked and judged by C, its entries not built yet.
+
+    prescan_segment does all the C work (checksums, the walk, the search for
+    a valid batch after damage) holding the GIL only between C calls, so it
+    can run in a worker thread while another builds entries; ``scan()``
+    builds the Entry tuples (the per-entry Python work) from the arrays the
+    walk filled, and returns the SegmentScan.
+    """
+
+    __slots__ = ("_view", "_chunks", "_judged")
+
+    def __init__(self, view: memoryview, chunks: list[tuple[_Arrays, int]],
+                 judged: SegmentScan) -> None:
+        self._view = view
+        self._chunks = chunks
+        self._judged = judged       # all but the entries
+
+    def scan(self) -> SegmentScan:
+        entries: list[Entry] = []
+        with gc_paused():
+            for arrays, n in self._chunks:
+                arrays.take(self._view, 0, n, entries)
+        j = self._judged
+        return SegmentScan(entries, j.n_batches, j.end, j.outcome, j.status, j.error,
+                           j.error_offset, j.next_valid)
+
+
+def _walk(view: memoryview, arrays: _Arrays | None = None,
+          status: int | None = None) -> tuple[list[tuple[_Arrays, int]], int, Any, int]:
+    """rp_scan_segment over the whole image: (arrays filled and their entry
+    counts, batches, the last result, status); arrays holding entries are
+    kept, not reused, so that the entries can be built later.  With status,
+    the first call was made already (by rp_image_scan), into arrays."""
+    c_buf = ffi.from_buffer(view)
+    # About one call for a segment of 1 KiB entries, a few for tiny entries.
+    arrays = arrays or _Arrays(_walk_cap(len(view)))
+    chunks: list[tuple[_Arrays, int]] = []
+    batches, off = 0, 0
+    while True:
+        if status is None:
+            status = lib.rp_scan_segment(c_buf, len(view), off, arrays.struct, arrays.res)
+        res = arrays.res
+        batches += res.n_batches
+        if res.n_entries:
+            chunks.append((arrays, res.n_entries))
+        if status != Status.MORE:
+            return chunks, batches, res, status
+        # Full arrays are kept; one batch larger than the arrays: grow them.
+        arrays = _Arrays(max(res.detail, arrays.cap * 2) if res.n_entries == 0
+                         else arrays.cap)
+        off = res.end
+        status = None
+
+
+def _walk_cap(size: int) -> int:
+    """Entries the walk's first arrays hold for an image of size bytes."""
+    return min(max(size // 512, 1024), 65536)
+
+
+def read_and_prescan(path: str, torn_reach: int, size_hint: int,
+                     ) -> tuple[memoryview | bytes, PrescannedSegment]:
+    """read_image(path) and prescan_segment of it, the read and the first walk
+    call in one C call without the GIL (rp_image_scan): a thread that takes
+    the GIL back may wait a switch interval for it, so once per file, not
+    twice.  size_hint (the segment size) sizes the walk's first arrays."""
+    cap = ffi.new("uint64_t *")
+    got = ffi.new("int64_t *")
+    status = ffi.new("int *")
+    arrays = _Arrays(_walk_cap(size_hint))
+    ptr = lib.rp_image_scan(os.fsencode(path), cap, got, arrays.struct, arrays.res, status)
+    if ptr == ffi.NULL:
+        if got[0] == 0:
+            return b"", prescan_segment(b"", torn_reach)
+        raise error_from_errno(-int(got[0]), f"read {os.path.basename(path)}")
+    data = _own_image(ptr, int(cap[0]), int(got[0]))
+    view = data.cast("B")
+    chunks, batches, res, st = _walk(view, arrays, int(status[0]))
+    return data, _prescanned(view, chunks, batches, res, st, torn_reach)
+
+
+def prescan_segment(buf: bytes | bytearray | memoryview,
+                    torn_reach: int = 0) -> PrescannedSegment:
     """Walk a segment file image (format word, then batches) and classify its end.
 
     Damage followed by nothing valid is a TORN_TAIL, damage followed by a
@@ -338,7 +434,23 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
     can leave (a later block persisted, an earlier one not), and a zero format
     word is a torn first write (of any length: the caller checks that no
     later open segment holds data, see DiskStore._load_open)."""
-    entries, batches, res, status = _run(lib.rp_scan_segment, buf, 0, (), None)
+    view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
+    chunks, batches, res, status = _walk(view)
+    return _prescanned(view, chunks, batches, res, status, torn_reach)
+
+
+def _prescanned(view: memoryview, chunks: list[tuple[_Arrays, int]], batches: int,
+                res: Any, status: int, torn_reach: int) -> PrescannedSegment:
+    judged = _judge(view, batches, res, status, torn_reach)
+    if status == Status.BAD_FORMAT and judged.outcome == ScanOutcome.TORN_TAIL:
+        chunks = []                 # a torn first write: nothing in it counts
+    return PrescannedSegment(view, chunks, judged)
+
+
+def _judge(view: memoryview, batches: int, res: Any, status: int,
+           torn_reach: int) -> SegmentScan:
+    """How the walk ended (a SegmentScan without its entries)."""
+    entries: list[Entry] = []
     end = int(res.end)
     at = int(res.error_offset)
     if status == Status.OK:
@@ -346,7 +458,6 @@ def scan_segment(buf: bytes | bytearray | memoryview, torn_reach: int = 0) -> Se
     err = _status_error(status, res, batches + 1)
     if status == Status.EMPTY:
         return SegmentScan(entries, 0, 0, ScanOutcome.EMPTY, Status(status), err, 0, -1)
-    view = memoryview(buf).cast("B")
     if status == Status.BAD_FORMAT and torn_reach and res.detail == 0:
         # Format word 0 but data after it: the segment's first write never
         # completed, whatever its length (a batch larger than the reach is
@@ -624,6 +735,33 @@ def pwrite_sync(fd: int, buf: bytes | bytearray | memoryview, offset: int) -> No
     rv = lib.rp_pwrite_sync(fd, ffi.from_buffer(buf), len(buf), offset)
     if rv < 0:
         raise _errno_error(rv, "write")
+
+
+def read_image(path: str) -> memoryview | bytes:
+    """The whole file at path (what it holds when read), in memory of its own,
+    as a read-only memoryview (b"" for an empty file): the memory lives while
+    the view or a slice of it does, and is freed with the last one.  One C
+    call without the GIL (csrc/image.c says why).  The error names the file
+    (IOError_ and the like, from the errno)."""
+    cap = ffi.new("uint64_t *")
+    got = ffi.new("int64_t *")
+    ptr = lib.rp_image_read(os.fsencode(path), cap, got)
+    if ptr == ffi.NULL:
+        if got[0] == 0:
+            return b""
+        raise error_from_errno(-int(got[0]), f"read {os.path.basename(path)}")
+    return _own_image(ptr, int(cap[0]), int(got[0]))
+
+
+def _own_image(ptr: Any, cap: int, got: int) -> memoryview:
+    """A read-only view of got bytes at ptr that frees its cap bytes with the
+    last view of it (ffi.buffer keeps owned alive; owned's destructor frees)."""
+    owned = ffi.gc(ptr, partial(_free_image, cap))
+    return memoryview(ffi.buffer(owned, got)).toreadonly()
+
+
+def _free_image(cap: int, ptr: Any) -> None:
+    lib.rp_image_free(ptr, cap)
 
 
 def fs_type(fd: int) -> int:

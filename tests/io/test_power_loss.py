@@ -205,8 +205,10 @@ def _format_0_torn_only_within_reach(mp: pytest.MonkeyPatch) -> None:
 
     mp.setattr(DiskStore, "_load_open", mutated(
         DiskStore, "_load_open", "if data[:8] == bytes(8):", "if False:"))
-    mp.setattr(_bindings, "scan_segment", mutated(
-        _bindings, "scan_segment",
+    # _judge: where prescan_segment (load's reader thread) and scan_segment
+    # classify a segment's end.
+    mp.setattr(_bindings, "_judge", mutated(
+        _bindings, "_judge",
         "    return SegmentScan([], 0, 0, ScanOutcome.TORN_TAIL, Status(status), err, 0, -1)\n"
         "    if status in",
         "    beyond = view[torn_reach:]\n"
