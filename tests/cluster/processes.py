@@ -48,15 +48,25 @@ def free_port() -> int:
     rng = random.SystemRandom()
     for _ in range(100):
         port = rng.randrange(10000, max(_ephemeral_low(), 10001))
+        if port in _HANDED_OUT:      # free now, but another Node of this run has it
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
+
+
+# Every port free_port returned in this process: a port is free until its
+# server binds it, so two Nodes made before either starts could get the same.
+_HANDED_OUT: set[int] = set()
 
 
 @dataclass
@@ -93,9 +103,16 @@ class Node:
         if not self.alive():
             return None
         try:
-            return self.request({"op": "status"}, timeout=1.0)
+            reply = self.request({"op": "status"}, timeout=1.0)
         except (OSError, ValueError):
             return None
+        # Another process on this control port (one that took it before this
+        # server could bind it) would otherwise pass for this server.
+        assert reply.get("id") in (None, self.id), (
+            f"{self.host}:{self.control_port} is answered by server {reply.get('id')}, "
+            f"not {self.id}: another process holds server {self.id}'s control port\n"
+            f"{self.log()}")
+        return reply
 
     def log(self, tail: int | None = 3000) -> str:
         """The process's output (its last tail characters; None: all of it)."""

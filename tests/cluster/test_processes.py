@@ -19,7 +19,14 @@ import threading
 import time
 
 import pytest
-from processes import SERVER, Cluster, free_port, rss_kib, wait_for  # tests/cluster on sys.path
+from processes import (  # tests/cluster on sys.path
+    SERVER,
+    Cluster,
+    Node,
+    free_port,
+    rss_kib,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -292,3 +299,33 @@ def test_a_leader_cut_off_from_its_quorum_acknowledges_nothing(cluster):
     c.start(leader)
     counter = c.converged()
     assert before <= counter <= before + 4
+
+
+def test_free_port_never_hands_out_a_port_twice():
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+
+
+def test_a_control_port_answered_by_another_server_fails_loudly(tmp_path):
+    """A process that took a server's control port must not pass for it: the
+    status reply names the server that answered."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def answer_as_server_7() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'{"id": 7, "state": "LEADER"}\n')
+        thread = threading.Thread(target=answer_as_server_7, daemon=True)
+        thread.start()
+        node = Node(2, str(tmp_path), control_port=listener.getsockname()[1])
+        node.process = subprocess.Popen(["sleep", "30"])    # stands for server 2's process
+        try:
+            with pytest.raises(AssertionError, match="answered by server 7, not 2"):
+                node.status()
+        finally:
+            node.process.kill()
+            node.process.wait()
+        thread.join(timeout=5)
