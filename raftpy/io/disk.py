@@ -1454,7 +1454,7 @@ _DONE: Future[_Image] = Future()
 
 def _read_and_walk(path: str, torn_reach: int, hint: str | None,
                    segment_size: int) -> _Image:
-    """A segment's image (as _read_image reads it) and its walk
+    """A segment's image (as _bindings.read_image reads it) and its walk
     (_bindings.prescan_segment): all the C work of loading it, for load's
     reader thread, mostly in one C call (_bindings.read_and_prescan); first,
     the kernel is asked to read the file hint ahead (DiskStore._prefetch)."""
@@ -1476,24 +1476,6 @@ def _will_need(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _read_image(path: str) -> memoryview | bytes:
-    """The whole file at path, in memory of its own, read by one C call
-    without the GIL (_bindings.read_image: load's reader thread then takes the
-    GIL back once per file, not once per system call).
-
-    A large one goes into a private anonymous mapping whose pages the kernel
-    allocates in one pass (MAP_POPULATE) rather than one fault at a time
-    during the copy (measured on 1 GiB of segments: 0.62-0.73 s against
-    0.76-1.03 s faulting them in, or reading bytes), with no buffered copy.
-    Not MADV_HUGEPAGE: with THP "madvise" a huge page may compact memory
-    first, and reads then took 0.5 s one run and 1.8-3.1 s the next.  The
-    memory lives as long as the read-only view returned (the entries'
-    payloads are slices of it).  Not a mapping of the file itself: a file
-    that shrinks under a mapping faults (SIGBUS), and the log must not change
-    under its reader."""
-    return _bindings.read_image(path)
 
 
 def _segments_to_load(segments: Sequence[SegmentFile], snapshot: Snapshot | None,

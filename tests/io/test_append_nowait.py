@@ -13,10 +13,7 @@ workloads go through ``append``, which is append_nowait plus a future.
 from __future__ import annotations
 
 import asyncio
-import pathlib
-import shutil
 import struct
-import tempfile
 from typing import Any
 
 import pytest
@@ -25,16 +22,6 @@ from raftpy.core.types import Entry, EntryType
 from raftpy.errors import InvalidError, IOError_, RaftError
 from raftpy.io.disk import DiskStore
 from raftpy.io.fs import Fs
-
-SCRATCH = pathlib.Path(__file__).resolve().parent / ".aio-scratch"     # the real disk
-
-
-@pytest.fixture
-def data_dir():
-    SCRATCH.mkdir(exist_ok=True)
-    path = tempfile.mkdtemp(dir=SCRATCH)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def entry(i: int) -> Entry:

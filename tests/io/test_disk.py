@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import shutil
 import struct
-import tempfile
 
 import pytest
 
@@ -20,16 +18,6 @@ from raftpy.io.disk import DiskStore, Snapshot
 
 CONF = Configuration.of((1, "127.0.0.1:9001"), (2, "127.0.0.1:9002"),
                         (3, "127.0.0.1:9003", Role.STANDBY))
-SCRATCH = pathlib.Path(__file__).resolve().parent / ".aio-scratch"
-
-
-@pytest.fixture
-def data_dir():
-    """A directory on the real disk (tests/io/.aio-scratch is not tmpfs)."""
-    SCRATCH.mkdir(exist_ok=True)
-    path = tempfile.mkdtemp(dir=SCRATCH)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def entry(i: int, term: int = 2, size: int = 8) -> Entry:

@@ -1,6 +1,6 @@
 """How DiskStore.load reads segments: each in one C call (large ones into
 anonymous mappings, csrc/image.c), in a reader thread ahead of the one
-decoded (disk.py _read_image, _load_segments).
+decoded (_bindings.read_image, disk.py _load_segments).
 
 The payloads it returns must stay read-only and valid for as long as they are
 referenced (the store closed or not); damage in a large segment is reported as
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
-import pathlib
-import shutil
 import struct
-import tempfile
 import threading
 
 import pytest
@@ -22,22 +19,11 @@ import pytest
 from raftpy import _bindings
 from raftpy.core.types import Entry, EntryType
 from raftpy.errors import CorruptError, IOError_
-from raftpy.io import disk
 from raftpy.io.disk import DiskStore
 
-SCRATCH = pathlib.Path(__file__).resolve().parent / ".aio-scratch"
 SEGMENT_BYTES = 2 << 20           # closed segments of about 2 MiB: the mapping path
 PAYLOAD_BYTES = 4096
 BATCHES = 1400                    # about 5.5 MiB: two closed segments and an open one
-
-
-@pytest.fixture
-def data_dir():
-    """A directory on the real disk (tests/io/.aio-scratch is not tmpfs)."""
-    SCRATCH.mkdir(exist_ok=True)
-    path = tempfile.mkdtemp(dir=SCRATCH)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def payload(i: int) -> bytes:
@@ -128,14 +114,14 @@ def test_read_image_reads_what_the_file_holds(tmp_path):
     big.write_bytes(bytes(range(256)) * (_bindings.IMAGE_MAP_MIN_BYTES // 256 + 3))
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    image = disk._read_image(str(small))
+    image = _bindings.read_image(str(small))
     assert isinstance(image, memoryview) and image.readonly and image == b"s" * 1000
-    image = disk._read_image(str(big))
+    image = _bindings.read_image(str(big))
     assert isinstance(image, memoryview) and image.readonly
     assert bytes(image) == big.read_bytes()
-    assert disk._read_image(str(empty)) == b""
+    assert _bindings.read_image(str(empty)) == b""
     with pytest.raises(IOError_, match="read missing: No such file"):
-        disk._read_image(str(tmp_path / "missing"))
+        _bindings.read_image(str(tmp_path / "missing"))
 
 
 def _same_scan(a: _bindings.SegmentScan, b: _bindings.SegmentScan) -> None:
