@@ -202,6 +202,8 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         if self.state == State.LEADER:
             self.trigger_all()
         out = self._out
+        if out.take_snapshot is not None and out.take_snapshot.index != self.last_applied:
+            self.retarget_snapshot()
         self._out = Update()
         out.state = self.state
         out.leader_id = self.leader_id

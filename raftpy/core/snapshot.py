@@ -6,7 +6,9 @@ Rules (spec §2.11, §2.5 "send snapshot", §2.13; dissertation §5.1-5.3):
 * After every apply pass (leader or follower) a snapshot is asked for once
   ``last_applied - snapshot_index >= snapshot_threshold``, or at once on a
   ``TakeSnapshot`` event if ``last_applied > snapshot_index`` (raftpy's
-  addition; libraft has no such call); one at a time, and never while one is
+  addition; libraft has no such call), always at the last entry the Update
+  applies (a request made earlier in a ``step_all`` batch moves there:
+  ``retarget_snapshot``); one at a time, and never while one is
   being installed (a refused ``TakeSnapshot`` is traced and dropped).  The
   core keeps serving meanwhile; when the shell reports it taken, the log
   keeps ``snapshot_trailing`` entries before the snapshot (and never drops an
@@ -58,6 +60,21 @@ class SnapshotMixin(RaftState):
         self._out.take_snapshot = request
         self._trace(f"take snapshot at {index}/{term}")
         return True
+
+    def retarget_snapshot(self) -> None:
+        """Move this Update's snapshot request to last_applied.
+
+        The shell snapshots its state machine after applying all of the
+        Update's entries (update.py item 6), so a request made before later
+        events of the same ``step_all`` applied more entries would label that
+        state with too low an index: replayed after a restart, or sent to a
+        follower, those entries would be applied twice."""
+        request = self._out.take_snapshot
+        assert request is not None and request is self._taking
+        self._taking = self._out.take_snapshot = None
+        if not self.maybe_take_snapshot(on_demand=True):
+            self._trace(f"snapshot at {request.index} dropped: "
+                        f"no longer possible at {self.last_applied}")
 
     def _commit_configurations_up_to(self, index: int) -> None:
         """Make the committed configuration the last CHANGE entry up to index.

@@ -164,7 +164,12 @@ class SafetyChecker:
             raise Violation(f"leader {leader_id} has uncommitted changes at {changes}")
 
     def on_snapshot(self, server_id: int, index: int, data: bytes | memoryview) -> None:
-        """server_id took a snapshot of its state machine at index."""
+        """server_id took a snapshot of its state machine at index: the machine
+        must have applied exactly the entries up to index (update.py item 6)."""
+        applied = self.applied.get(server_id)
+        if applied is not None and applied != index:
+            raise Violation(f"snapshot consistency: server {server_id} snapshots at {index} "
+                            f"a state machine that applied up to {applied}")
         data = bytes(data)
         have = self.snapshots.setdefault(index, data)
         if have != data:

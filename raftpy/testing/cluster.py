@@ -33,8 +33,11 @@ raftpy/core/update.py):
   Update before stepping the core again (update.py), so the server's loop is
   busy: results are reported at once, but every event that reaches the server
   until ``busy_until`` (messages, timers, disk completions, client requests)
-  waits, in order, and its applies lag the cluster's commits.  Manual mode
-  ignores it.
+  waits, in order, and its applies lag the cluster's commits.  When the loop
+  is free again, the events it held are stepped in one ``step_all``, as the
+  Server drains what arrived meanwhile: one Update for all of them (this
+  found a snapshot labelled with an index below what its state machine had
+  applied).  Manual mode ignores it.
 * servers can be added (empty state) and given to the leader with
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
   stopped server (raft_recover); ``lose`` stops a server for good and
@@ -70,7 +73,7 @@ from __future__ import annotations
 import heapq
 import random
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -286,6 +289,7 @@ class Cluster:
         self.network = network or Network()
         self.disk = disk or Disk()
         self.manual = manual
+        self._batch_voters: Sequence[int] | None = None   # before the step_all being handled
         self.tracer = tracer
         self.fixed_timeouts = fixed_timeouts
         self.now = 0
@@ -556,6 +560,41 @@ class Cluster:
         self._handle(server, raft, update)
         return update
 
+    def feed_all(self, server: SimServer, events: list[Event]) -> Update:
+        """Step the (free) server's core with events in one ``step_all``, as the
+        Server drains what arrived while its loop was busy: one Update for
+        them all."""
+        raft = server.raft
+        assert raft is not None
+        if len(events) == 1:
+            update = raft.step(events[0])
+            self._handle(server, raft, update)
+            return update
+        self._batch_voters = raft._voters
+        try:
+            update = raft.step_all(events)
+            self._handle(server, raft, update)
+        finally:
+            self._batch_voters = None
+        return update
+
+    def _take_waiting(self, server: SimServer, raft: Raft, when: int,
+                      batch: list[Event]) -> None:
+        """Move the other events server's busy loop held until ``when`` into batch
+        (in order): the loop finds them all ready at once."""
+        queue = self._queue
+        others = []
+        while queue and queue[0][0] == when and queue[0][1] == _WAITED:
+            item = heapq.heappop(queue)
+            held_raft, event = item[4]
+            if item[3] != server.id or held_raft is not raft:
+                others.append(item)
+                continue
+            server.waiting -= 1
+            batch.append(replace(event, time_ms=when))
+        for item in others:
+            heapq.heappush(queue, item)
+
     def _handle(self, server: SimServer, raft: Raft, u: Update) -> None:
         checker = self.checker
         failed = False
@@ -622,13 +661,10 @@ class Cluster:
     def _disk(self, server: SimServer) -> Disk:
         return server.disk if server.disk is not None else self.disk
 
-    def _check_commit(self, server: SimServer, raft: Raft, checker: SafetyChecker) -> None:
-        """The index a leader just committed is durable on a quorum of its voters,
-        and is not newer than what a leader cut off from its majority had."""
-        index = raft.commit_index
-        term = raft.log.term_of(index)
+    def _holders(self, index: int, term: int | None, voters: Sequence[int]) -> int:
+        """How many of voters hold entry index (of term) durably."""
         holders = 0
-        for voter in raft._voters:
+        for voter in voters:
             other = self.servers.get(voter)
             if other is None:
                 continue
@@ -636,7 +672,21 @@ class Cluster:
             if index <= _covered(other) or (
                     k < len(other.durable) and other.durable[k].term == term):
                 holders += 1
-        checker.on_commit(server.id, index, holders, raft._voters)
+        return holders
+
+    def _check_commit(self, server: SimServer, raft: Raft, checker: SafetyChecker) -> None:
+        """The index a leader just committed is durable on a quorum of its voters,
+        and is not newer than what a leader cut off from its majority had."""
+        index = raft.commit_index
+        term = raft.log.term_of(index)
+        voters: Sequence[int] = raft._voters
+        holders = self._holders(index, term, voters)
+        before = self._batch_voters
+        if holders < len(voters) // 2 + 1 and before is not None and before != voters:
+            # A batch that changed the configuration: the commit may have been
+            # counted before the change took effect, under the voters then.
+            voters, holders = before, self._holders(index, term, before)
+        checker.on_commit(server.id, index, holders, voters)
         watched = self.minority.get(server.id)
         if watched is not None and watched[0] == raft.current_term and index > watched[1]:
             if self._cut_off(raft):
@@ -895,7 +945,9 @@ class Cluster:
                     continue
                 server.waiting -= 1
                 self.now = when
-                self.feed(server, replace(event, time_ms=when), waited=True)
+                batch = [replace(event, time_ms=when)]
+                self._take_waiting(server, server.raft, when, batch)
+                self.feed_all(server, batch)
             elif kind == _TIMER:
                 if data != server.timer_seq or not server.alive:
                     continue

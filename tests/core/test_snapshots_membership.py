@@ -14,6 +14,7 @@ from raftpy.core.events import (
     Assign,
     Persisted,
     Propose,
+    Receive,
     Remove,
     SnapshotInstalled,
     SnapshotTaken,
@@ -80,6 +81,31 @@ def test_threshold_asks_for_one_snapshot_and_trailing_compacts() -> None:
     raft.step(Persisted(0, 10, 2))
     update = recv(raft, 2, AppendEntriesResult(2, 0, 10))
     assert update.take_snapshot is not None and update.take_snapshot.index == 10
+
+
+def test_a_snapshot_asked_for_in_a_batch_is_at_the_last_entry_the_batch_applies() -> None:
+    """The shell snapshots after applying all of an Update's entries: a request made
+    by an earlier event of a step_all must move to the last applied entry, or that
+    state is labelled too low and entries are applied twice after a restart (the
+    Server batches every event that arrived in one loop iteration)."""
+    raft = leader(snapshot_threshold=4, snapshot_trailing=2)
+    raft.step(Propose(0, [b"a" * 8] * 3))
+    raft.step(Persisted(0, 5, 2))
+    raft.step(Propose(0, [b"b" * 8] * 3))
+    raft.step(Persisted(0, 8, 2))
+    update = raft.step_all([Receive(0, 2, "2", AppendEntriesResult(2, 0, 5)),
+                            Receive(0, 2, "2", AppendEntriesResult(2, 0, 8))])
+    assert (update.apply_index, len(update.apply)) == (3, 6)
+    assert update.take_snapshot == Snapshot(8, 2, 1, conf(3))
+    raft.step(SnapshotTaken(0, 8, b"state at 8"))
+    assert raft.log.snapshot_index == 8 and raft.snapshot is not None
+    # The same with on-demand requests: asked, then more applied in the batch.
+    raft.step(Propose(0, [b"c" * 8] * 2))
+    raft.step(Persisted(0, 10, 2))
+    update = raft.step_all([Receive(0, 2, "2", AppendEntriesResult(2, 0, 9)), TakeSnapshot(0),
+                            Receive(0, 2, "2", AppendEntriesResult(2, 0, 10))])
+    assert update.take_snapshot is not None and update.take_snapshot.index == 10
+    assert raft._taking is update.take_snapshot
 
 
 def test_a_snapshot_the_state_machine_could_not_take_is_asked_again() -> None:
