@@ -27,8 +27,10 @@ return the same result.
 
 Budget: RAFTPY_POWERLOSS_STATES (default 6000) distinct crash states in all,
 shared by the workloads; each workload runs seeds seed, seed+1, ... until its
-share is checked.  The seed is printed; replay with RAFTPY_SEED=<seed>, or one
-workload by hand: python tests/io/powerloss_harness.py WORKLOAD SEED.
+share is checked, or for RAFTPY_POWERLOSS_SECONDS (default 20) once it has
+checked at least 100 (some seeds give far costlier states than others).
+The seed is printed; replay with RAFTPY_SEED=<seed>, or one workload by
+hand: python tests/io/powerloss_harness.py WORKLOAD SEED.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import powerloss_harness as harness  # noqa: E402
 
 STATES = int(os.environ.get("RAFTPY_POWERLOSS_STATES", "6000"))
+SECONDS = float(os.environ.get("RAFTPY_POWERLOSS_SECONDS", "20"))
 RUNS = [("appends", None), ("appends", False), ("rollover", None), ("truncate", None),
         ("snapshots", None), ("installs", None), ("race", None), ("race", False),
         ("faults", None), ("faults", False), ("big", None)]
@@ -127,6 +130,10 @@ def test_every_crash_state_loads_what_was_acknowledged(workload, use_aio, seed):
         failures += report.failures
         runs += 1
         if failures or runs >= 50:
+            break
+        if states >= 100 and time.monotonic() - t0 > SECONDS:
+            print(f"{workload}: time budget of {SECONDS:.0f} s spent "
+                  f"(RAFTPY_POWERLOSS_SECONDS), {states} of {share} crash states")
             break
     print(f"{workload}{' (thread writes)' if use_aio is False else ''}: {runs} recordings "
           f"(seeds {seed}..{seed + runs - 1}), {events} events, {states} crash states, "
