@@ -20,7 +20,11 @@ same bytes (the batch one append encodes: 40 or 1056 bytes), each one
 pwrite at the end of the last + fdatasync, into a file prepared as the store
 prepares its segments (zero-filled); vs_plain is entries/s over that loop's
 writes/s, p50_vs_plain that loop's p50 over the store's (both: above 1 means
-the store is faster).
+the store is faster).  The "C loop" rows do one durable 4 KiB write at a
+time with no Python at all (synchronous O_DIRECT RWF_DSYNC, and kernel AIO
+waited for in epoll as the writer does): the ceiling of any AIO writer on
+this disk, and in the target rows c_aio_vs_plain (that ceiling against the
+plain loop) and vs_c_aio (the store against it).
 
 Last, loading a data directory of --load-gib GiB (1 by default; 16 MiB with
 --quick) filled through the store with 1 KiB entries: its files read
@@ -146,6 +150,14 @@ def _raw_cases(report: Report, directory: str, caps: aio.FsCaps, n: int, run) ->
             rate = n / sum(lat)
             floor = floor or rate
             _add(report, f"{prep}: {name}", lat, rate, floor)
+        if caps.direct_io:
+            c_cases = [("C loop, O_DIRECT RWF_DSYNC", False)]
+            if caps.async_io:
+                c_cases.append(("C loop, AIO + epoll, no Python", True))
+            for name, use_aio in c_cases:
+                lat = c_loop(os.path.join(directory, f"c-{prep}-{use_aio}"), caps, n,
+                             prep == "zeroed", use_aio)
+                _add(report, f"{prep}: {name}", lat, n / sum(lat), floor)
         for depth in (1, 8, 32):
             path = os.path.join(directory, f"aio-{prep}-{depth}")
             aio.prepare_file(path, n * BLOCK, caps, zero_fill=prep == "zeroed")
@@ -155,6 +167,20 @@ def _raw_cases(report: Report, directory: str, caps: aio.FsCaps, n: int, run) ->
             _add(report, f"{prep}: writer {mode} depth {depth}", lat, n / elapsed, floor)
         zeroed_floor = floor
     return zeroed_floor
+
+
+def c_loop(path: str, caps: aio.FsCaps, n: int, zeroed: bool, use_aio: bool) -> list[float]:
+    """n durable BLOCK writes one at a time, the whole loop in C
+    (_bindings.durable_write_loop): what a writer costs without Python."""
+    aio.prepare_file(path, n * BLOCK, caps, zero_fill=zeroed)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        buf = aio.aligned_buffer(BLOCK)
+        buf[:] = b"w" * BLOCK
+        return _bindings.durable_write_loop(fd, memoryview(buf), n, use_aio)
+    finally:
+        os.close(fd)
+        os.unlink(path)
 
 
 async def _store_run(path: str, size: int, inflight: int, seconds: float,
@@ -218,6 +244,15 @@ def _store_cases(report: Report, directory: str, caps: aio.FsCaps, run, floor: f
         plain_p50 = percentile(sorted(plain_lat), 50)
         _add(report, f"store: plain pwrite+fdatasync loop, the same {len(batch)}-byte batch",
              plain_lat, plain_rate, floor)
+        c_rate = c_p50 = float("nan")
+        if caps.direct_io and caps.async_io:
+            # The ceiling of any store on kernel AIO: the same writes as the
+            # store's (one zeroed block each), in C, right after the plain loop.
+            lat = c_loop(os.path.join(directory, f"c-store-{size}"), caps,
+                         min(len(plain_lat), 4000), True, True)
+            c_rate, c_p50 = len(lat) / sum(lat), percentile(sorted(lat), 50)
+            _add(report, "store: C loop, AIO + epoll, one 4 KiB block per write", lat, c_rate,
+                 floor, vs_plain=c_rate / plain_rate, p50_vs_plain=plain_p50 / c_p50)
         for inflight in (1, 64, 1024):
             path = os.path.join(directory, f"store-{size}-{inflight}")
             os.mkdir(path)
@@ -230,7 +265,8 @@ def _store_cases(report: Report, directory: str, caps: aio.FsCaps, run, floor: f
                  p50_vs_plain=plain_p50 / p50)
             if inflight == 1:
                 report.add(f"target: 1 append in flight ({size}B) / plain loop, rate (>= 0.8)",
-                           rate / plain_rate, "x", p50_vs_plain=plain_p50 / p50)
+                           rate / plain_rate, "x", p50_vs_plain=plain_p50 / p50,
+                           c_aio_vs_plain=c_rate / plain_rate, vs_c_aio=rate / c_rate)
 
 
 async def _fill(path: str, mib: int) -> None:

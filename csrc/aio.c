@@ -11,7 +11,9 @@
 #include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -151,6 +153,65 @@ int rp_aio_probe(int fd, const void *buf, size_t len)
     }
     sys_io_destroy(ctx);
     return answer;
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The benchmark's floor for one durable write at a time, in C: n writes of
+ * len bytes at offsets 0, len, 2*len ... of an O_DIRECT fd, each waited for
+ * before the next, either synchronously (pwritev2 with RWF_DSYNC) or as the
+ * AIO writer does it without Python (io_submit with RWF_DSYNC, epoll_wait on
+ * the eventfd, the eventfd read, io_getevents).  lat[i] gets each write's
+ * seconds.  Returns 0 or -errno. */
+int rp_durable_write_loop(int fd, const void *buf, size_t len, unsigned n, int use_aio,
+                          double *lat)
+{
+    struct rp_aio aio;
+    int ep = -1, rv = 0;
+    if (use_aio) {
+        if ((rv = rp_aio_init(&aio, 1)) < 0) return rv;
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event want = {.events = EPOLLIN};
+        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, aio.efd, &want) < 0) {
+            rv = -errno;
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t offset = (uint64_t)i * len;
+        double start = seconds_now();
+        if (!use_aio) {
+            struct iovec iov = {(void *)(uintptr_t)buf, len};
+            ssize_t w = pwritev2(fd, &iov, 1, (off_t)offset, RWF_DSYNC);
+            if (w < 0) { rv = -errno; goto out; }
+            if ((size_t)w != len) { rv = -ENOSPC; goto out; }
+        } else {
+            if ((rv = rp_aio_submit(&aio, fd, buf, len, offset, i, RP_AIO_DSYNC)) < 0) goto out;
+            uint64_t ud;
+            int64_t res;
+            int got = 0;
+            while (got == 0) {
+                struct epoll_event ev;
+                if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR) { rv = -errno; goto out; }
+                got = rp_aio_reap(&aio, &ud, &res, 1);
+                if (got < 0) { rv = got; goto out; }
+            }
+            if (res < 0) { rv = (int)res; goto out; }
+            if ((size_t)res != len) { rv = -ENOSPC; goto out; }
+        }
+        lat[i] = seconds_now() - start;
+    }
+out:
+    if (use_aio) {
+        if (ep >= 0) close(ep);
+        rp_aio_close(&aio);
+    }
+    return rv;
 }
 
 int rp_pwrite_sync(int fd, const void *buf, size_t len, uint64_t offset)

@@ -162,6 +162,10 @@ int rp_aio_probe(int fd, const void *buf, size_t len);
 /* Blocking fallback: pwrite everything, then fdatasync.  Returns 0 or -errno.
  * cffi releases the GIL around it, so it runs in a worker thread. */
 int rp_pwrite_sync(int fd, const void *buf, size_t len, uint64_t offset);
+/* Benchmark floor: n durable writes one at a time, sync or AIO + epoll, in C;
+ * lat[i] the seconds of write i.  Returns 0 or -errno (aio.c). */
+int rp_durable_write_loop(int fd, const void *buf, size_t len, unsigned n, int use_aio,
+                          double *lat);
 
 /* The filesystem type (statfs f_type) of the file behind fd, or -errno. */
 int64_t rp_fs_type(int fd);

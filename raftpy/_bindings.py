@@ -737,6 +737,18 @@ def pwrite_sync(fd: int, buf: bytes | bytearray | memoryview, offset: int) -> No
         raise _errno_error(rv, "write")
 
 
+def durable_write_loop(fd: int, buf: bytes | bytearray | memoryview, n: int,
+                       use_aio: bool) -> list[float]:
+    """Benchmarks' floor: n durable writes of buf one at a time at offsets 0,
+    len(buf), ... of an O_DIRECT fd, all in C (pwritev2 RWF_DSYNC, or AIO with
+    an eventfd watched by epoll as AioWriter does); each write's seconds."""
+    lat = ffi.new("double[]", n)
+    rv = lib.rp_durable_write_loop(fd, ffi.from_buffer(buf), len(buf), n, int(use_aio), lat)
+    if rv < 0:
+        raise _errno_error(rv, "durable write loop")
+    return list(ffi.unpack(lat, n))
+
+
 def read_image(path: str) -> memoryview | bytes:
     """The whole file at path (what it holds when read), in memory of its own,
     as a read-only memoryview (b"" for an empty file): the memory lives while

@@ -199,3 +199,34 @@ def test_prepare_file_zeroes_its_start_and_reserves_the_rest():
         for name in os.listdir(path):
             os.unlink(os.path.join(path, name))
         os.rmdir(path)
+
+
+@pytest.mark.parametrize("use_aio", [False, True], ids=["sync", "aio"])
+def test_the_benchmarks_c_write_loop_writes_every_block_durably(use_aio):
+    """_bindings.durable_write_loop (benchmarks/disk.py's floor): n blocks land at
+    0, len, 2 len ...; a bad descriptor is an error, not a silent zero latency."""
+    path = disk_dir()
+    caps = aio.probe(path)
+    if not caps.direct_io or (use_aio and not caps.async_io):
+        os.rmdir(path)
+        pytest.skip(f"{path}: {caps} lacks what this loop needs")
+    seg = os.path.join(path, "seg")
+    try:
+        aio.prepare_file(seg, 8 * BLOCK, caps, zero_fill=True)
+        fd = os.open(seg, os.O_WRONLY | os.O_DIRECT)
+        buf = aio.aligned_buffer(BLOCK)
+        buf[:] = b"q" * BLOCK
+        try:
+            lat = _bindings.durable_write_loop(fd, memoryview(buf), 6, use_aio)
+        finally:
+            os.close(fd)
+        assert len(lat) == 6 and all(t > 0 for t in lat)
+        with open(seg, "rb") as f:
+            data = f.read()
+        assert data == b"q" * (6 * BLOCK) + bytes(2 * BLOCK)
+        with pytest.raises(RaftError, match="durable write loop"):
+            _bindings.durable_write_loop(987654, memoryview(buf), 1, use_aio)
+    finally:
+        if os.path.exists(seg):
+            os.unlink(seg)
+        os.rmdir(path)
