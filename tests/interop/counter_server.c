@@ -3,6 +3,7 @@
  *
  *   counter_server DIR ID --address A --control HOST:PORT --cluster "1=A,2=B"
  *                  [--join] [--snapshot-threshold N] [--snapshot-trailing N]
+ *                  [--install-snapshot-timeout-ms MS]
  *
  * Real libraft I/O only: raft_uv_init + raft_uv_tcp_init on a libuv loop,
  * raft_init, raft_bootstrap with the --cluster configuration (unless --join;
@@ -757,7 +758,8 @@ static void die(const char *what, const char *detail)
 static void usage(void)
 {
     die("usage", "counter_server DIR ID --address A --control HOST:PORT --cluster "
-        "\"1=A,...\" [--join] [--snapshot-threshold N] [--snapshot-trailing N]; or with "
+        "\"1=A,...\" [--join] [--snapshot-threshold N] [--snapshot-trailing N] "
+        "[--install-snapshot-timeout-ms MS]; or with "
         "--bench-in-flight W --bench-size B --bench-warmup N --bench-count N --bench-max-s S "
         "instead of --control (see the top of counter_server.c)");
 }
@@ -817,7 +819,7 @@ static unsigned unsigned_arg(const char *text)
 int main(int argc, char *argv[])
 {
     const char *address = NULL, *control = NULL, *cluster = NULL;
-    unsigned threshold = 64, trailing = 16;
+    unsigned threshold = 64, trailing = 16, install_timeout_ms = 0;   /* 0: libraft's */
     int join = 0;
     if (argc < 3) {
         usage();
@@ -832,6 +834,8 @@ int main(int argc, char *argv[])
         else if (strcmp(argv[i], "--cluster") == 0) cluster = next;
         else if (strcmp(argv[i], "--snapshot-threshold") == 0) threshold = unsigned_arg(next);
         else if (strcmp(argv[i], "--snapshot-trailing") == 0) trailing = unsigned_arg(next);
+        else if (strcmp(argv[i], "--install-snapshot-timeout-ms") == 0)
+            install_timeout_ms = unsigned_arg(next);
         else if (strcmp(argv[i], "--bench-in-flight") == 0) bench.in_flight = unsigned_arg(next);
         else if (strcmp(argv[i], "--bench-size") == 0) bench.size = unsigned_arg(next);
         else if (strcmp(argv[i], "--bench-warmup") == 0) bench.warmup = unsigned_arg(next);
@@ -863,6 +867,7 @@ int main(int argc, char *argv[])
     raft_set_pre_vote(&raft, true);
     raft_set_snapshot_threshold(&raft, threshold);
     raft_set_snapshot_trailing(&raft, trailing);
+    if (install_timeout_ms) raft_set_install_snapshot_timeout(&raft, install_timeout_ms);
     if (!join) {
         bootstrap(cluster);
     }

@@ -40,6 +40,14 @@ from test_processes import Load  # noqa: E402 (tests/cluster)
 HERE = Path(__file__).resolve().parent
 
 
+# A libraft leader whose InstallSnapshot went to a follower just killed waits
+# install_snapshot_timeout (30 s by default) before it sends it again: a third
+# of the SIGKILL runs spent 31 s there, libraft waiting on libraft.  3 s keeps
+# the retry in the test and the test quick; RAFTPY_LIBRAFT_INSTALL_MS=30000
+# runs libraft's default.
+LIBRAFT_INSTALL_MS = os.environ.get("RAFTPY_LIBRAFT_INSTALL_MS", "3000")
+
+
 @pytest.fixture(scope="session")
 def counter_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_against_libraft(HERE / "counter_server.c",
@@ -61,6 +69,8 @@ class MixedCluster(Cluster):
         assert not node.alive()
         node.log_path = os.path.join(self.top, f"server-{node.id}.log")
         program = [str(self.exe)] if node.id in self.libraft else [sys.executable, SERVER]
+        if node.id in self.libraft:
+            extra = (*extra, "--install-snapshot-timeout-ms", LIBRAFT_INSTALL_MS)
         args = [*program, node.directory, str(node.id),
                 "--address", node.address, "--control", f"127.0.0.1:{node.control_port}",
                 "--cluster", self.bootstrap,
