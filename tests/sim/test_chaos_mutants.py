@@ -26,6 +26,10 @@ FOUND_BY = {
     # Figure 3.7 of the dissertation: earlier terms' entries committed by counting
     # (a scan of seeds 0..4999 found it in these 4).
     "commit-old-terms": (943, 2347, 3911, 4677),
+    # A snapshot labelled below what its machine applied: needs a busy server's
+    # held events stepped in one batch, as the Server does (108 of seeds
+    # 0..1999 found it before the fix; these are the first four).
+    "snapshot-before-batch-applies": (61, 77, 161, 168),
 }
 
 
