@@ -15,6 +15,8 @@ from raftpy.core.events import (
     Propose,
     Read,
     Receive,
+    Remove,
+    SnapshotTaken,
     TakeSnapshot,
 )
 from raftpy.core.messages import (
@@ -189,6 +191,50 @@ def test_take_snapshot_then_an_install_in_one_batch_defers_the_install() -> None
                             got(raft, 1, InstallSnapshot(2, 10, 2, 1, conf(3), b"snap"))])
     assert update.take_snapshot is not None and update.take_snapshot.index == 3
     assert update.install_snapshot is None and raft._deferred_install is not None
+
+
+def test_an_install_started_in_a_batch_refuses_a_later_take_snapshot() -> None:
+    """The other order: our snapshot is taken, the deferred install starts, then a
+    TakeSnapshot in the same batch: never both requests in one Update."""
+    raft = server(2, term=2, extra=[cmd(1), cmd(1)], snapshot_threshold=1)
+    raft.step(got(raft, 1, AppendEntries(2, 3, 1, 3)))      # asks for a snapshot at 3
+    raft.step(got(raft, 1, InstallSnapshot(2, 10, 2, 1, conf(3), b"snap")))   # deferred
+    assert raft._taking is not None and raft._deferred_install is not None
+    update = raft.step_all([SnapshotTaken(0, 3, b"own"), TakeSnapshot(0)])
+    assert update.install_snapshot is not None and update.install_snapshot.index == 10
+    assert update.take_snapshot is None and raft._taking is None
+
+
+# -- counting voters when a batch changes them (review of the sim's _check_commit) ----
+
+
+def test_a_voter_removed_earlier_in_a_batch_no_longer_counts_toward_a_commit() -> None:
+    """The simulator accepts a commit counted under the voters from before a batch
+    that changed them; the core must count the new voters for anything after
+    the change: a removed server's acknowledgement later in the batch commits
+    nothing."""
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8], "a"))                       # entry 3
+    raft.step(Persisted(0, 3, 2))
+    update = raft.step_all([Remove(0, 3, "rm"),                  # CHANGE at 4: voters 1, 2
+                            got(raft, 3, AppendEntriesResult(2, 0, 3, FEATURES))])
+    assert raft._voters == (1, 2)
+    assert raft.commit_index == 2 and update.completed == []
+    update = raft.step(got(raft, 2, AppendEntriesResult(2, 0, 3, FEATURES)))
+    assert raft.commit_index == 3 and update.completed == [("a", 3)]
+
+
+def test_a_commit_counted_before_a_removal_in_the_same_batch_stands() -> None:
+    """The case the relaxed check exists for: a quorum of the old voters (1 and 3)
+    committed entry 3, then 3 was removed in the same batch; at the end of it
+    only 1 of the new voters (1, 2) holds the entry, and that is correct."""
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8], "a"))
+    raft.step(Persisted(0, 3, 2))
+    update = raft.step_all([got(raft, 3, AppendEntriesResult(2, 0, 3, FEATURES)),
+                            Remove(0, 3, "rm")])
+    assert raft.commit_index == 3 and raft._voters == (1, 2)
+    assert update.completed == [("a", 3)] and update.accepted == [("rm", 4)]
 
 
 # -- reads -----------------------------------------------------------------------------
