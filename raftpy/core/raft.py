@@ -296,6 +296,11 @@ class Raft(ConvertMixin, ElectionMixin, ReplicationMixin, SnapshotMixin, Members
         index = event.index
         if self.state == State.UNAVAILABLE or index > self.log.last_index:
             return
+        if self._installing is not None:
+            # A write issued before the install (update.py item 6): the
+            # snapshot replaces that log, so its failure costs nothing.
+            self._trace(f"ignore failed write from {index}: installing a snapshot")
+            return
         self._trace(f"write from {index} failed: {event.error}")
         if index <= self.commit_index:
             self.to_unavailable("a committed entry could not be written")

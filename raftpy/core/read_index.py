@@ -364,7 +364,12 @@ class ReadIndexMixin(RaftState):
                 self.current_term, self.current_leader_id)):
             self._fail_forwarded()  # asked another leader, or another term
         if reads.forward:
-            if state == State.FOLLOWER and self.current_leader_id:
+            # Checked again here: the leader that announced follower reads when
+            # the reads arrived may have been replaced later in the batch, by
+            # one (maybe libraft) that never did.
+            leader = self.current_leader_id
+            if (state == State.FOLLOWER and leader
+                    and reads.leader_reads == (self.current_term, leader)):
                 self._send_forwarded()
             else:
                 forward, reads.forward = reads.forward, []

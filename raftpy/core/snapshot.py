@@ -22,6 +22,10 @@ Rules (spec §2.11, §2.5 "send snapshot", §2.13; dissertation §5.1-5.3):
 * A follower installing a snapshot (``_installing``; ``last_stored`` is 0)
   does not campaign, refuses votes, drops AppendEntries carrying entries,
   commits nothing and ignores completions of writes issued before it.
+* A snapshot at or below the commit index is never installed: a deposed
+  leader may have applied entries its own disk does not hold yet (spec
+  §2.6), and the install would take its state machine back.  It reports
+  what is durable and waits for its writes.
 """
 
 from __future__ import annotations
@@ -141,6 +145,9 @@ class SnapshotMixin(RaftState):
         if self._covers(m.last_index, m.last_term):
             self._ack_install(m.last_index)
             return
+        if m.last_index <= self.commit_index:
+            self._wait_for_own_writes(m.last_index)
+            return
         snapshot = Snapshot(m.last_index, m.last_term, m.conf_index, m.conf, m.data)
         if self._taking is not None:
             # Deviation from libraft, which drops it (its leader sends it again
@@ -166,6 +173,20 @@ class SnapshotMixin(RaftState):
         self._send(self.current_leader_id, self.current_leader_address,
                    AppendEntriesResult(self.current_term, 0, index, FEATURES))
 
+    def _wait_for_own_writes(self, index: int) -> None:
+        """A snapshot at or below our commit index that our durable log does not
+        reach: a deposed leader applies entries before its own disk has them
+        (spec §2.6).  Installing it would take the state machine back before
+        entries already applied.  Our entries up to index are committed, so
+        they are the leader's (leader completeness): they count as verified,
+        and the reply reports only what is durable; the leader learns the rest
+        from our acknowledgements as our writes complete."""
+        self._trace(f"no install of {index}: committed here, writes in flight")
+        self._verified_index = max(self._verified_index, index)
+        self._send(self.current_leader_id, self.current_leader_address,
+                   AppendEntriesResult(self.current_term, 0, self._acknowledged(),  # type: ignore[attr-defined]
+                                       FEATURES))
+
     def installing(self) -> bool:
         """Installing a snapshot, or holding one to install in this term."""
         deferred = self._deferred_install
@@ -180,6 +201,8 @@ class SnapshotMixin(RaftState):
         snapshot = deferred[1]
         if self._covers(snapshot.index, snapshot.term):
             self._ack_install(snapshot.index)
+        elif snapshot.index <= self.commit_index:
+            self._wait_for_own_writes(snapshot.index)
         else:
             self._start_install(snapshot)
 

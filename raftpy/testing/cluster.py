@@ -37,7 +37,9 @@ raftpy/core/update.py):
   is free again, the events it held are stepped in one ``step_all``, as the
   Server drains what arrived meanwhile: one Update for all of them (this
   found a snapshot labelled with an index below what its state machine had
-  applied).  Manual mode ignores it.
+  applied).  Manual mode ignores it.  With ``batch_same_ms`` a free server's
+  events of one simulated ms (messages, timer, completions, send failures)
+  are stepped together too, as one iteration of the Server's loop would.
 * servers can be added (empty state) and given to the leader with
   ``add``/``assign``/``remove``; ``recover`` forces a configuration on a
   stopped server (raft_recover); ``lose`` stops a server for good and
@@ -281,7 +283,8 @@ class Cluster:
                  tracer: Tracer | None = None, check: bool = True,
                  machine: Callable[[], StateMachine] = DigestMachine,
                  fixed_timeouts: bool = False, snapshot: Snapshot | None = None,
-                 libraft: frozenset[int] = frozenset()) -> None:
+                 libraft: frozenset[int] = frozenset(),
+                 batch_same_ms: bool = False) -> None:
         self.rng = random.Random(seed)
         self.libraft = libraft  # ids that answer as libraft followers do
         self.seed = seed
@@ -290,6 +293,9 @@ class Cluster:
         self.disk = disk or Disk()
         self.manual = manual
         self._batch_voters: Sequence[int] | None = None   # before the step_all being handled
+        # Step a free server's events of one simulated ms in one step_all (see step).
+        self.batch_same_ms = batch_same_ms
+        self._collect: tuple[SimServer, list[Event]] | None = None
         self.tracer = tracer
         self.fixed_timeouts = fixed_timeouts
         self.now = 0
@@ -555,6 +561,10 @@ class Cluster:
             if type(event) is Tick and server.paused_until >= when:
                 when += 1  # a resumed loop runs the I/O that arrived before its timers
             self._push(when, _WAITED, server.id, (raft, event))
+            return None
+        collect = self._collect
+        if collect is not None and collect[0] is server:
+            collect[1].append(event)  # stepped with the rest of this ms (step)
             return None
         update = raft.step(event)
         self._handle(server, raft, update)
@@ -926,17 +936,19 @@ class Cluster:
     # -- automatic stepping -----------------------------------------------------------
 
     def step(self) -> bool:
-        """Run the earliest pending event; False if there is none."""
+        """Run the earliest pending event; False if there is none.
+
+        With ``batch_same_ms`` the other events a free server has at the same
+        simulated ms (messages, timer, disk and snapshot completions, send
+        failures) are stepped with it in one ``step_all``: the Server drains
+        whatever reached its loop in one iteration, and events of one ms
+        arrive together."""
         queue = self._queue
         servers = self.servers
         while queue:
             when, kind, seq, server_id, data = heapq.heappop(queue)
             server = servers[server_id]
-            if kind == _NET:
-                self.now = when
-                if not self._deliver(data[0], server_id, data[1]):
-                    continue
-            elif kind == _WAITED:
+            if kind == _WAITED:
                 raft, event = data
                 if raft is not server.raft or not server.alive:
                     continue  # the server crashed meanwhile: its loop is gone
@@ -948,28 +960,63 @@ class Cluster:
                 batch = [replace(event, time_ms=when)]
                 self._take_waiting(server, server.raft, when, batch)
                 self.feed_all(server, batch)
-            elif kind == _TIMER:
-                if data != server.timer_seq or not server.alive:
+            elif not self.batch_same_ms:
+                if not self._run_item(server, when, kind, data):
                     continue
-                self.now = when
-                self.feed(server, Tick(when))
-            elif kind == _FAILED:
-                raft, to_id, message = data
-                if raft is not server.raft or not server.alive:
-                    continue  # the sender restarted: its transport is new
-                self.now = when
-                self.feed(server, SendFailed(when, to_id, message))
-            else:
-                if data != server.incarnation or not server.alive:
-                    continue
-                self.now = when
-                if kind == _DISK:
-                    self._complete_write(server)
-                else:
-                    self._complete_snapshot(server)
+            elif not self._run_same_ms(server, when, kind, data):
+                continue
             self.steps += 1
             return True
         return False
+
+    def _run_same_ms(self, server: SimServer, when: int, kind: int, data: Any) -> bool:
+        """Run the item and the server's other non-held items at ``when``, feeding
+        the events they make in one step_all; False if none was current."""
+        events: list[Event] = []
+        self._collect = (server, events)
+        try:
+            ran = self._run_item(server, when, kind, data)
+            queue = self._queue
+            others = []
+            while queue and queue[0][0] == when:
+                item = heapq.heappop(queue)
+                if item[3] != server.id or item[1] == _WAITED:
+                    others.append(item)
+                    continue
+                ran = self._run_item(server, when, item[1], item[4]) or ran
+            for item in others:
+                heapq.heappush(queue, item)
+        finally:
+            self._collect = None
+        if events and server.raft is not None:
+            self.feed_all(server, events)
+        return ran
+
+    def _run_item(self, server: SimServer, when: int, kind: int, data: Any) -> bool:
+        """Run one timer, message, completion or send failure; False if stale."""
+        if kind == _NET:
+            self.now = when
+            return self._deliver(data[0], server.id, data[1])
+        if kind == _TIMER:
+            if data != server.timer_seq or not server.alive:
+                return False
+            self.now = when
+            self.feed(server, Tick(when))
+        elif kind == _FAILED:
+            raft, to_id, message = data
+            if raft is not server.raft or not server.alive:
+                return False  # the sender restarted: its transport is new
+            self.now = when
+            self.feed(server, SendFailed(when, to_id, message))
+        else:
+            if data != server.incarnation or not server.alive:
+                return False
+            self.now = when
+            if kind == _DISK:
+                self._complete_write(server)
+            else:
+                self._complete_snapshot(server)
+        return True
 
     def run_until(self, done: Callable[[], bool], max_ms: int) -> bool:
         """Step until done() or until simulated time passes now+max_ms."""

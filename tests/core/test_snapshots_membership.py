@@ -474,3 +474,22 @@ def test_snapshot_mode_ends_even_when_the_answer_is_no_news() -> None:
     assert p.match_index == 6
     recv(raft, 2, AppendEntriesResult(2, 0, 6))
     assert p.mode == ProgressMode.PROBE and p.next_index == 7
+
+
+def test_a_snapshot_below_what_a_deposed_leader_applied_is_not_installed() -> None:
+    """A leader commits and applies entries a quorum of followers stored before its
+    own slow disk has them (spec §2.6), then is deposed; the new leader's
+    snapshot lies between the old leader's last_stored and its commit index.
+    It must not be installed: that would take the state machine back to
+    before entries already applied, and leave commit_index past the log (the
+    invariant _flush asserts).  Random run seed 3335 (3 servers, 5000 steps)
+    reaches it: server 2 applied 344, stored 319, got a snapshot at 338."""
+    raft = leader()
+    raft.step(Propose(0, [b"a" * 8] * 3))                 # 3..5, not yet durable here
+    recv(raft, 2, AppendEntriesResult(2, 0, 5, FEATURES))
+    recv(raft, 3, AppendEntriesResult(2, 0, 5, FEATURES))    # a quorum of followers
+    assert raft.commit_index == raft.last_applied == 5 and raft.last_stored == 2
+    update = recv(raft, 3, InstallSnapshot(3, 4, 2, 1, conf(3), b"state at 4"))
+    assert raft.state == State.FOLLOWER and raft.current_term == 3
+    assert update.install_snapshot is None
+    assert raft.commit_index == raft.last_applied == 5 and raft.log.last_index == 5
