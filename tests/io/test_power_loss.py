@@ -27,8 +27,9 @@ return the same result.
 
 Budget: RAFTPY_POWERLOSS_STATES (default 6000) distinct crash states in all,
 shared by the workloads; each workload runs seeds seed, seed+1, ... until its
-share is checked, or for RAFTPY_POWERLOSS_SECONDS (default 20) once it has
-checked at least 100 (some seeds give far costlier states than others).
+share is checked, or, between two recordings, once RAFTPY_POWERLOSS_SECONDS
+(default 20) have passed and at least 100 states are checked (some seeds
+give far costlier states than others; one recording is always checked whole).
 The seed is printed; replay with RAFTPY_SEED=<seed>, or one workload by
 hand: python tests/io/powerloss_harness.py WORKLOAD SEED.
 """
