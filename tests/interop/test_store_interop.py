@@ -133,11 +133,27 @@ def files(path: Path) -> dict[str, bytes]:
     return {n: (path / n).read_bytes() for n in sorted(os.listdir(path)) if n != LOCK}
 
 
+def _wait_stopped(pid: int) -> None:
+    """Until SIGSTOP has taken effect (delivery is asynchronous: the child may
+    still rename a segment just after kill returns); at most 1 s."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t", "Z"):
+            return
+        time.sleep(0.0005)
+
+
 def open_segments_with_entries(path: Path) -> list[str]:
     found = []
     for name in os.listdir(path):
         if name.startswith("open-"):
-            scan = _bindings.scan_segment((path / name).read_bytes())
+            try:
+                data = (path / name).read_bytes()
+            except FileNotFoundError:   # closed (renamed) since the listing
+                continue
+            scan = _bindings.scan_segment(data)
             if scan.entries and scan.outcome != ScanOutcome.CORRUPT:
                 found.append(name)
     return found
@@ -210,6 +226,7 @@ class Events:
             while True:
                 assert time.monotonic() < self.deadline, "no open segment with entries"
                 self.proc.send_signal(signal.SIGSTOP)
+                _wait_stopped(self.proc.pid)
                 if open_segments_with_entries(path):
                     break
                 self.proc.send_signal(signal.SIGCONT)
