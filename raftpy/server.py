@@ -632,13 +632,10 @@ class Server:
         """Items 2-7 of update.py; ``io`` False after a failed term/vote write or
         at close: nothing is written or sent."""
         if io:
-            if u.truncate_from:
-                self._spawn(self._truncate(u.truncate_from))
-            if u.persist:
-                if self._append_nowait is not None and not self._unstarted:
-                    self._append_now(u.persist_index, u.persist)
-                else:
-                    self._spawn(self._append(u.persist_index, u.persist))
+            # Messages before the write: no message depends on this Update's own
+            # write (a follower acknowledges only after Persisted), and the
+            # leader's AppendEntries then leave without waiting for io_submit,
+            # which is on the critical path of every commit (tens of us).
             if u.messages:
                 if self._send_many is not None:
                     self._send_many(u.messages)
@@ -647,6 +644,13 @@ class Server:
                     for to_id, address, message in u.messages:
                         send(to_id, address, message)
                 self._counters.count_sent(u.messages)
+            if u.truncate_from:
+                self._spawn(self._truncate(u.truncate_from))
+            if u.persist:
+                if self._append_nowait is not None and not self._unstarted:
+                    self._append_now(u.persist_index, u.persist)
+                else:
+                    self._spawn(self._append(u.persist_index, u.persist))
         if u.apply:
             self._apply(u.apply_index, u.apply)
         if u.accepted or u.completed or u.failed:

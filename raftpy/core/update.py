@@ -12,7 +12,11 @@ on it belongs to the shell.  The order of the fields is the order of duty:
    then append ``persist`` starting at ``persist_index``; report completion
    with ``Persisted(index, term)`` of the last entry written, or failure
    with ``PersistFailed(first index of the write, error)``.
-3. ``messages``: send; the leader sends while its own write is in flight.
+3. ``messages``: send, before the write of item 2 starts or while it is in
+   flight: no message of an Update depends on that Update's own write (a
+   follower acknowledges entries only in the Update after their
+   ``Persisted``), so the Server sends first and the leader's AppendEntries
+   do not wait for its io_submit.
    A message that could not be handed to its peer (connection down or
    refused) is reported with ``SendFailed(to_id, message)``, at once or
    whenever the transport learns it; nothing awaits delivery.

@@ -4,6 +4,7 @@ real DiskStore and the in-memory transport (one shared timeline)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from server_harness import Cluster, Timeline, cmd, machine_of, run
@@ -145,3 +146,74 @@ def check_order(events):
                 assert message.term == term[server]
     # the run exercised what it checks
     assert counts["terms"] >= 2 and counts["votes"] >= 2 and counts["acks"] >= 4, counts
+
+
+class _NowaitStorage:
+    """A CountingStorage with the store's task-free append, recording each call
+    as it is made (not when it returns) on the timeline."""
+
+    def __init__(self, counting: Any) -> None:
+        self._counting = counting
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._counting, name)
+
+    def append_nowait(self, first_index: int, entries: Any, done: Any) -> None:
+        self._counting._record("append-called", first_index)
+        self._counting.inner.append_nowait(first_index, entries, done)
+
+
+class WritesBeforeSending(Server):
+    """The order before the Server sent first: the write, then the messages."""
+
+    def _finish(self, u, io):
+        if io and u.persist and u.messages and self._append_nowait is not None:
+            persist, u.persist = u.persist, []
+            self._append_now(u.persist_index, persist)
+        super()._finish(u, io)
+
+
+@pytest.mark.parametrize("mutant", [None, WritesBeforeSending])
+def test_the_leader_sends_its_append_entries_before_it_starts_its_own_write(
+        tmp_path, run_loop, mutant):
+    """A leader's AppendEntries do not wait for its own io_submit (update.py item
+    3): the followers' write and round trip are the longer path of a commit."""
+    async def go():
+        timeline = Timeline()
+        c = Cluster(tmp_path, timeline=timeline, server_class=mutant or Server)
+        real_make = c.make
+
+        def make(i, config=None):
+            server = real_make(i, config)
+            storage = _NowaitStorage(c.storages[i])
+            server.storage = storage
+            server._append_nowait = storage.append_nowait
+            return server
+
+        c.make = make
+        await c.start()
+        try:
+            leader = await c.leader()
+            start = len(timeline.events)
+            for i in range(20):                   # one at a time: one Update each
+                await leader.apply(cmd(i))
+        finally:
+            await c.close()
+        order = []
+        for event in timeline.events[start:]:
+            if event[0] != leader.id:
+                continue
+            if event[1] == "append-called":
+                order.append(("write", event[2]))
+            elif event[1] == "send" and isinstance(event[3], AppendEntries) \
+                    and event[3].entries:
+                order.append(("send", event[3].prev_log_index + 1))
+        writes = [index for what, index in order if what == "write"]
+        assert len(writes) >= 20, order
+        late = [index for index in writes
+                if ("send", index) not in order[:order.index(("write", index))]]
+        if mutant is None:
+            assert not late, f"written before its AppendEntries went out: {late}"
+        else:
+            assert late, "the mutant shell should write first"
+    run(run_loop, go)
