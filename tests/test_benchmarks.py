@@ -11,14 +11,16 @@ import pytest
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["blocking.py", "cluster.py", "codec.py", "disk.py",
-                                    "memory.py", "reads.py", "server.py", "transport.py"])
+@pytest.mark.parametrize("script", ["blocking.py", "cluster.py", "codec.py", "critical_path.py",
+                                    "disk.py", "memory.py", "reads.py", "server.py",
+                                    "transport.py"])
 def test_benchmark_prints_json_cases(script, tmp_path):
     args = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "disk.py":
         args += ["--dir", str(tmp_path), "--writes", "50", "--store-seconds", "0.2",
                  "--load-gib", "0.004"]
-    if script in ("server.py", "cluster.py", "blocking.py", "memory.py", "reads.py"):
+    if script in ("server.py", "cluster.py", "blocking.py", "memory.py", "reads.py",
+                  "critical_path.py"):
         args += ["--dir", str(tmp_path)]
     res = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
@@ -27,9 +29,12 @@ def test_benchmark_prints_json_cases(script, tmp_path):
     for row in rows:
         assert {"name", "value", "unit"} <= row.keys()
         assert row["value"] > 0, row
+    if script in ("cluster.py", "critical_path.py"):
+        assert not _processes_mentioning(str(tmp_path)), f"{script} left server processes"
     if script == "cluster.py":
-        assert not _processes_mentioning(str(tmp_path)), "cluster.py left server processes"
         _check_cluster_systems(rows, res.stderr)
+    if script == "critical_path.py":
+        _check_critical_path(rows)
 
 
 def _check_cluster_systems(rows: list[dict], stderr: str) -> None:
@@ -49,6 +54,16 @@ def _check_cluster_systems(rows: list[dict], stderr: str) -> None:
     for row in by_system["libraft"]:
         assert row["entries"] == row["count"] and not row["timed_out"], row
         assert row["p50_us"] > 0 and row["cluster_cpu_us"] >= 0, row
+
+
+def _check_critical_path(rows: list[dict]) -> None:
+    """Every request of the quick run was followed, and the stages add up to
+    about the whole path (each stage is a median, so not exactly)."""
+    total = next(r for r in rows if r["name"] == "w1_path_total")
+    stages = [r for r in rows if r["name"] != "w1_path_total"]
+    assert len(stages) == 9 and total["followed"] >= 150, total
+    assert 0.5 * total["value"] < sum(r["value"] for r in stages) < 1.5 * total["value"], rows
+    assert 0 < total["python_us"] < total["value"], total
 
 
 def _processes_mentioning(text: str) -> list[int]:
