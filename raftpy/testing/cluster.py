@@ -75,7 +75,7 @@ from __future__ import annotations
 import heapq
 import random
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -592,18 +592,10 @@ class Cluster:
                       batch: list[Event]) -> None:
         """Move the other events server's busy loop held until ``when`` into batch
         (in order): the loop finds them all ready at once."""
-        queue = self._queue
-        others = []
-        while queue and queue[0][0] == when and queue[0][1] == _WAITED:
-            item = heapq.heappop(queue)
-            held_raft, event = item[4]
-            if item[3] != server.id or held_raft is not raft:
-                others.append(item)
-                continue
+        for item in self._same_ms(when, lambda item: item[1] == _WAITED and (
+                item[3] == server.id and item[4][0] is raft)):
             server.waiting -= 1
-            batch.append(replace(event, time_ms=when))
-        for item in others:
-            heapq.heappush(queue, item)
+            batch.append(replace(item[4][1], time_ms=when))
 
     def _handle(self, server: SimServer, raft: Raft, u: Update) -> None:
         checker = self.checker
@@ -976,21 +968,31 @@ class Cluster:
         self._collect = (server, events)
         try:
             ran = self._run_item(server, when, kind, data)
-            queue = self._queue
-            others = []
-            while queue and queue[0][0] == when:
-                item = heapq.heappop(queue)
-                if item[3] != server.id or item[1] == _WAITED:
-                    others.append(item)
-                    continue
+            for item in self._same_ms(when, lambda item: item[3] == server.id
+                                      and item[1] != _WAITED):
                 ran = self._run_item(server, when, item[1], item[4]) or ran
-            for item in others:
-                heapq.heappush(queue, item)
         finally:
             self._collect = None
         if events and server.raft is not None:
             self.feed_all(server, events)
         return ran
+
+    def _same_ms(self, when: int, mine: Callable[[Any], bool]) -> Iterator[Any]:
+        """Pop the queue's items at ``when`` one by one, yielding those ``mine``
+        accepts (an item pushed at ``when`` meanwhile comes too); the others go
+        back when the caller is done."""
+        queue = self._queue
+        others = []
+        try:
+            while queue and queue[0][0] == when:
+                item = heapq.heappop(queue)
+                if mine(item):
+                    yield item
+                else:
+                    others.append(item)
+        finally:
+            for item in others:
+                heapq.heappush(queue, item)
 
     def _run_item(self, server: SimServer, when: int, kind: int, data: Any) -> bool:
         """Run one timer, message, completion or send failure; False if stale."""
