@@ -61,7 +61,13 @@ a core assertion failing counts too):
 * durability: every committed entry is durable on a majority of the voters
   of the latest committed configuration (in its log or under its snapshot);
 * a leader's match_index for a follower of its term names an entry that
-  follower holds durably.
+  follower holds durably;
+* the shell's state machine applies each index once, in order, and a
+  snapshot the core asks for (``take_snapshot``) is at the index that
+  machine has applied once the Update's entries are applied (update.py
+  duty 6; labelled lower, the entries in between are applied again after a
+  restart or an install from it: what the Server's batches once did,
+  27eea35).  Checked as the Update is carried out.
 """
 
 from __future__ import annotations
@@ -207,8 +213,8 @@ class _Server:
     """One server: its core, clock, durable state, pending writes and machine."""
 
     __slots__ = ("id", "raft", "clock", "deadline", "term", "vote", "log", "offset",
-                 "snapshot", "writes", "taking", "count", "digest", "fail_hard_state",
-                 "key")
+                 "snapshot", "writes", "taking", "count", "digest", "applied",
+                 "fail_hard_state", "key")
 
     def __init__(self, server_id: int) -> None:
         self.id = server_id
@@ -225,6 +231,7 @@ class _Server:
         self.taking: Snapshot | None = None       # snapshot being taken (with data)
         self.count = 0                            # the state machine: commands applied
         self.digest = 0                           # and a digest over them
+        self.applied = 0                          # the index the machine has applied up to
         self.fail_hard_state = False              # the next term/vote write fails
         self.key: int | None = None               # cached fingerprint (a hash)
 
@@ -347,7 +354,7 @@ def _server_key(s: _Server) -> int:
         raft = s.raft
         assert raft is not None
         s.key = hash((_raft_key(raft), s.term, s.vote, s.log, s.offset, s.snapshot,
-                      s.writes, s.taking, s.count, s.digest, s.fail_hard_state,
+                      s.writes, s.taking, s.count, s.digest, s.applied, s.fail_hard_state,
                       None if s.deadline is None else s.deadline - s.clock))
     return s.key
 
@@ -514,17 +521,33 @@ class Model:
         if u.messages:
             world.net = _net_add(world.net, [(s.id, to, _message_key(m))
                                              for to, _a, m in u.messages], self.bounds.fifo)
-        for entry in u.apply:
-            if entry.type == EntryType.COMMAND:
-                s.count += 1
-                s.digest = (s.digest * 31 + sum(bytes(entry.payload))) & 0xFFFFFFFF
+        if u.apply:
+            self._apply(s, u.apply_index, u.apply)
         if u.install_snapshot is not None:
             s.writes += ((0, 0, (), u.install_snapshot),)
         if u.take_snapshot is not None:
             t = u.take_snapshot
+            if t.index != s.applied:
+                # update.py duty 6: the machine is snapshotted after this
+                # Update's entries are applied, so its state is the one at
+                # s.applied; labelled lower, the entries in between would be
+                # applied again after a restart from it (or on an install).
+                raise Violation(f"snapshot consistency: server {s.id} snapshots at "
+                                f"{t.index} a state machine that applied up to {s.applied}")
             s.taking = Snapshot(t.index, t.term, t.configuration_index, t.configuration,
                                 _machine_bytes(s.count, s.digest))
         s.deadline = u.deadline_ms
+
+    def _apply(self, s: _Server, first: int, entries: Sequence[Entry]) -> None:
+        """Apply committed entries to s's machine: in order, each index once."""
+        if first != s.applied + 1:
+            raise Violation(f"server {s.id} applies {first} after {s.applied}: "
+                            f"{'skips' if first > s.applied + 1 else 'repeats'} an index")
+        for entry in entries:
+            if entry.type == EntryType.COMMAND:
+                s.count += 1
+                s.digest = (s.digest * 31 + sum(bytes(entry.payload))) & 0xFFFFFFFF
+        s.applied = first + len(entries) - 1
 
     def _start(self, world: _World, s: _Server) -> None:
         snapshot = s.snapshot
@@ -534,9 +557,14 @@ class Model:
         s.raft = Raft(s.id, str(s.id), self.config, _Timeouts(s.id), term=s.term,
                       voted_for=s.vote, entries=list(entries), start_index=start,
                       snapshot=snapshot)
-        s.count, s.digest = ((0, 0) if snapshot is None else
-                             (int.from_bytes(bytes(snapshot.data[:8]), "little"),
-                              int.from_bytes(bytes(snapshot.data[8:16]), "little")))
+        if snapshot is None:
+            # Spec §2.1: a log loaded from index 1 has its first entry (the
+            # bootstrap configuration) committed, and so applied, at start.
+            s.count, s.digest, s.applied = 0, 0, int(bool(s.log) and s.offset == 0)
+        else:
+            s.count = int.from_bytes(bytes(snapshot.data[:8]), "little")
+            s.digest = int.from_bytes(bytes(snapshot.data[8:16]), "little")
+            s.applied = snapshot.index
         self._feed(world, s, Start(s.clock))
 
     # -- actions ----------------------------------------------------------------------
@@ -690,6 +718,7 @@ class Model:
             s.log, s.offset, s.snapshot = (), install.index, install
             s.count = int.from_bytes(bytes(install.data[:8]), "little")
             s.digest = int.from_bytes(bytes(install.data[8:16]), "little")
+            s.applied = install.index
             self._feed(world, s, SnapshotInstalled(s.clock, install.index))
             return
         log = s.log
