@@ -27,7 +27,16 @@ drops it.  Actions, all enabled whenever they make sense:
 * client requests at the leader: ``propose``, ``transfer`` (to each other
   voter, or 0), ``take`` (TakeSnapshot), and in the membership models
   ``add`` (a server that started empty), ``assign`` (a spare to voter or
-  standby) and ``remove``.
+  standby) and ``remove``;
+* ``batch`` (with ``Bounds.batch`` >= 2; off in most models): 2 to
+  ``batch`` of one server's enabled inputs, in every order, fed in ONE
+  ``step_all``, as the Server drains every event that arrived in one loop
+  iteration: messages deliverable to it, its oldest pending write's
+  completion (``Persisted``/``SnapshotInstalled``), its snapshot taken
+  (``SnapshotTaken``), ``take`` and ``propose`` (within their budgets).
+  Each input's shell side happens first (the message leaves the network,
+  the write reaches the disk), then the one Update is carried out exactly
+  as a single step's.  Ticks and the failure actions are not batched.
 
 Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
@@ -72,6 +81,7 @@ a core assertion failing counts too):
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -143,6 +153,11 @@ class Bounds:
     late_ticks: bool = True     # a leader may skip its heartbeats to its election deadline
     fifo: bool = False          # messages on each link arrive in order (TCP), no duplicates
     stabilize: bool = True      # offer the macro action: deliver and persist until quiet
+    # Events per batched step: one server's enabled inputs (deliveries to it,
+    # its oldest write's completion, its snapshot taken, a propose or take)
+    # fed in one ``step_all``, in every order, as the Server drains what
+    # arrived in one loop iteration.  0 or 1: no batched steps.
+    batch: int = 0
     # Steps run before the search starts (not counted in depth or budgets), to
     # begin from an interesting state: "tick 1", "tick-late 1", "stabilize",
     # "deliver SRC DST" (the first message on that link), "persist I",
@@ -154,6 +169,8 @@ class Bounds:
 
 #: Named models for the test suite and the command line.
 _LEADER = ("tick 1", "stabilize")            # 1 leads term 2, its barrier committed
+_SNAPSHOTTED = _LEADER + ("propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1",
+                          "take 1", "snapshot 1")  # 1 snapshotted at 3; 3 lacks entry 3
 MODELS: dict[str, Bounds] = {
     # From the bootstrap state: elections, transfers, check-quorum (issue 8, A1).
     "election": Bounds(depth=16, proposals=0, transfers=1, restarts=0, duplicates=0,
@@ -163,10 +180,16 @@ MODELS: dict[str, Bounds] = {
                           duplicates=1, drops=1, timeouts=1, leader_ticks=2),
     # The leader has just snapshotted (trailing 0) past follower 3, which has
     # not seen entry 3: compaction, InstallSnapshot, installs racing elections.
-    "snapshot": Bounds(depth=12, prefix=_LEADER + (
-        "propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1", "take 1",
-        "snapshot 1"), proposals=1, transfers=0, snapshots=1, restarts=1, duplicates=0,
-        drops=1, send_failures=1, timeouts=1, leader_ticks=2),
+    "snapshot": Bounds(depth=12, prefix=_SNAPSHOTTED, proposals=1, transfers=0, snapshots=1,
+                       restarts=1, duplicates=0, drops=1, send_failures=1, timeouts=1,
+                       leader_ticks=2),
+    # The same state, each server's inputs also fed two at a time in one
+    # step_all (as the Server drains one loop iteration): snapshots asked for
+    # early in a batch, commits and applies later in it.  No losses (the
+    # snapshot model has them), to reach the same depth.
+    "batch": Bounds(depth=12, prefix=_SNAPSHOTTED, batch=2, proposals=1, transfers=0,
+                    snapshots=1, restarts=1, duplicates=0, drops=0, send_failures=0,
+                    timeouts=1, leader_ticks=2),
     # Pre-vote elections, and log writes that fail (PersistFailed).
     "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
                       restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
@@ -491,12 +514,17 @@ class Model:
     # -- feeding the core and doing what its Update says --------------------------
 
     def _feed(self, world: _World, s: _Server, event: Event) -> None:
+        self._feed_all(world, s, (event,))
+
+    def _feed_all(self, world: _World, s: _Server, events: Sequence[Event]) -> None:
+        """Step s's core with events (one step_all if more than one) and carry out
+        the one Update."""
         raft = s.raft
         assert raft is not None
         if self.tracer is not None:
             raft.tracer = self.tracer
         try:
-            update = raft.step(event)
+            update = raft.step(events[0]) if len(events) == 1 else raft.step_all(events)
         except AssertionError as exc:
             raise Violation(f"server {s.id}: core assertion failed: {exc!r}") from exc
         raft.tracer = None
@@ -604,9 +632,10 @@ class Model:
             if (used[_USED["hard_state_fail"]] < b.hard_state_failures
                     and not s.fail_hard_state and raft.state != State.UNAVAILABLE):
                 yield ("hard_state_fail", s.id)
-            if (used[_USED["take"]] < b.snapshots and raft.state != State.UNAVAILABLE
-                    and raft.last_applied > raft.log.snapshot_index and s.taking is None):
+            if self._can_take(world, s):
                 yield ("take", s.id)
+            if b.batch >= 2:
+                yield from self._batches(world, s)
             if raft.state != State.LEADER or raft.transfer is not None:
                 continue
             if used[_USED["propose"]] < b.proposals:
@@ -625,6 +654,40 @@ class Model:
                         yield ("assign", s.id, server.id, int(Role.STANDBY))
                     elif server.id != s.id:
                         yield ("remove", s.id, server.id)
+
+    def _inputs(self, world: _World, s: _Server) -> list[tuple[Any, ...]]:
+        """What could reach s's loop together: each message deliverable to it, its
+        oldest write's completion, its snapshot taken, a take and a propose (as
+        their single actions allow them)."""
+        b, used, raft = self.bounds, world.used, s.raft
+        assert raft is not None
+        found: list[tuple[Any, ...]] = [("deliver", src, mkey) for src, dst, mkey
+                                        in _deliverable(world.net, b.fifo) if dst == s.id]
+        if s.writes:
+            found.append(("persist",))
+        if s.taking is not None:
+            found.append(("snapshot",))
+        if self._can_take(world, s):
+            found.append(("take",))
+        if (raft.state == State.LEADER and raft.transfer is None
+                and used[_USED["propose"]] < b.proposals):
+            found.append(("propose",))
+        return found
+
+    def _can_take(self, world: _World, s: _Server) -> bool:
+        raft = s.raft
+        assert raft is not None
+        return (world.used[_USED["take"]] < self.bounds.snapshots
+                and raft.state != State.UNAVAILABLE and s.taking is None
+                and raft.last_applied > raft.log.snapshot_index)
+
+    def _batches(self, world: _World, s: _Server) -> Iterator[tuple[Any, ...]]:
+        """("batch", server, inputs): every ordered choice of 2..batch of s's
+        distinct inputs (the order is the order step_all sees them in)."""
+        inputs = self._inputs(world, s)
+        for size in range(2, min(self.bounds.batch, len(inputs)) + 1):
+            for chosen in itertools.permutations(inputs, size):
+                yield ("batch", s.id, chosen)
 
     def _late(self, raft: Raft) -> int:
         deadline = raft.election_timer_start + raft.config.election_timeout_ms
@@ -653,6 +716,9 @@ class Model:
                 self._feed(new, s, Receive(s.clock, src, str(src), _message_of(mkey)))
         elif kind == "stabilize":
             new = self._stabilize(world)
+        elif kind == "batch":
+            new, s = self._fork(world, action[1])
+            self._do_batch(new, s, action[2])
         else:
             server_id = action[1]
             new, s = self._fork(world, server_id)
@@ -712,15 +778,39 @@ class Model:
         world.used = _bump(world.used, "hard_state_fail")
         s.fail_hard_state = True
 
+    def _do_batch(self, world: _World, s: _Server, inputs: Sequence[tuple[Any, ...]]) -> None:
+        """Carry out each input's shell side (the message leaves the network, the
+        write reaches the disk, ...), then feed their events in one step_all:
+        one Update, carried out as any other."""
+        events: list[Event] = []
+        for what in inputs:
+            kind = what[0]
+            if kind == "deliver":
+                _kind, src, mkey = what
+                world.net = _net_remove(world.net, (src, s.id, mkey), self.bounds.fifo)
+                events.append(Receive(s.clock, src, str(src), _message_of(mkey)))
+                continue
+            event = {"persist": self._write_done, "snapshot": self._snapshot_done,
+                     "take": self._take_asked, "propose": self._propose_asked}[kind](world, s)
+            if event is not None:
+                events.append(event)
+        if events:
+            self._feed_all(world, s, events)
+
     def _do_persist(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        event = self._write_done(world, s)
+        if event is not None:
+            self._feed(world, s, event)
+
+    def _write_done(self, world: _World, s: _Server) -> Event | None:
+        """The oldest pending write reaches the disk: the event reporting it."""
         (truncate, first, entries, install), s.writes = s.writes[0], s.writes[1:]
         if install is not None:
             s.log, s.offset, s.snapshot = (), install.index, install
             s.count = int.from_bytes(bytes(install.data[:8]), "little")
             s.digest = int.from_bytes(bytes(install.data[8:16]), "little")
             s.applied = install.index
-            self._feed(world, s, SnapshotInstalled(s.clock, install.index))
-            return
+            return SnapshotInstalled(s.clock, install.index)
         log = s.log
         if truncate:
             log = log[:max(truncate - 1 - s.offset, 0)]
@@ -729,9 +819,14 @@ class Model:
             log += entries
         s.log = log
         if entries:
-            self._feed(world, s, Persisted(s.clock, first + len(entries) - 1, entries[-1].term))
+            return Persisted(s.clock, first + len(entries) - 1, entries[-1].term)
+        return None
 
     def _do_snapshot(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._snapshot_done(world, s))
+
+    def _snapshot_done(self, world: _World, s: _Server) -> Event:
+        """The snapshot being taken is durable: the event reporting it."""
         snapshot, s.taking = s.taking, None
         assert snapshot is not None
         if s.snapshot is None or snapshot.index > s.snapshot.index:
@@ -741,7 +836,7 @@ class Model:
             if keep_from > s.offset:
                 s.log = s.log[keep_from - s.offset:]
                 s.offset = keep_from
-        self._feed(world, s, SnapshotTaken(s.clock, snapshot.index, snapshot.data))
+        return SnapshotTaken(s.clock, snapshot.index, snapshot.data)
 
     def _do_restart(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "restart")
@@ -749,12 +844,18 @@ class Model:
         self._start(world, s)
 
     def _do_take(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._take_asked(world, s))
+
+    def _take_asked(self, world: _World, s: _Server) -> Event:
         world.used = _bump(world.used, "take")
-        self._feed(world, s, TakeSnapshot(s.clock))
+        return TakeSnapshot(s.clock)
 
     def _do_propose(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._propose_asked(world, s))
+
+    def _propose_asked(self, world: _World, s: _Server) -> Event:
         world.used = _bump(world.used, "propose")
-        self._feed(world, s, Propose(s.clock, [b"cmd%05d" % world.used[0]]))
+        return Propose(s.clock, [b"cmd%05d" % world.used[0]])
 
     def _do_transfer(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "transfer")
@@ -1114,5 +1215,9 @@ def describe(action: tuple[Any, ...]) -> str:
         return f"{kind} {action[1]}->{action[2]} {_message_of(action[3])}"
     if kind == "tick":
         return f"tick {action[1]}" + (" (late: to its election deadline)" if action[2] else "")
+    if kind == "batch":
+        parts = [f"deliver {what[1]}->{action[1]} {_message_of(what[2])}"
+                 if what[0] == "deliver" else what[0] for what in action[2]]
+        return f"batch at {action[1]} (one step_all): " + "; ".join(parts)
     return " ".join(str(a) for a in action)
 
