@@ -81,6 +81,7 @@ a core assertion failing counts too):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections import deque
@@ -257,6 +258,18 @@ class _Server:
         self.applied = 0                          # the index the machine has applied up to
         self.fail_hard_state = False              # the next term/vote write fails
         self.key: int | None = None               # cached fingerprint (a hash)
+
+
+def _voters_in(payload: bytes | memoryview) -> frozenset[int]:
+    """The voters of a CHANGE entry's configuration."""
+    return _decode_voters(bytes(payload))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_voters(payload: bytes) -> frozenset[int]:
+    # The safety checks decode the same few configurations in every state:
+    # remembered, they cost a lookup instead of a fifth of the search.
+    return frozenset(decode_configuration(payload).voter_ids)
 
 
 def _machine_bytes(count: int, digest: int) -> bytes:
@@ -464,7 +477,7 @@ class Model:
     def initial(self) -> _World:
         world = _World()
         world.net = () if self.bounds.fifo else frozenset()
-        world.voters = frozenset(decode_configuration(self.boot[0].payload).voter_ids)
+        world.voters = _voters_in(self.boot[0].payload)
         world.committed = tuple(self.boot)
         world.commit_terms = (0,)
         for i in range(1, self.bounds.servers + self.bounds.joining + 1):
@@ -957,7 +970,7 @@ class Model:
                     committed.append(entry)
                     terms.append(raft.current_term)
                     if entry.type == EntryType.CHANGE:
-                        world.voters = frozenset(decode_configuration(entry.payload).voter_ids)
+                        world.voters = _voters_in(entry.payload)
         if len(committed) != len(world.committed):
             world.committed, world.commit_terms = tuple(committed), tuple(terms)
 
@@ -1003,7 +1016,7 @@ class Model:
             found.add(frozenset(raft.configuration_committed.voter_ids))
             for entry in reversed(s.log):
                 if entry.type == EntryType.CHANGE:
-                    found.add(frozenset(decode_configuration(entry.payload).voter_ids))
+                    found.add(_voters_in(entry.payload))
                     break
             else:
                 if s.snapshot is not None:
