@@ -36,7 +36,10 @@ drops it.  Actions, all enabled whenever they make sense:
   (``SnapshotTaken``), ``take`` and ``propose`` (within their budgets).
   Each input's shell side happens first (the message leaves the network,
   the write reaches the disk), then the one Update is carried out exactly
-  as a single step's.  Ticks and the failure actions are not batched.
+  as a single step's.  With ``Bounds.batch_ticks`` the server's timer
+  firing is an input too (events after it in the batch arrived later); it
+  multiplies the states, so no model in the suite has it.  The failure
+  actions are never batched.
 
 Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
@@ -159,6 +162,7 @@ class Bounds:
     # fed in one ``step_all``, in every order, as the Server drains what
     # arrived in one loop iteration.  0 or 1: no batched steps.
     batch: int = 0
+    batch_ticks: bool = False   # a batch may hold the server's timer firing too
     # Steps run before the search starts (not counted in depth or budgets), to
     # begin from an interesting state: "tick 1", "tick-late 1", "stabilize",
     # "deliver SRC DST" (the first message on that link), "persist I",
@@ -626,14 +630,8 @@ class Model:
         for s in world.servers:
             raft = s.raft
             assert raft is not None
-            leading = raft.state == State.LEADER
-            if s.deadline is not None and (
-                    used[_USED["leader_tick"]] < b.leader_ticks if leading
-                    else used[_USED["timeout"]] < b.timeouts):
-                yield ("tick", s.id, 0)
-                if (b.late_ticks and leading
-                        and self._late(raft) > max(s.deadline, s.clock)):
-                    yield ("tick", s.id, 1)
+            for late in self._ticks(world, s):
+                yield ("tick", s.id, late)
             if s.writes:
                 yield ("persist", s.id)
                 if used[_USED["fail"]] < b.failures and s.writes[0][2]:
@@ -670,8 +668,8 @@ class Model:
 
     def _inputs(self, world: _World, s: _Server) -> list[tuple[Any, ...]]:
         """What could reach s's loop together: each message deliverable to it, its
-        oldest write's completion, its snapshot taken, a take and a propose (as
-        their single actions allow them)."""
+        oldest write's completion, its snapshot taken, a take and a propose, and
+        with ``batch_ticks`` its timer (as their single actions allow them)."""
         b, used, raft = self.bounds, world.used, s.raft
         assert raft is not None
         found: list[tuple[Any, ...]] = [("deliver", src, mkey) for src, dst, mkey
@@ -685,7 +683,22 @@ class Model:
         if (raft.state == State.LEADER and raft.transfer is None
                 and used[_USED["propose"]] < b.proposals):
             found.append(("propose",))
+        if b.batch_ticks:
+            found += [("tick", late) for late in self._ticks(world, s)]
         return found
+
+    def _ticks(self, world: _World, s: _Server) -> tuple[int, ...]:
+        """The ticks s may take: 0 (to its deadline), 1 (a leader's, late: to
+        its election deadline)."""
+        b, used, raft = self.bounds, world.used, s.raft
+        assert raft is not None
+        leading = raft.state == State.LEADER
+        if s.deadline is None or not (used[_USED["leader_tick"]] < b.leader_ticks if leading
+                                      else used[_USED["timeout"]] < b.timeouts):
+            return ()
+        if b.late_ticks and leading and self._late(raft) > max(s.deadline, s.clock):
+            return (0, 1)
+        return (0,)
 
     def _can_take(self, world: _World, s: _Server) -> bool:
         raft = s.raft
@@ -766,13 +779,17 @@ class Model:
         return new
 
     def _do_tick(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._tick_fired(world, s, action[2]))
+
+    def _tick_fired(self, world: _World, s: _Server, late: int) -> Event:
+        """s's clock jumps to its deadline (late: its election deadline)."""
         raft = s.raft
         assert raft is not None and s.deadline is not None
-        when = self._late(raft) if action[2] else s.deadline
+        when = self._late(raft) if late else s.deadline
         world.used = _bump(world.used, "leader_tick" if raft.state == State.LEADER
                            else "timeout")
         s.clock = max(s.clock, when)
-        self._feed(world, s, Tick(s.clock))
+        return Tick(s.clock)
 
     def _do_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         """The oldest pending log write fails, and every write queued behind it
@@ -802,6 +819,9 @@ class Model:
                 _kind, src, mkey = what
                 world.net = _net_remove(world.net, (src, s.id, mkey), self.bounds.fifo)
                 events.append(Receive(s.clock, src, str(src), _message_of(mkey)))
+                continue
+            if kind == "tick":      # events after it in the batch arrived later
+                events.append(self._tick_fired(world, s, what[1]))
                 continue
             event = {"persist": self._write_done, "snapshot": self._snapshot_done,
                      "take": self._take_asked, "propose": self._propose_asked}[kind](world, s)

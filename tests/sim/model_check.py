@@ -2,7 +2,8 @@
 
     .venv/bin/python tests/sim/model_check.py --model election --seconds 600
 
-(``--depth N``, ``--fifo``, ``--batch N``: N events per batched step, 0 none)
+(``--depth N``, ``--fifo``, ``--batch N``: N events per batched step, 0 none,
+``--batch-ticks``: timers in batches too)
 
 prints the states found per depth and, on a violation, the path that leads
 to it with the core's trace lines.  The test suite runs bounded searches of
@@ -29,8 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fifo", action="store_true", help="in-order links (TCP)")
     parser.add_argument("--batch", type=int, help="events per batched step, 0: none "
                         "(default: the model's)")
+    parser.add_argument("--batch-ticks", action="store_true",
+                        help="a batch may hold the server's timer firing too")
     args = parser.parse_args(argv)
     bounds = replace(MODELS[args.model], max_seconds=args.seconds, fifo=args.fifo,
+                     batch_ticks=args.batch_ticks,
                      **({"depth": args.depth} if args.depth else {}),
                      **({"batch": args.batch} if args.batch is not None else {}))
     print(f"model {args.model}: {bounds}")

@@ -25,7 +25,10 @@ import pytest
 from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
 
 from raftpy.core.configuration import Role
+from raftpy.core.events import Event
+from raftpy.core.raft import Raft
 from raftpy.core.trace import ListTracer
+from raftpy.core.update import Update
 from raftpy.testing import modelcheck
 from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
 
@@ -109,6 +112,37 @@ def test_only_batched_steps_find_a_snapshot_labelled_before_the_batch_applied(
     assert batched.counterexample is not None
     assert "snapshot consistency" in batched.counterexample.error
     assert any(action[0] == "batch" for action in batched.counterexample.path)
+
+
+def test_a_batch_is_one_step_all_of_its_inputs_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batched step feeds its inputs to one step_all, in the action's order, and
+    carries out the one Update: server 3 asked for a snapshot by its first event
+    gets one at what the whole batch applied, where the same two inputs as
+    single steps give one at what was applied before the message."""
+    model = modelcheck.Model(MODELS["batch"])
+    root = model.initial()
+    batch = next(a for a in model.actions(root) if a[0] == "batch" and a[1] == 3
+                 and [what[0] for what in a[2]] == ["take", "deliver"])
+    calls: list[list[str]] = []
+    step_all = Raft.step_all
+
+    def recording(raft: Raft, events: list[Event]) -> Update:
+        calls.append([type(e).__name__ for e in events])
+        return step_all(raft, events)
+
+    monkeypatch.setattr(Raft, "step_all", recording)
+    batched = model.apply(root, batch)
+    model.check(batched)
+    assert calls == [["TakeSnapshot", "Receive"]]
+    _take, (_deliver, src, mkey) = batch[2]
+    single = model.apply(model.apply(root, ("take", 3)), ("deliver", src, 3, mkey))
+    assert len(calls) == 1                      # single steps use step()
+    s_batched, s_single = batched.servers[2], single.servers[2]
+    assert s_batched.applied == s_single.applied == 2
+    assert s_batched.taking is not None and s_batched.taking.index == 2
+    assert s_single.taking is not None and s_single.taking.index == 1
+    assert batched.net == single.net and batched.used == single.used
 
 
 def test_split_brain_found_from_bootstrap_with_tcp_links(
