@@ -674,8 +674,9 @@ class Model:
         assert raft is not None
         found: list[tuple[Any, ...]] = [("deliver", src, mkey) for src, dst, mkey
                                         in _deliverable(world.net, b.fifo) if dst == s.id]
-        if s.writes:
-            found.append(("persist",))
+        # One completion per pending write, oldest first (a disk completes
+        # several writes of a server while its loop is busy).
+        found += [("persist",)] * min(len(s.writes), b.batch)
         if s.taking is not None:
             found.append(("snapshot",))
         if self._can_take(world, s):
@@ -709,10 +710,12 @@ class Model:
 
     def _batches(self, world: _World, s: _Server) -> Iterator[tuple[Any, ...]]:
         """("batch", server, inputs): every ordered choice of 2..batch of s's
-        distinct inputs (the order is the order step_all sees them in)."""
+        inputs (the order is the order step_all sees them in; the completions
+        of its writes are alike, each the oldest left, so orders that differ
+        only among them are one)."""
         inputs = self._inputs(world, s)
         for size in range(2, min(self.bounds.batch, len(inputs)) + 1):
-            for chosen in itertools.permutations(inputs, size):
+            for chosen in dict.fromkeys(itertools.permutations(inputs, size)):
                 yield ("batch", s.id, chosen)
 
     def _late(self, raft: Raft) -> int:
