@@ -27,7 +27,19 @@ drops it.  Actions, all enabled whenever they make sense:
 * client requests at the leader: ``propose``, ``transfer`` (to each other
   voter, or 0), ``take`` (TakeSnapshot), and in the membership models
   ``add`` (a server that started empty), ``assign`` (a spare to voter or
-  standby) and ``remove``.
+  standby) and ``remove``;
+* ``batch`` (with ``Bounds.batch`` >= 2; off in most models): 2 to
+  ``batch`` of one server's enabled inputs, in every order, fed in ONE
+  ``step_all``, as the Server drains every event that arrived in one loop
+  iteration: messages deliverable to it, its oldest pending write's
+  completion (``Persisted``/``SnapshotInstalled``), its snapshot taken
+  (``SnapshotTaken``), ``take`` and ``propose`` (within their budgets).
+  Each input's shell side happens first (the message leaves the network,
+  the write reaches the disk), then the one Update is carried out exactly
+  as a single step's.  With ``Bounds.batch_ticks`` the server's timer
+  firing is an input too (events after it in the batch arrived later); it
+  multiplies the states, so no model in the suite has it.  The failure
+  actions are never batched.
 
 Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
@@ -61,11 +73,19 @@ a core assertion failing counts too):
 * durability: every committed entry is durable on a majority of the voters
   of the latest committed configuration (in its log or under its snapshot);
 * a leader's match_index for a follower of its term names an entry that
-  follower holds durably.
+  follower holds durably;
+* the shell's state machine applies each index once, in order, and a
+  snapshot the core asks for (``take_snapshot``) is at the index that
+  machine has applied once the Update's entries are applied (update.py
+  duty 6; labelled lower, the entries in between are applied again after a
+  restart or an install from it: what the Server's batches once did,
+  27eea35).  Checked as the Update is carried out.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -137,6 +157,12 @@ class Bounds:
     late_ticks: bool = True     # a leader may skip its heartbeats to its election deadline
     fifo: bool = False          # messages on each link arrive in order (TCP), no duplicates
     stabilize: bool = True      # offer the macro action: deliver and persist until quiet
+    # Events per batched step: one server's enabled inputs (deliveries to it,
+    # its oldest write's completion, its snapshot taken, a propose or take)
+    # fed in one ``step_all``, in every order, as the Server drains what
+    # arrived in one loop iteration.  0 or 1: no batched steps.
+    batch: int = 0
+    batch_ticks: bool = False   # a batch may hold the server's timer firing too
     # Steps run before the search starts (not counted in depth or budgets), to
     # begin from an interesting state: "tick 1", "tick-late 1", "stabilize",
     # "deliver SRC DST" (the first message on that link), "persist I",
@@ -148,6 +174,8 @@ class Bounds:
 
 #: Named models for the test suite and the command line.
 _LEADER = ("tick 1", "stabilize")            # 1 leads term 2, its barrier committed
+_SNAPSHOTTED = _LEADER + ("propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1",
+                          "take 1", "snapshot 1")  # 1 snapshotted at 3; 3 lacks entry 3
 MODELS: dict[str, Bounds] = {
     # From the bootstrap state: elections, transfers, check-quorum (issue 8, A1).
     "election": Bounds(depth=16, proposals=0, transfers=1, restarts=0, duplicates=0,
@@ -157,10 +185,16 @@ MODELS: dict[str, Bounds] = {
                           duplicates=1, drops=1, timeouts=1, leader_ticks=2),
     # The leader has just snapshotted (trailing 0) past follower 3, which has
     # not seen entry 3: compaction, InstallSnapshot, installs racing elections.
-    "snapshot": Bounds(depth=12, prefix=_LEADER + (
-        "propose 1", "persist 1", "deliver 1 2", "persist 2", "deliver 2 1", "take 1",
-        "snapshot 1"), proposals=1, transfers=0, snapshots=1, restarts=1, duplicates=0,
-        drops=1, send_failures=1, timeouts=1, leader_ticks=2),
+    "snapshot": Bounds(depth=12, prefix=_SNAPSHOTTED, proposals=1, transfers=0, snapshots=1,
+                       restarts=1, duplicates=0, drops=1, send_failures=1, timeouts=1,
+                       leader_ticks=2),
+    # The same state, each server's inputs also fed two at a time in one
+    # step_all (as the Server drains one loop iteration): snapshots asked for
+    # early in a batch, commits and applies later in it.  No losses (the
+    # snapshot model has them), to reach the same depth.
+    "batch": Bounds(depth=12, prefix=_SNAPSHOTTED, batch=2, proposals=1, transfers=0,
+                    snapshots=1, restarts=1, duplicates=0, drops=0, send_failures=0,
+                    timeouts=1, leader_ticks=2),
     # Pre-vote elections, and log writes that fail (PersistFailed).
     "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
                       restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
@@ -207,8 +241,8 @@ class _Server:
     """One server: its core, clock, durable state, pending writes and machine."""
 
     __slots__ = ("id", "raft", "clock", "deadline", "term", "vote", "log", "offset",
-                 "snapshot", "writes", "taking", "count", "digest", "fail_hard_state",
-                 "key")
+                 "snapshot", "writes", "taking", "count", "digest", "applied",
+                 "fail_hard_state", "key")
 
     def __init__(self, server_id: int) -> None:
         self.id = server_id
@@ -225,8 +259,21 @@ class _Server:
         self.taking: Snapshot | None = None       # snapshot being taken (with data)
         self.count = 0                            # the state machine: commands applied
         self.digest = 0                           # and a digest over them
+        self.applied = 0                          # the index the machine has applied up to
         self.fail_hard_state = False              # the next term/vote write fails
         self.key: int | None = None               # cached fingerprint (a hash)
+
+
+def _voters_in(payload: bytes | memoryview) -> frozenset[int]:
+    """The voters of a CHANGE entry's configuration."""
+    return _decode_voters(bytes(payload))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_voters(payload: bytes) -> frozenset[int]:
+    # The safety checks decode the same few configurations in every state:
+    # remembered, they cost a lookup instead of a fifth of the search.
+    return frozenset(decode_configuration(payload).voter_ids)
 
 
 def _machine_bytes(count: int, digest: int) -> bytes:
@@ -347,7 +394,7 @@ def _server_key(s: _Server) -> int:
         raft = s.raft
         assert raft is not None
         s.key = hash((_raft_key(raft), s.term, s.vote, s.log, s.offset, s.snapshot,
-                      s.writes, s.taking, s.count, s.digest, s.fail_hard_state,
+                      s.writes, s.taking, s.count, s.digest, s.applied, s.fail_hard_state,
                       None if s.deadline is None else s.deadline - s.clock))
     return s.key
 
@@ -434,7 +481,7 @@ class Model:
     def initial(self) -> _World:
         world = _World()
         world.net = () if self.bounds.fifo else frozenset()
-        world.voters = frozenset(decode_configuration(self.boot[0].payload).voter_ids)
+        world.voters = _voters_in(self.boot[0].payload)
         world.committed = tuple(self.boot)
         world.commit_terms = (0,)
         for i in range(1, self.bounds.servers + self.bounds.joining + 1):
@@ -484,12 +531,17 @@ class Model:
     # -- feeding the core and doing what its Update says --------------------------
 
     def _feed(self, world: _World, s: _Server, event: Event) -> None:
+        self._feed_all(world, s, (event,))
+
+    def _feed_all(self, world: _World, s: _Server, events: Sequence[Event]) -> None:
+        """Step s's core with events (one step_all if more than one) and carry out
+        the one Update."""
         raft = s.raft
         assert raft is not None
         if self.tracer is not None:
             raft.tracer = self.tracer
         try:
-            update = raft.step(event)
+            update = raft.step(events[0]) if len(events) == 1 else raft.step_all(events)
         except AssertionError as exc:
             raise Violation(f"server {s.id}: core assertion failed: {exc!r}") from exc
         raft.tracer = None
@@ -514,17 +566,33 @@ class Model:
         if u.messages:
             world.net = _net_add(world.net, [(s.id, to, _message_key(m))
                                              for to, _a, m in u.messages], self.bounds.fifo)
-        for entry in u.apply:
-            if entry.type == EntryType.COMMAND:
-                s.count += 1
-                s.digest = (s.digest * 31 + sum(bytes(entry.payload))) & 0xFFFFFFFF
+        if u.apply:
+            self._apply(s, u.apply_index, u.apply)
         if u.install_snapshot is not None:
             s.writes += ((0, 0, (), u.install_snapshot),)
         if u.take_snapshot is not None:
             t = u.take_snapshot
+            if t.index != s.applied:
+                # update.py duty 6: the machine is snapshotted after this
+                # Update's entries are applied, so its state is the one at
+                # s.applied; labelled lower, the entries in between would be
+                # applied again after a restart from it (or on an install).
+                raise Violation(f"snapshot consistency: server {s.id} snapshots at "
+                                f"{t.index} a state machine that applied up to {s.applied}")
             s.taking = Snapshot(t.index, t.term, t.configuration_index, t.configuration,
                                 _machine_bytes(s.count, s.digest))
         s.deadline = u.deadline_ms
+
+    def _apply(self, s: _Server, first: int, entries: Sequence[Entry]) -> None:
+        """Apply committed entries to s's machine: in order, each index once."""
+        if first != s.applied + 1:
+            raise Violation(f"server {s.id} applies {first} after {s.applied}: "
+                            f"{'skips' if first > s.applied + 1 else 'repeats'} an index")
+        for entry in entries:
+            if entry.type == EntryType.COMMAND:
+                s.count += 1
+                s.digest = (s.digest * 31 + sum(bytes(entry.payload))) & 0xFFFFFFFF
+        s.applied = first + len(entries) - 1
 
     def _start(self, world: _World, s: _Server) -> None:
         snapshot = s.snapshot
@@ -534,9 +602,14 @@ class Model:
         s.raft = Raft(s.id, str(s.id), self.config, _Timeouts(s.id), term=s.term,
                       voted_for=s.vote, entries=list(entries), start_index=start,
                       snapshot=snapshot)
-        s.count, s.digest = ((0, 0) if snapshot is None else
-                             (int.from_bytes(bytes(snapshot.data[:8]), "little"),
-                              int.from_bytes(bytes(snapshot.data[8:16]), "little")))
+        if snapshot is None:
+            # Spec §2.1: a log loaded from index 1 has its first entry (the
+            # bootstrap configuration) committed, and so applied, at start.
+            s.count, s.digest, s.applied = 0, 0, int(bool(s.log) and s.offset == 0)
+        else:
+            s.count = int.from_bytes(bytes(snapshot.data[:8]), "little")
+            s.digest = int.from_bytes(bytes(snapshot.data[8:16]), "little")
+            s.applied = snapshot.index
         self._feed(world, s, Start(s.clock))
 
     # -- actions ----------------------------------------------------------------------
@@ -557,14 +630,8 @@ class Model:
         for s in world.servers:
             raft = s.raft
             assert raft is not None
-            leading = raft.state == State.LEADER
-            if s.deadline is not None and (
-                    used[_USED["leader_tick"]] < b.leader_ticks if leading
-                    else used[_USED["timeout"]] < b.timeouts):
-                yield ("tick", s.id, 0)
-                if (b.late_ticks and leading
-                        and self._late(raft) > max(s.deadline, s.clock)):
-                    yield ("tick", s.id, 1)
+            for late in self._ticks(world, s):
+                yield ("tick", s.id, late)
             if s.writes:
                 yield ("persist", s.id)
                 if used[_USED["fail"]] < b.failures and s.writes[0][2]:
@@ -576,9 +643,10 @@ class Model:
             if (used[_USED["hard_state_fail"]] < b.hard_state_failures
                     and not s.fail_hard_state and raft.state != State.UNAVAILABLE):
                 yield ("hard_state_fail", s.id)
-            if (used[_USED["take"]] < b.snapshots and raft.state != State.UNAVAILABLE
-                    and raft.last_applied > raft.log.snapshot_index and s.taking is None):
+            if self._can_take(world, s):
                 yield ("take", s.id)
+            if b.batch >= 2:
+                yield from self._batches(world, s)
             if raft.state != State.LEADER or raft.transfer is not None:
                 continue
             if used[_USED["propose"]] < b.proposals:
@@ -597,6 +665,58 @@ class Model:
                         yield ("assign", s.id, server.id, int(Role.STANDBY))
                     elif server.id != s.id:
                         yield ("remove", s.id, server.id)
+
+    def _inputs(self, world: _World, s: _Server) -> list[tuple[Any, ...]]:
+        """What could reach s's loop together: each message deliverable to it, its
+        oldest write's completion, its snapshot taken, a take and a propose, and
+        with ``batch_ticks`` its timer (as their single actions allow them)."""
+        b, used, raft = self.bounds, world.used, s.raft
+        assert raft is not None
+        found: list[tuple[Any, ...]] = [("deliver", src, mkey) for src, dst, mkey
+                                        in _deliverable(world.net, b.fifo) if dst == s.id]
+        # One completion per pending write, oldest first (a disk completes
+        # several writes of a server while its loop is busy).
+        found += [("persist",)] * min(len(s.writes), b.batch)
+        if s.taking is not None:
+            found.append(("snapshot",))
+        if self._can_take(world, s):
+            found.append(("take",))
+        if (raft.state == State.LEADER and raft.transfer is None
+                and used[_USED["propose"]] < b.proposals):
+            found.append(("propose",))
+        if b.batch_ticks:
+            found += [("tick", late) for late in self._ticks(world, s)]
+        return found
+
+    def _ticks(self, world: _World, s: _Server) -> tuple[int, ...]:
+        """The ticks s may take: 0 (to its deadline), 1 (a leader's, late: to
+        its election deadline)."""
+        b, used, raft = self.bounds, world.used, s.raft
+        assert raft is not None
+        leading = raft.state == State.LEADER
+        if s.deadline is None or not (used[_USED["leader_tick"]] < b.leader_ticks if leading
+                                      else used[_USED["timeout"]] < b.timeouts):
+            return ()
+        if b.late_ticks and leading and self._late(raft) > max(s.deadline, s.clock):
+            return (0, 1)
+        return (0,)
+
+    def _can_take(self, world: _World, s: _Server) -> bool:
+        raft = s.raft
+        assert raft is not None
+        return (world.used[_USED["take"]] < self.bounds.snapshots
+                and raft.state != State.UNAVAILABLE and s.taking is None
+                and raft.last_applied > raft.log.snapshot_index)
+
+    def _batches(self, world: _World, s: _Server) -> Iterator[tuple[Any, ...]]:
+        """("batch", server, inputs): every ordered choice of 2..batch of s's
+        inputs (the order is the order step_all sees them in; the completions
+        of its writes are alike, each the oldest left, so orders that differ
+        only among them are one)."""
+        inputs = self._inputs(world, s)
+        for size in range(2, min(self.bounds.batch, len(inputs)) + 1):
+            for chosen in dict.fromkeys(itertools.permutations(inputs, size)):
+                yield ("batch", s.id, chosen)
 
     def _late(self, raft: Raft) -> int:
         deadline = raft.election_timer_start + raft.config.election_timeout_ms
@@ -625,6 +745,9 @@ class Model:
                 self._feed(new, s, Receive(s.clock, src, str(src), _message_of(mkey)))
         elif kind == "stabilize":
             new = self._stabilize(world)
+        elif kind == "batch":
+            new, s = self._fork(world, action[1])
+            self._do_batch(new, s, action[2])
         else:
             server_id = action[1]
             new, s = self._fork(world, server_id)
@@ -659,13 +782,17 @@ class Model:
         return new
 
     def _do_tick(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._tick_fired(world, s, action[2]))
+
+    def _tick_fired(self, world: _World, s: _Server, late: int) -> Event:
+        """s's clock jumps to its deadline (late: its election deadline)."""
         raft = s.raft
         assert raft is not None and s.deadline is not None
-        when = self._late(raft) if action[2] else s.deadline
+        when = self._late(raft) if late else s.deadline
         world.used = _bump(world.used, "leader_tick" if raft.state == State.LEADER
                            else "timeout")
         s.clock = max(s.clock, when)
-        self._feed(world, s, Tick(s.clock))
+        return Tick(s.clock)
 
     def _do_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         """The oldest pending log write fails, and every write queued behind it
@@ -684,14 +811,42 @@ class Model:
         world.used = _bump(world.used, "hard_state_fail")
         s.fail_hard_state = True
 
+    def _do_batch(self, world: _World, s: _Server, inputs: Sequence[tuple[Any, ...]]) -> None:
+        """Carry out each input's shell side (the message leaves the network, the
+        write reaches the disk, ...), then feed their events in one step_all:
+        one Update, carried out as any other."""
+        events: list[Event] = []
+        for what in inputs:
+            kind = what[0]
+            if kind == "deliver":
+                _kind, src, mkey = what
+                world.net = _net_remove(world.net, (src, s.id, mkey), self.bounds.fifo)
+                events.append(Receive(s.clock, src, str(src), _message_of(mkey)))
+                continue
+            if kind == "tick":      # events after it in the batch arrived later
+                events.append(self._tick_fired(world, s, what[1]))
+                continue
+            event = {"persist": self._write_done, "snapshot": self._snapshot_done,
+                     "take": self._take_asked, "propose": self._propose_asked}[kind](world, s)
+            if event is not None:
+                events.append(event)
+        if events:
+            self._feed_all(world, s, events)
+
     def _do_persist(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        event = self._write_done(world, s)
+        if event is not None:
+            self._feed(world, s, event)
+
+    def _write_done(self, world: _World, s: _Server) -> Event | None:
+        """The oldest pending write reaches the disk: the event reporting it."""
         (truncate, first, entries, install), s.writes = s.writes[0], s.writes[1:]
         if install is not None:
             s.log, s.offset, s.snapshot = (), install.index, install
             s.count = int.from_bytes(bytes(install.data[:8]), "little")
             s.digest = int.from_bytes(bytes(install.data[8:16]), "little")
-            self._feed(world, s, SnapshotInstalled(s.clock, install.index))
-            return
+            s.applied = install.index
+            return SnapshotInstalled(s.clock, install.index)
         log = s.log
         if truncate:
             log = log[:max(truncate - 1 - s.offset, 0)]
@@ -700,9 +855,14 @@ class Model:
             log += entries
         s.log = log
         if entries:
-            self._feed(world, s, Persisted(s.clock, first + len(entries) - 1, entries[-1].term))
+            return Persisted(s.clock, first + len(entries) - 1, entries[-1].term)
+        return None
 
     def _do_snapshot(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._snapshot_done(world, s))
+
+    def _snapshot_done(self, world: _World, s: _Server) -> Event:
+        """The snapshot being taken is durable: the event reporting it."""
         snapshot, s.taking = s.taking, None
         assert snapshot is not None
         if s.snapshot is None or snapshot.index > s.snapshot.index:
@@ -712,7 +872,7 @@ class Model:
             if keep_from > s.offset:
                 s.log = s.log[keep_from - s.offset:]
                 s.offset = keep_from
-        self._feed(world, s, SnapshotTaken(s.clock, snapshot.index, snapshot.data))
+        return SnapshotTaken(s.clock, snapshot.index, snapshot.data)
 
     def _do_restart(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "restart")
@@ -720,12 +880,18 @@ class Model:
         self._start(world, s)
 
     def _do_take(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._take_asked(world, s))
+
+    def _take_asked(self, world: _World, s: _Server) -> Event:
         world.used = _bump(world.used, "take")
-        self._feed(world, s, TakeSnapshot(s.clock))
+        return TakeSnapshot(s.clock)
 
     def _do_propose(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        self._feed(world, s, self._propose_asked(world, s))
+
+    def _propose_asked(self, world: _World, s: _Server) -> Event:
         world.used = _bump(world.used, "propose")
-        self._feed(world, s, Propose(s.clock, [b"cmd%05d" % world.used[0]]))
+        return Propose(s.clock, [b"cmd%05d" % world.used[0]])
 
     def _do_transfer(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         world.used = _bump(world.used, "transfer")
@@ -827,7 +993,7 @@ class Model:
                     committed.append(entry)
                     terms.append(raft.current_term)
                     if entry.type == EntryType.CHANGE:
-                        world.voters = frozenset(decode_configuration(entry.payload).voter_ids)
+                        world.voters = _voters_in(entry.payload)
         if len(committed) != len(world.committed):
             world.committed, world.commit_terms = tuple(committed), tuple(terms)
 
@@ -873,7 +1039,7 @@ class Model:
             found.add(frozenset(raft.configuration_committed.voter_ids))
             for entry in reversed(s.log):
                 if entry.type == EntryType.CHANGE:
-                    found.add(frozenset(decode_configuration(entry.payload).voter_ids))
+                    found.add(_voters_in(entry.payload))
                     break
             else:
                 if s.snapshot is not None:
@@ -1085,5 +1251,9 @@ def describe(action: tuple[Any, ...]) -> str:
         return f"{kind} {action[1]}->{action[2]} {_message_of(action[3])}"
     if kind == "tick":
         return f"tick {action[1]}" + (" (late: to its election deadline)" if action[2] else "")
+    if kind == "batch":
+        parts = [f"deliver {what[1]}->{action[1]} {_message_of(what[2])}"
+                 if what[0] == "deliver" else what[0] for what in action[2]]
+        return f"batch at {action[1]} (one step_all): " + "; ".join(parts)
     return " ".join(str(a) for a in action)
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python tests/sim/model_check.py --model election --seconds 600
 
+(``--depth N``, ``--fifo``, ``--batch N``: N events per batched step, 0 none,
+``--batch-ticks``: timers in batches too)
+
 prints the states found per depth and, on a violation, the path that leads
 to it with the core's trace lines.  The test suite runs bounded searches of
 every model (tests/sim/test_model_check.py).
@@ -25,9 +28,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, help="depth bound (default: the model's)")
     parser.add_argument("--seconds", type=float, default=0.0, help="time limit (0: none)")
     parser.add_argument("--fifo", action="store_true", help="in-order links (TCP)")
+    parser.add_argument("--batch", type=int, help="events per batched step, 0: none "
+                        "(default: the model's)")
+    parser.add_argument("--batch-ticks", action="store_true",
+                        help="a batch may hold the server's timer firing too")
     args = parser.parse_args(argv)
     bounds = replace(MODELS[args.model], max_seconds=args.seconds, fifo=args.fifo,
-                     **({"depth": args.depth} if args.depth else {}))
+                     batch_ticks=args.batch_ticks,
+                     **({"depth": args.depth} if args.depth else {}),
+                     **({"batch": args.batch} if args.batch is not None else {}))
     print(f"model {args.model}: {bounds}")
     report = explore(bounds, clock=time.monotonic, progress=lambda r: print(
         f"depth {r.depth}: {r.per_depth[-1]:,} new states, {r.states:,} in all, "

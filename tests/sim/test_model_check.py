@@ -8,6 +8,11 @@ of the core, and proof that the searches find real bugs.
 * Mutants (tests/sim/mutants.py) put known bugs back into the core; each must
   be found.  ``transferee-vote`` is issue 8's split brain (A1), found from the
   bootstrap state: two leaders in term 3.
+* The ``batch`` model also feeds one server several of its inputs in one
+  ``step_all`` (as the Server drains a loop iteration).  It finds
+  ``snapshot-before-batch-applies`` (a snapshot labelled below what the
+  batch applied, 27eea35), and the same model without batched steps, at
+  the same depth, does not: the batching is what finds it.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ import pytest
 from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
 
 from raftpy.core.configuration import Role
+from raftpy.core.events import Event
+from raftpy.core.raft import Raft
 from raftpy.core.trace import ListTracer
+from raftpy.core.update import Update
 from raftpy.testing import modelcheck
 from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
 
 SECONDS = float(os.environ.get("RAFTPY_MC_SECONDS", "600"))
 EXTRA = int(os.environ.get("RAFTPY_MC_DEPTH", "0"))
 DEPTHS = {"election": 8, "replication": 6, "snapshot": 5, "membership": 6, "prevote": 6,
-          "faults": 5, "joining": 7}
+          "faults": 5, "joining": 7, "batch": 5}
 
 
 def _run(bounds: Bounds) -> modelcheck.Report:
@@ -72,6 +80,7 @@ CAUGHT: dict[str, tuple[str | Bounds, str]] = {
     "leader-counts-unwritten": ("election", "durability: committed entry"),
     "commit-alone": ("replication", "durability: committed entry"),
     "commit-counts-standbys": (WITH_STANDBY, "durability: committed entry"),
+    "snapshot-before-batch-applies": ("batch", "snapshot consistency: server"),
 }
 
 
@@ -89,6 +98,51 @@ def test_mutant_is_found(mutant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     tracer = ListTracer()
     assert replay(bounds, found.path, tracer) == found.error
     assert any("became leader" in line for line in tracer.lines)
+
+
+def test_only_batched_steps_find_a_snapshot_labelled_before_the_batch_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch model without its batched steps, at the same depth and from the
+    same state, finds nothing on the mutant: single steps never leave a
+    snapshot request behind the entries its Update applies."""
+    apply_mutant(monkeypatch, "snapshot-before-batch-applies")
+    single = _run(replace(MODELS["batch"], batch=0, depth=DEPTHS["batch"], max_seconds=60))
+    assert single.complete and single.counterexample is None, single.counterexample
+    batched = _run(replace(MODELS["batch"], depth=DEPTHS["batch"], max_seconds=60))
+    assert batched.counterexample is not None
+    assert "snapshot consistency" in batched.counterexample.error
+    assert any(action[0] == "batch" for action in batched.counterexample.path)
+
+
+def test_a_batch_is_one_step_all_of_its_inputs_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batched step feeds its inputs to one step_all, in the action's order, and
+    carries out the one Update: server 3 asked for a snapshot by its first event
+    gets one at what the whole batch applied, where the same two inputs as
+    single steps give one at what was applied before the message."""
+    model = modelcheck.Model(MODELS["batch"])
+    root = model.initial()
+    batch = next(a for a in model.actions(root) if a[0] == "batch" and a[1] == 3
+                 and [what[0] for what in a[2]] == ["take", "deliver"])
+    calls: list[list[str]] = []
+    step_all = Raft.step_all
+
+    def recording(raft: Raft, events: list[Event]) -> Update:
+        calls.append([type(e).__name__ for e in events])
+        return step_all(raft, events)
+
+    monkeypatch.setattr(Raft, "step_all", recording)
+    batched = model.apply(root, batch)
+    model.check(batched)
+    assert calls == [["TakeSnapshot", "Receive"]]
+    _take, (_deliver, src, mkey) = batch[2]
+    single = model.apply(model.apply(root, ("take", 3)), ("deliver", src, 3, mkey))
+    assert len(calls) == 1                      # single steps use step()
+    s_batched, s_single = batched.servers[2], single.servers[2]
+    assert s_batched.applied == s_single.applied == 2
+    assert s_batched.taking is not None and s_batched.taking.index == 2
+    assert s_single.taking is not None and s_single.taking.index == 1
+    assert batched.net == single.net and batched.used == single.used
 
 
 def test_split_brain_found_from_bootstrap_with_tcp_links(
