@@ -11,7 +11,8 @@ agree) when it hands a message to the socket, when bytes arrive, when the disk
 store starts a write, when a write is durable, when the Server applies, and on
 the leader when ``apply()`` is called and returns.  For every request it
 follows the path that decided the commit (through the follower whose reply
-came back first) and prints the median of each stage:
+came back first) and prints the median of each stage, and its mean over the
+slowest 1% of requests (where the tail latency goes):
 
   leader      submit -> AppendEntries handed to the socket     (Python)
   network     -> bytes arrive at the follower                  (writev, wakeup)
@@ -176,16 +177,24 @@ def paths(leader: _Timeline, followers: list[_Timeline], skip: int) -> list[list
     return out
 
 
-def summarize(rows: list[list[float]]) -> list[float]:
-    """Median of each stage (us), then the median total."""
-    stages = [statistics.median((r[k + 1] - r[k]) * 1e6 for r in rows)
-              for k in range(len(STAGES))]
-    return [*stages, statistics.median((r[-1] - r[0]) * 1e6 for r in rows)]
+def summarize(rows: list[list[float]]) -> tuple[list[float], list[float]]:
+    """Median of each stage (us), then the median total; and the same as means
+    over the slowest 1% of requests (where the tail goes: means add up)."""
+    def stage(r: list[float], k: int) -> float:
+        return (r[k + 1] - r[k]) * 1e6
+
+    medians = [statistics.median(stage(r, k) for r in rows) for k in range(len(STAGES))]
+    medians.append(statistics.median((r[-1] - r[0]) * 1e6 for r in rows))
+    slowest = sorted(rows, key=lambda r: r[-1] - r[0])[-max(1, len(rows) // 100):]
+    tail = [statistics.fmean(stage(r, k) for r in slowest) for k in range(len(STAGES))]
+    tail.append(statistics.fmean((r[-1] - r[0]) * 1e6 for r in slowest))
+    return medians, tail
 
 
 # --------------------------------------------------------------- parent side
 
-def run(root: str, count: int, size: int) -> tuple[dict[str, Any], list[float], int]:
+def run(root: str, count: int, size: int
+        ) -> tuple[dict[str, Any], tuple[list[float], list[float]], int]:
     case = {"policy": "off", "in_flight": 1, "size": size, "count": count,
             "warmup": max(20, count // 10), "max_s": 30}
     system = Probed("raftpy", "raftpy", "raftpy with probes")
@@ -230,24 +239,25 @@ def main() -> None:
     args = p.parse_args()
     count = 200 if args.quick else args.count
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="raftpy-path-") as root:
-        result, medians, followed = run(_mkdir(root, "raftpy"), count, args.size)
+        result, (medians, tail), followed = run(_mkdir(root, "raftpy"), count, args.size)
         ref = None if args.no_libraft else libraft_p50(_mkdir(root, "libraft"), count,
                                                           args.size)
     total = medians[-1]
     python_us = sum(m for m, (_, _, kind) in zip(medians, STAGES, strict=False) if kind == "py")
     if args.json:
-        for (key, _, kind), m in zip(STAGES, medians, strict=False):
+        for (key, _, kind), m, t in zip(STAGES, medians, tail, strict=False):
             print(json.dumps({"name": f"w1_path_{key}", "value": round(m, 1), "unit": "us",
-                              "python": kind == "py"}))
+                              "python": kind == "py", "slowest_1pct_mean_us": round(t, 1)}))
         print(json.dumps({"name": "w1_path_total", "value": round(total, 1), "unit": "us",
                           "python_us": round(python_us, 1), "p50_us": result["p50_us"],
                           "libraft_p50_us": ref, "followed": followed}))
         return
     print(f"W1, {args.size}-byte commands, snapshots off: {followed} of {result['entries']} "
-          "requests followed along the follower that replied first (medians, us)")
-    for (_, name, kind), m in zip(STAGES, medians, strict=False):
-        print(f"  {name:48s} {m:7.0f}   {'Python' if kind == 'py' else ''}")
-    print(f"  {'median of the whole path':48s} {total:7.0f}")
+          "requests followed along the follower that replied first (us)")
+    print(f"  {'stage':48s} {'median':>7s} {'slowest 1%':>11s}")
+    for (_, name, kind), m, t in zip(STAGES, medians, tail, strict=False):
+        print(f"  {name:48s} {m:7.0f} {t:11.0f}   {'Python' if kind == 'py' else ''}")
+    print(f"  {'whole path':48s} {total:7.0f} {tail[-1]:11.0f}")
     print(f"  {'of which the Python stages (sum of medians)':48s} {python_us:7.0f}")
     print(f"raftpy p50 (submit to result) {result['p50_us']:.0f} us", end="")
     if ref is not None:
