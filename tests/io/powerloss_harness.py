@@ -405,9 +405,10 @@ WORKLOADS: dict[str, tuple[Callable[[Driver], Awaitable[None]], dict[str, Any]]]
     "installs": (w_installs, {"segment_size_bytes": 8192}),
     "race": (w_race, {"segment_size_bytes": 8192}),
     "faults": (w_faults, {"segment_size_bytes": 8192}),
+    "failed-write": (w_faults, {"segment_size_bytes": 8192}),
     "big": (w_big, {"segment_size_bytes": 1 << 20}),
 }
-FAULT_WORKLOADS = {"faults"}
+FAULT_WORKLOADS = {"faults", "failed-write"}
 POINTS: dict[str, Callable[[list[Event]], list[int] | None]] = {"big": big_points}
 NESTED_EVERY = {"big": 32}        # nested checks of loads holding megabytes: fewer
 
@@ -449,6 +450,13 @@ def fault_plan(rng: random.Random) -> list[Fault]:
     if {"write_eio", "write_short"} <= kinds:
         kinds.discard(rng.choice(("write_eio", "write_short")))
     return [Fault(k, rng.randint(*_FAULT_RANGE[k.split("_")[0]])) for k in sorted(kinds)]
+
+
+def failed_write_plan(rng: random.Random) -> list[Fault]:
+    """One segment write whose data all landed fails, and nothing else: no
+    other fault ends the workload before it, and what landed is there to be
+    misplaced if the store writes on before cutting it back."""
+    return [Fault("write_eio", rng.randint(*_FAULT_RANGE["write"]))]
 
 
 class FaultyRecorder(Recorder):
@@ -631,7 +639,8 @@ def record(name: str, seed: int, use_aio: bool | None = None) -> Recording:
     t0 = time.monotonic()
     try:
         faulty = name in FAULT_WORKLOADS
-        rec = (FaultyRecorder(str(path), fault_plan(rng), rng) if faulty
+        plan = failed_write_plan if name == "failed-write" else fault_plan
+        rec = (FaultyRecorder(str(path), plan(rng), rng) if faulty
                else Recorder(str(path)))
         kw = dict(store_kw, prepared_segments=rng.choice((1, 2)), use_aio=use_aio)
 

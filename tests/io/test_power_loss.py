@@ -18,8 +18,11 @@ and logs contradicting the snapshot (A4).
 The ``faults`` workload also fails the disk (harness.FaultyRecorder: a write
 that fails after some or all of its blocks landed, a failed fsync, no space
 for a new segment, a failed close or cut-back) and re-issues appends as the
-core does after PersistFailed; with the cut-back wait undone it finds the
-review's failed-write misplacement in its first seed.  The ``big`` workload
+core does after PersistFailed.  The ``failed-write`` workload is the same
+with one fault only, a segment write whose data landed and then failed:
+with the cut-back wait undone it finds the review's failed-write
+misplacement in 18 of 20 seeds (with ``faults``' mixed plans, in about a
+third, which let 8 seeds in a row miss it in CI).  The ``big`` workload
 writes one batch larger than the torn reach.  Each auto-recovery load is
 recorded, and of some of those that repaired something every crash state is
 loaded again (a power loss during recovery); every load is repeated and must
@@ -228,7 +231,7 @@ def _format_0_torn_only_within_reach(mp: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("undo,workload", [(_snapshot_at_once, "snapshots"),
                                            (_format_0_torn_only_within_reach, "big"),
-                                           (_no_cutback_wait, "faults"),
+                                           (_no_cutback_wait, "failed-write"),
                                            (_load_cut_not_synced, "appends"),
                                            (_no_torn_reach, "appends"),
                                            (_no_disagreement, "installs"),
