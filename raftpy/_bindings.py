@@ -144,6 +144,20 @@ def _range_error(terms: Iterable[int], types: Iterable[int]) -> RaftError:
 def _encode(out: bytearray | memoryview, offset: int, n: int, terms: Sequence[int] | None,
             term: int, types: Sequence[int] | None, type_: int,
             payloads: Sequence[bytes | bytearray | memoryview]) -> int:
+    if n == 1 and type(payloads[0]) is bytes and 0 <= offset <= len(out):
+        # One entry with a bytes payload (a single request, a follower's
+        # append of one entry): one C call, no arrays, no join.  Anything it
+        # refuses goes the general way below, which says why.
+        p = payloads[0]
+        try:
+            rv = lib.rp_encode_batch_uniform(
+                ffi.from_buffer(out, require_writable=True) + offset, len(out) - offset, 1,
+                term if terms is None else terms[0], type_ if types is None else types[0],
+                [len(p)], p, len(p))
+        except OverflowError:
+            rv = -1
+        if rv >= 0:
+            return int(rv)
     lengths = [len(p) for p in payloads]
     data = b"".join(payloads)
     if offset < 0 or offset > len(out):

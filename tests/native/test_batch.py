@@ -67,6 +67,24 @@ def test_uniform_encoding_equals_general(term, type_, datas):
     assert _bindings.encode_batch_uniform(term, type_, datas) == general
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(1, 3), payloads, st.integers(0, 24))
+def test_one_entry_takes_the_one_call_path_and_encodes_as_the_reference(term, type_,
+                                                                        payload, offset):
+    # One entry with a bytes payload goes through one C call (_bindings._encode);
+    # bytearray and memoryview payloads the general way: all three the same bytes.
+    want = _reference.encode_batch([Entry(term, type_, payload)])
+    for p in (payload, bytearray(payload), memoryview(payload)):
+        assert bytes(_bindings.encode_batch([Entry(term, type_, p)])) == want
+        assert bytes(_bindings.encode_batch_uniform(term, type_, [p])) == want
+        out = bytearray(offset + len(want) + 8)
+        assert _bindings.encode_batch_into(out, offset, [Entry(term, type_, p)]) == len(want)
+        assert bytes(out[offset:offset + len(want)]) == want
+        assert not any(out[:offset]) and not any(out[offset + len(want):])
+    with pytest.raises(InvalidError, match="buffer too small"):
+        _bindings.encode_batch_into(bytearray(len(want) - 1), 0, [Entry(term, type_, payload)])
+
+
 def test_encode_into_offset():
     buf = bytearray(200)
     n = _bindings.encode_batch_into(buf, 8, [Entry(2, 1, b"\x11" * 8), Entry(2, 2, b"\x22" * 8)])
