@@ -144,20 +144,28 @@ def _range_error(terms: Iterable[int], types: Iterable[int]) -> RaftError:
 def _encode(out: bytearray | memoryview, offset: int, n: int, terms: Sequence[int] | None,
             term: int, types: Sequence[int] | None, type_: int,
             payloads: Sequence[bytes | bytearray | memoryview]) -> int:
-    if n == 1 and type(payloads[0]) is bytes and 0 <= offset <= len(out):
-        # One entry with a bytes payload (a single request, a follower's
-        # append of one entry): one C call, no arrays, no join.  Anything it
-        # refuses goes the general way below, which says why.
+    if n == 1 and 0 <= offset <= len(out):
+        # One entry (a single request on the leader; a follower's append of
+        # one received entry, whose payload is a view of the socket's buffer):
+        # one C call, no arrays, no join.  What it refuses goes the general way
+        # below, which says why.
         p = payloads[0]
-        try:
-            rv = lib.rp_encode_batch_uniform(
-                ffi.from_buffer(out, require_writable=True) + offset, len(out) - offset, 1,
-                term if terms is None else terms[0], type_ if types is None else types[0],
-                [len(p)], p, len(p))
-        except OverflowError:
-            rv = -1
-        if rv >= 0:
-            return int(rv)
+        if type(p) is bytes:
+            data, size = p, len(p)
+        elif isinstance(p, memoryview) and p.itemsize == 1 and p.c_contiguous:
+            data, size = ffi.from_buffer(p), p.nbytes
+        else:
+            data = None
+        if data is not None:
+            try:
+                rv = lib.rp_encode_batch_uniform(
+                    ffi.from_buffer(out, require_writable=True) + offset, len(out) - offset,
+                    1, term if terms is None else terms[0],
+                    type_ if types is None else types[0], [size], data, size)
+            except OverflowError:
+                rv = -1
+            if rv >= 0:
+                return int(rv)
     lengths = [len(p) for p in payloads]
     data = b"".join(payloads)
     if offset < 0 or offset > len(out):

@@ -71,10 +71,12 @@ def test_uniform_encoding_equals_general(term, type_, datas):
 @given(st.integers(0, 2**64 - 1), st.integers(1, 3), payloads, st.integers(0, 24))
 def test_one_entry_takes_the_one_call_path_and_encodes_as_the_reference(term, type_,
                                                                         payload, offset):
-    # One entry with a bytes payload goes through one C call (_bindings._encode);
-    # bytearray and memoryview payloads the general way: all three the same bytes.
+    # One entry with a bytes or memoryview payload goes through one C call
+    # (_bindings._encode), a bytearray the general way: all the same bytes.
     want = _reference.encode_batch([Entry(term, type_, payload)])
-    for p in (payload, bytearray(payload), memoryview(payload)):
+    framed = b"\xee" * 8 + payload + b"\xee" * 8
+    for p in (payload, bytearray(payload), memoryview(payload),
+              memoryview(framed)[8:8 + len(payload)]):
         assert bytes(_bindings.encode_batch([Entry(term, type_, p)])) == want
         assert bytes(_bindings.encode_batch_uniform(term, type_, [p])) == want
         out = bytearray(offset + len(want) + 8)
