@@ -408,7 +408,6 @@ WORKLOADS: dict[str, tuple[Callable[[Driver], Awaitable[None]], dict[str, Any]]]
     "failed-write": (w_faults, {"segment_size_bytes": 8192}),
     "big": (w_big, {"segment_size_bytes": 1 << 20}),
 }
-FAULT_WORKLOADS = {"faults", "failed-write"}
 POINTS: dict[str, Callable[[list[Event]], list[int] | None]] = {"big": big_points}
 NESTED_EVERY = {"big": 32}        # nested checks of loads holding megabytes: fewer
 
@@ -457,6 +456,11 @@ def failed_write_plan(rng: random.Random) -> list[Fault]:
     other fault ends the workload before it, and what landed is there to be
     misplaced if the store writes on before cutting it back."""
     return [Fault("write_eio", rng.randint(*_FAULT_RANGE["write"]))]
+
+
+# The workloads run on a failing disk (FaultyRecorder), and how each draws its faults.
+FAULT_PLANS: dict[str, Callable[[random.Random], list[Fault]]] = {
+    "faults": fault_plan, "failed-write": failed_write_plan}
 
 
 class FaultyRecorder(Recorder):
@@ -638,9 +642,9 @@ def record(name: str, seed: int, use_aio: bool | None = None) -> Recording:
     path = scratch_dir()
     t0 = time.monotonic()
     try:
-        faulty = name in FAULT_WORKLOADS
-        plan = failed_write_plan if name == "failed-write" else fault_plan
-        rec = (FaultyRecorder(str(path), plan(rng), rng) if faulty
+        plan = FAULT_PLANS.get(name)
+        faulty = plan is not None
+        rec = (FaultyRecorder(str(path), plan(rng), rng) if plan is not None
                else Recorder(str(path)))
         kw = dict(store_kw, prepared_segments=rng.choice((1, 2)), use_aio=use_aio)
 
