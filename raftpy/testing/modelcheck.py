@@ -32,14 +32,20 @@ drops it.  Actions, all enabled whenever they make sense:
   ``batch`` of one server's enabled inputs, in every order, fed in ONE
   ``step_all``, as the Server drains every event that arrived in one loop
   iteration: messages deliverable to it, its oldest pending write's
-  completion (``Persisted``/``SnapshotInstalled``), its snapshot taken
-  (``SnapshotTaken``), ``take`` and ``propose`` (within their budgets).
-  Each input's shell side happens first (the message leaves the network,
-  the write reaches the disk), then the one Update is carried out exactly
-  as a single step's.  With ``Bounds.batch_ticks`` the server's timer
-  firing is an input too (events after it in the batch arrived later); it
-  multiplies the states, so no model in the suite has it.  The failure
-  actions are never batched.
+  completion (``Persisted``/``SnapshotInstalled``) or failure (``fail``:
+  ``PersistFailed`` of it and the writes behind it), a send of its that
+  failed (``SendFailed``), its snapshot taken (``SnapshotTaken``), and the
+  client requests a leader takes: ``take``, ``propose``, ``transfer``,
+  ``add``, ``assign``, ``remove`` (each within its budget, as the single
+  actions offer them).  Each input's shell side happens first (the message
+  leaves the network, the write reaches the disk or fails), then the one
+  Update is carried out exactly as a single step's; an input an earlier one
+  in the batch made void (a completion after ``fail`` failed every write)
+  is left out.  With ``Bounds.batch_ticks`` the server's timer firing is an
+  input too (events after it in the batch arrived later); it multiplies the
+  states, so no model in the suite has it.  Restarts and ``hard_state_fail``
+  (a flag on the server's next term/vote write, not an event) are never
+  batched.
 
 Each server has a clock of its own (the core only ever compares times it
 read itself), so timers fire in every order relative to each other and to
@@ -195,6 +201,19 @@ MODELS: dict[str, Bounds] = {
     "batch": Bounds(depth=12, prefix=_SNAPSHOTTED, batch=2, proposals=1, transfers=0,
                     snapshots=1, restarts=1, duplicates=0, drops=0, send_failures=0,
                     timeouts=1, leader_ticks=2),
+    # Failures and client requests in batches: entry 3 is on its way to both
+    # followers (written by none yet) when writes fail, sends fail and a
+    # transfer or a second entry is asked for, each of these arriving in one
+    # loop iteration with the server's other inputs.
+    "batch-faults": Bounds(depth=8, prefix=_LEADER + ("propose 1", "deliver 1 2",
+                                                      "deliver 1 3"),
+                           batch=2, proposals=1, transfers=1, restarts=0, duplicates=0,
+                           drops=0, failures=1, send_failures=1, timeouts=1,
+                           leader_ticks=1),
+    # Membership changes in batches with the other inputs (the membership
+    # model, each server's inputs also fed two at a time).
+    "batch-membership": Bounds(depth=12, voters=2, prefix=_LEADER, batch=2, proposals=1,
+                               transfers=0, restarts=0, duplicates=0, drops=1, changes=1),
     # Pre-vote elections, and log writes that fail (PersistFailed).
     "prevote": Bounds(depth=12, pre_vote=True, prefix=_LEADER, proposals=1, transfers=1,
                       restarts=0, duplicates=0, drops=1, failures=1, timeouts=2,
@@ -305,6 +324,16 @@ class _World:
 _USED = {"propose": 0, "transfer": 1, "take": 2, "restart": 3, "duplicate": 4, "drop": 5,
          "change": 6, "timeout": 7, "leader_tick": 8, "fail": 9, "send_fail": 10,
          "hard_state_fail": 11}
+
+
+# A leader's client requests other than propose: the budget each uses and the
+# event it becomes, from the clock and the action's arguments after the server.
+_REQUESTS: dict[str, tuple[str, Callable[..., Event]]] = {
+    "transfer": ("transfer", lambda now, target: Transfer(now, target)),
+    "add": ("change", lambda now, server_id: Add(now, server_id, str(server_id))),
+    "assign": ("change", lambda now, server_id, role: Assign(now, server_id, Role(role))),
+    "remove": ("change", lambda now, server_id: Remove(now, server_id)),
+}
 
 
 class Violation(AssertionError):
@@ -651,20 +680,8 @@ class Model:
                 continue
             if used[_USED["propose"]] < b.proposals:
                 yield ("propose", s.id)
-            if used[_USED["transfer"]] < b.transfers:
-                for target in (0, *raft.configuration.voter_ids):
-                    if target != s.id:
-                        yield ("transfer", s.id, target)
-            if used[_USED["change"]] < b.changes:
-                for joining in range(b.servers + 1, b.servers + b.joining + 1):
-                    if raft.configuration.get(joining) is None:
-                        yield ("add", s.id, joining)
-                for server in raft.configuration.servers:
-                    if server.role == Role.SPARE:
-                        yield ("assign", s.id, server.id, int(Role.VOTER))
-                        yield ("assign", s.id, server.id, int(Role.STANDBY))
-                    elif server.id != s.id:
-                        yield ("remove", s.id, server.id)
+            for kind, *args in self._requests(world, s):
+                yield (kind, s.id, *args)
 
     def _inputs(self, world: _World, s: _Server) -> list[tuple[Any, ...]]:
         """What could reach s's loop together: each message deliverable to it, its
@@ -681,12 +698,42 @@ class Model:
             found.append(("snapshot",))
         if self._can_take(world, s):
             found.append(("take",))
-        if (raft.state == State.LEADER and raft.transfer is None
-                and used[_USED["propose"]] < b.proposals):
-            found.append(("propose",))
+        # Failures reach the loop like any other event: a write's failure
+        # (with those queued behind it), a send that could not be handed over.
+        if used[_USED["fail"]] < b.failures and s.writes and s.writes[0][2]:
+            found.append(("fail",))
+        if used[_USED["send_fail"]] < b.send_failures:
+            found += [("send_fail", dst, mkey) for src, dst, mkey
+                      in _deliverable(world.net, b.fifo) if src == s.id]
+        if raft.state == State.LEADER and raft.transfer is None:
+            # Client requests: what the single actions offer a leader.
+            if used[_USED["propose"]] < b.proposals:
+                found.append(("propose",))
+            found += self._requests(world, s)
         if b.batch_ticks:
             found += [("tick", late) for late in self._ticks(world, s)]
         return found
+
+    def _requests(self, world: _World, s: _Server) -> Iterator[tuple[Any, ...]]:
+        """A leader's transfers and membership changes, within their budgets:
+        (kind, *arguments) as the actions "transfer", "add", "assign" and
+        "remove" take them after the server id."""
+        b, used, raft = self.bounds, world.used, s.raft
+        assert raft is not None
+        if used[_USED["transfer"]] < b.transfers:
+            for target in (0, *raft.configuration.voter_ids):
+                if target != s.id:
+                    yield ("transfer", target)
+        if used[_USED["change"]] < b.changes:
+            for joining in range(b.servers + 1, b.servers + b.joining + 1):
+                if raft.configuration.get(joining) is None:
+                    yield ("add", joining)
+            for server in raft.configuration.servers:
+                if server.role == Role.SPARE:
+                    yield ("assign", server.id, int(Role.VOTER))
+                    yield ("assign", server.id, int(Role.STANDBY))
+                elif server.id != s.id:
+                    yield ("remove", server.id)
 
     def _ticks(self, world: _World, s: _Server) -> tuple[int, ...]:
         """The ticks s may take: 0 (to its deadline), 1 (a leader's, late: to
@@ -795,16 +842,23 @@ class Model:
         return Tick(s.clock)
 
     def _do_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        for event in self._writes_failed(world, s):
+            self._feed(world, s, event)
+
+    def _writes_failed(self, world: _World, s: _Server) -> list[Event]:
         """The oldest pending log write fails, and every write queued behind it
         (a writer fails its queue, libraft 0.18); an install among them still
-        happens.  Nothing failed reaches the disk."""
+        happens.  Nothing failed reaches the disk.  The events reporting it
+        (the single action feeds them one step each)."""
         world.used = _bump(world.used, "fail")
         failed, s.writes = s.writes, ()
+        events: list[Event] = []
         for _truncate, first, entries, install in failed:
             if install is not None:
                 s.writes += ((0, 0, (), install),)
             elif entries:
-                self._feed(world, s, PersistFailed(s.clock, first, OSError("I/O error")))
+                events.append(PersistFailed(s.clock, first, OSError("I/O error")))
+        return events
 
     def _do_hard_state_fail(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         """The server's next term/vote write will fail (HardStateFailed)."""
@@ -825,6 +879,21 @@ class Model:
                 continue
             if kind == "tick":      # events after it in the batch arrived later
                 events.append(self._tick_fired(world, s, what[1]))
+                continue
+            if kind == "send_fail":
+                _kind, dst, mkey = what
+                world.net = _net_remove(world.net, (s.id, dst, mkey), self.bounds.fifo)
+                world.used = _bump(world.used, kind)
+                events.append(SendFailed(s.clock, dst, _message_of(mkey)))
+                continue
+            if kind in _REQUESTS:
+                world.used = _bump(world.used, _REQUESTS[kind][0])
+                events.append(_REQUESTS[kind][1](s.clock, *what[1:]))
+                continue
+            if kind in ("persist", "fail") and not s.writes:
+                continue            # an earlier "fail" in this batch failed them all
+            if kind == "fail":
+                events += self._writes_failed(world, s)
                 continue
             event = {"persist": self._write_done, "snapshot": self._snapshot_done,
                      "take": self._take_asked, "propose": self._propose_asked}[kind](world, s)
@@ -851,7 +920,11 @@ class Model:
         if truncate:
             log = log[:max(truncate - 1 - s.offset, 0)]
         if entries:
-            assert first == s.offset + len(log) + 1, (first, s.offset, len(log))
+            if first != s.offset + len(log) + 1:
+                # update.py duty 2: a write appends right after the log as
+                # truncated; anything else leaves a hole or a stale tail.
+                raise Violation(f"server {s.id} writes entries from {first} after its "
+                                f"log ends at {s.offset + len(log)}")
             log += entries
         s.log = log
         if entries:
@@ -894,20 +967,16 @@ class Model:
         return Propose(s.clock, [b"cmd%05d" % world.used[0]])
 
     def _do_transfer(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
-        world.used = _bump(world.used, "transfer")
-        self._feed(world, s, Transfer(s.clock, action[2]))
+        self._do_request(world, s, action)
 
-    def _do_assign(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
-        world.used = _bump(world.used, "change")
-        self._feed(world, s, Assign(s.clock, action[2], Role(action[3])))
+    _do_add = _do_assign = _do_remove = _do_transfer
 
-    def _do_add(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
-        world.used = _bump(world.used, "change")
-        self._feed(world, s, Add(s.clock, action[2], str(action[2])))
-
-    def _do_remove(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
-        world.used = _bump(world.used, "change")
-        self._feed(world, s, Remove(s.clock, action[2]))
+    def _do_request(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
+        """A client request at leader s: ("transfer", s, target), ("add", s, id),
+        ("assign", s, id, role) or ("remove", s, id)."""
+        budget, make = _REQUESTS[action[0]]
+        world.used = _bump(world.used, budget)
+        self._feed(world, s, make(s.clock, *action[2:]))
 
     # -- safety ------------------------------------------------------------------------
 
@@ -1253,7 +1322,10 @@ def describe(action: tuple[Any, ...]) -> str:
         return f"tick {action[1]}" + (" (late: to its election deadline)" if action[2] else "")
     if kind == "batch":
         parts = [f"deliver {what[1]}->{action[1]} {_message_of(what[2])}"
-                 if what[0] == "deliver" else what[0] for what in action[2]]
+                 if what[0] == "deliver" else
+                 f"send_fail {action[1]}->{what[1]} {_message_of(what[2])}"
+                 if what[0] == "send_fail" else " ".join(map(str, what))
+                 for what in action[2]]
         return f"batch at {action[1]} (one step_all): " + "; ".join(parts)
     return " ".join(str(a) for a in action)
 

@@ -17,6 +17,7 @@ from raftpy.core import raft as raft_module
 from raftpy.core.election import ElectionMixin
 from raftpy.core.read_index import ReadIndexMixin
 from raftpy.core.replication import ReplicationMixin
+from raftpy.core.state import RaftState
 from raftpy.testing.mutation import mutated
 
 
@@ -84,6 +85,12 @@ MUTANTS: dict[str, tuple[Edit, ...]] = {
         raft_module.Raft, "_flush",
         "if out.take_snapshot is not None and out.take_snapshot.index != self.last_applied:",
         "if False:"),),
+    # A truncation at or below the first entry an earlier event of the same
+    # step_all queued for writing keeps that write: the shell truncates, then
+    # appends entries that no longer follow the log (a failed write reported
+    # in the batch that also appended after it).
+    "truncate-keeps-batched-write": (Edit(
+        RaftState, "_truncate", "out.persist = []", "pass"),),
     # A read runs without confirming the leadership (no heartbeat round).
     "read-skips-round": (Edit(
         ReadIndexMixin, "register_read",

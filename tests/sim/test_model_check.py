@@ -12,7 +12,11 @@ of the core, and proof that the searches find real bugs.
   ``step_all`` (as the Server drains a loop iteration).  It finds
   ``snapshot-before-batch-applies`` (a snapshot labelled below what the
   batch applied, 27eea35), and the same model without batched steps, at
-  the same depth, does not: the batching is what finds it.
+  the same depth, does not: the batching is what finds it.  The
+  ``batch-faults`` and ``batch-membership`` models batch failures and
+  client requests too; ``batch-faults`` finds ``truncate-keeps-batched-write``
+  (a write failure reported in the step_all that also queued a later write
+  must cancel that write) in two steps, which single steps never reach.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from raftpy.testing.modelcheck import MODELS, Bounds, explore, replay
 SECONDS = float(os.environ.get("RAFTPY_MC_SECONDS", "600"))
 EXTRA = int(os.environ.get("RAFTPY_MC_DEPTH", "0"))
 DEPTHS = {"election": 8, "replication": 6, "snapshot": 5, "membership": 6, "prevote": 6,
-          "faults": 5, "joining": 7, "batch": 5}
+          "faults": 5, "joining": 7, "batch": 5, "batch-faults": 4, "batch-membership": 5}
 
 
 def _run(bounds: Bounds) -> modelcheck.Report:
@@ -81,6 +85,7 @@ CAUGHT: dict[str, tuple[str | Bounds, str]] = {
     "commit-alone": ("replication", "durability: committed entry"),
     "commit-counts-standbys": (WITH_STANDBY, "durability: committed entry"),
     "snapshot-before-batch-applies": ("batch", "snapshot consistency: server"),
+    "truncate-keeps-batched-write": ("batch-faults", "writes entries from 4 after its log"),
 }
 
 
@@ -176,3 +181,47 @@ def test_fingerprint_covers_every_field() -> None:
     from raftpy.core.state import RaftState
     planned = {name for name, _fn in modelcheck._KEY_PLAN} | modelcheck._SKIP
     assert set(RaftState.__slots__) <= planned
+
+
+def test_only_batched_failures_find_a_write_kept_past_a_truncation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch-faults model without batched steps, at the same depth, finds
+    nothing on the mutant; with them, the leader's proposal and the failure
+    of its earlier write in one step_all leave a write that no longer follows
+    the log."""
+    apply_mutant(monkeypatch, "truncate-keeps-batched-write")
+    depth = DEPTHS["batch-faults"]
+    single = _run(replace(MODELS["batch-faults"], batch=0, depth=depth, max_seconds=60))
+    assert single.complete and single.counterexample is None, single.counterexample
+    batched = _run(replace(MODELS["batch-faults"], depth=depth, max_seconds=60))
+    found = batched.counterexample
+    assert found is not None and "writes entries from" in found.error
+    kinds = [what[0] for action in found.path if action[0] == "batch" for what in action[2]]
+    assert "fail" in kinds, found.path
+
+
+def test_batches_hold_failures_and_requests() -> None:
+    """Within a step of the batch-faults state every kind of input is offered
+    inside a batch: the write's failure, a failed send, a proposal and a
+    transfer at the leader; and a batch whose failure voids the completion
+    after it feeds the failure alone."""
+    model = modelcheck.Model(MODELS["batch-faults"])
+    root = model.initial()
+    batches = [a for a in model.actions(root) if a[0] == "batch"]
+    after_one = [a for w in (model.apply(root, a) for a in model.actions(root)
+                             if a[0] != "batch")
+                 for a in model.actions(w) if a[0] == "batch"]
+    kinds = {what[0] for _b, _s, inputs in batches + after_one for what in inputs}
+    assert {"fail", "send_fail", "propose", "transfer", "persist", "deliver"} <= kinds
+    leader = root.servers[0]
+    assert len(leader.writes) == 1
+    batch = next(a for a in batches if a[1] == 1
+                 and [what[0] for what in a[2]] == ["fail", "persist"])
+    new = model.apply(root, batch)
+    model.check(new)
+    s = new.servers[0]
+    # Entry 3 failed, so it is not on the disk, and the one write left is the
+    # truncation the core asks for in its place (no completion was fed).
+    assert len(s.log) == 2 and s.writes == ((3, 0, (), None),)
+    assert s.raft is not None and s.raft.state.name == "FOLLOWER"
+    assert s.raft.log.last_index == 2
