@@ -111,9 +111,16 @@ DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 # two keep the disk busy while one 8 MiB segment is decoded.
 _PREFETCH_SEGMENTS = 2
 _USED_HISTORY = 4              # closed segments whose use sizes the next zero-fill
-# Segments load's reader thread reads into memory ahead of the one it decodes
-# (_read_ahead): one keeps the thread busy, two absorb a slow read.
+# Segments load's reader threads read into memory ahead of the one it decodes
+# (_read_ahead): one keeps a thread busy, two absorb a slow read.
 _READ_AHEAD_SEGMENTS = 2
+# Load's reader threads.  Reading a segment into fresh memory costs more than
+# building its entries (cached 1 GiB: 0.6-1.0 s of reads against 0.4 s of
+# entries), so one reader kept the decoding thread waiting; with two (one per
+# core here) benchmarks/disk.py's 1 GiB load, alternated runs, took 1.51-1.58 s
+# from the disk instead of 1.87-2.13 s, and 1.01-1.22 s cached instead of
+# 1.28-1.54 s.
+_READERS = 2
 _FORMAT_WORD = (1).to_bytes(8, "little")
 
 
@@ -469,7 +476,7 @@ class DiskStore:
             log.warning("deleting %s: behind snapshot %d and not part of the log",
                         ", ".join(s.name for s in stale), snapshot.index)
             self._delete_log([(s.name, s.last) for s in stale], snapshot.index)
-        with ThreadPoolExecutor(1, thread_name_prefix="raftpy-load") as reader:
+        with ThreadPoolExecutor(_READERS, thread_name_prefix="raftpy-load") as reader:
             try:
                 start_index, entries = self._load_segments(reader, segments, snapshot,
                                                            start_index)
@@ -480,9 +487,9 @@ class DiskStore:
     def _load_segments(self, reader: ThreadPoolExecutor, segments: Sequence[SegmentFile],
                        snapshot: Snapshot | None, start_index: int,
                        ) -> tuple[int, list[Entry]]:
-        """The segments' entries in log order (start index, entries).  reader
-        reads the next segments while this thread decodes one (the read
-        releases the GIL), so that reading and decoding overlap."""
+        """The segments' entries in log order (start index, entries).  reader's
+        threads read the next segments while this thread decodes one (the
+        read releases the GIL), so that reading and decoding overlap."""
         entries: list[Entry] = []
         loaded: list[tuple[str, int]] = []       # (name now, last index) in log order
         next_index = start_index
@@ -1456,7 +1463,7 @@ def _read_and_walk(path: str, torn_reach: int, hint: str | None,
                    segment_size: int) -> _Image:
     """A segment's image (as _bindings.read_image reads it) and its walk
     (_bindings.prescan_segment): all the C work of loading it, for load's
-    reader thread, mostly in one C call (_bindings.read_and_prescan); first,
+    reader threads, mostly in one C call (_bindings.read_and_prescan); first,
     the kernel is asked to read the file hint ahead (DiskStore._prefetch)."""
     if hint is not None:
         _will_need(hint)
