@@ -52,7 +52,7 @@ from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import State
 from raftpy.errors import ShutdownError
 from raftpy.metrics import ServerMetrics
-from raftpy.server import Server, _check_command
+from raftpy.server import Server, _command_bytes
 
 __all__ = ["BlockingServer"]
 
@@ -154,7 +154,7 @@ class BlockingServer:
     def apply(self, command: bytes, timeout_s: float | None = None) -> Any:
         """Replicate one command; return what the state machine's apply returned.
         Batched with the other threads' applies (the module docstring)."""
-        _check_command(command)
+        command = _command_bytes(command)
         self._check_thread("apply")
         with self._lock:
             if self._closed:

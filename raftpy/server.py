@@ -405,7 +405,7 @@ class Server:
 
     async def apply(self, command: bytes) -> Any:
         """Replicate one command; return what the state machine's apply returned."""
-        _check_command(command)
+        command = _command_bytes(command)
         req = self._request(_ONE)
         self._propose(req, (command,))
         return await req.future
@@ -418,8 +418,7 @@ class Server:
         in its place (as ``asyncio.gather`` does)."""
         if not commands:
             return []
-        for command in commands:
-            _check_command(command)
+        commands = [_command_bytes(command) for command in commands]
         req = self._request(_MANY, return_exceptions)
         self._propose(req, commands)
         result: list[Any] = await req.future
@@ -994,13 +993,22 @@ def _resolve_all(futures: list[asyncio.Future[int]], value: int) -> None:
             future.set_result(value)
 
 
-def _check_command(command: bytes) -> None:
-    if type(command) is not bytes and not isinstance(command, _BYTES_LIKE):
-        raise InvalidError(f"a command is bytes, not {type(command).__name__}")
+def _command_bytes(command: bytes) -> bytes:
+    """command as the immutable bytes the log keeps: a bytearray or memoryview is
+    copied at the call (its bytes, all of them, whatever the view's item size),
+    because the log holds what it is given until compaction and sends it to
+    followers that catch up later: a caller reusing its buffer would otherwise
+    change entries already written, and replicas would apply different
+    commands at one index."""
+    if type(command) is not bytes:
+        if not isinstance(command, _BYTES_LIKE):
+            raise InvalidError(f"a command is bytes, not {type(command).__name__}")
+        command = bytes(command)
     if len(command) % 8:
         # libraft's segments and wire carry entry payloads of whole 8-byte words
         # (spec §0 fact 3): refused here, before the core appends anything.
         raise InvalidError(f"command length {len(command)} is not a multiple of 8")
+    return command
 
 
 def _core_snapshot(loaded: SnapshotLike | None) -> Snapshot | None:

@@ -683,3 +683,45 @@ def test_a_failed_snapshot_write_is_not_a_snapshot_taken(tmp_path, run_loop):
         finally:
             await s.close()
     run(run_loop, go)
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "memoryview", "wide-memoryview"])
+def test_a_command_changed_after_apply_reaches_every_server_as_it_was(tmp_path, run_loop,
+                                                                       kind):
+    """A command is taken as its bytes at the call: a caller that reuses its
+    buffer afterwards changes nothing in the log.  Server 3 is down while the
+    command commits and catches up afterwards from the leader's log; it must
+    apply what the others applied.  A memoryview of wide items (8-byte
+    floats) is its bytes too, all of them, not one byte per item."""
+    import array
+
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            assert await leader.apply(cmd(1)) == 1
+            down = next(i for i in c.servers if i != leader.id)
+            await c.servers[down].close()
+            if kind == "wide-memoryview":
+                buf = array.array("d", [1.5, 2.5])
+                command: bytes | bytearray | memoryview = memoryview(buf)
+                original = buf.tobytes()
+            else:
+                buf = bytearray(cmd(7) + cmd(8))
+                command = buf if kind == "bytearray" else memoryview(buf)
+                original = bytes(buf)
+            assert len(original) == 16
+            assert await leader.apply(command) == 2            # committed by two servers
+            if isinstance(buf, array.array):
+                buf[0] = 9.5                                   # the caller reuses its buffer
+            else:
+                buf[0:1] = b"X"
+            assert bytes(leader.raft.log.get(leader.raft.log.last_index).payload) == original
+            await c.boot(c.make(down))                       # catches up from the leader
+            await c.converge()
+            states = {i: machine_of(s).state() for i, s in c.servers.items()}
+            assert len(set(states.values())) == 1, states
+        finally:
+            await c.close()
+    run(run_loop, go)
