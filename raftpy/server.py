@@ -806,6 +806,10 @@ class Server:
         self._snapshot_index = request.index
         try:
             data = self.state_machine.snapshot()
+            if isinstance(data, bytearray | memoryview):
+                # Its bytes now: the write starts in a later loop iteration,
+                # and a machine may reuse that buffer as it applies on.
+                data = bytes(data)
             if inspect.iscoroutine(data):
                 data = _start_eagerly(data)
             if inspect.isawaitable(data):

@@ -725,3 +725,38 @@ def test_a_command_changed_after_apply_reaches_every_server_as_it_was(tmp_path, 
         finally:
             await c.close()
     run(run_loop, go)
+
+
+class _ViewMachine(Counter):
+    """A Counter whose snapshot is a view of a buffer it keeps and reuses: the
+    buffer is overwritten in the next loop iteration (as the next apply into
+    a reused buffer would do)."""
+
+    def snapshot(self) -> bytes:
+        buf = bytearray(super().snapshot())
+        asyncio.get_running_loop().call_soon(buf.__setitem__, slice(0, 16), b"\xff" * 16)
+        return memoryview(buf)  # type: ignore[return-value]
+
+
+def test_a_snapshot_view_reused_by_its_machine_is_written_as_it_was(tmp_path, run_loop):
+    """The Server takes the bytes of a snapshot the machine returns as a view at
+    once, not when its background write starts: the leader restarted from
+    its snapshot has the state it had at the snapshot's index."""
+    async def go():
+        c = Cluster(tmp_path, machine=_ViewMachine)
+        await c.start()
+        try:
+            leader = await c.leader()
+            for i in range(1, 4):
+                assert await leader.apply(cmd(i)) == i
+            state = machine_of(leader).state()
+            assert await leader.take_snapshot() > 0
+            lid = leader.id
+            await leader.close()
+            restarted = c.make(lid)
+            await c.boot(restarted)
+            assert machine_of(restarted).restores == 1
+            assert machine_of(restarted).state() == state
+        finally:
+            await c.close()
+    run(run_loop, go)
