@@ -93,7 +93,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -763,7 +763,19 @@ class Model:
         inputs = self._inputs(world, s)
         for size in range(2, min(self.bounds.batch, len(inputs)) + 1):
             for chosen in dict.fromkeys(itertools.permutations(inputs, size)):
-                yield ("batch", s.id, chosen)
+                if self._affordable(world, chosen):
+                    yield ("batch", s.id, chosen)
+
+    def _affordable(self, world: _World, chosen: Sequence[tuple[Any, ...]]) -> bool:
+        """Whether the budgets left pay for every input of chosen together (two
+        failed sends, or two transfers, each offered alone within a budget
+        of one, are not)."""
+        b, used = self.bounds, world.used
+        limits = {"send_fail": b.send_failures, "transfer": b.transfers, "change": b.changes}
+        spent = Counter(_REQUESTS[kind][0] if kind in _REQUESTS else kind
+                                    for kind, *_args in chosen)
+        return all(used[_USED[name]] + spent[name] <= limit
+                   for name, limit in limits.items() if spent[name])
 
     def _late(self, raft: Raft) -> int:
         deadline = raft.election_timer_start + raft.config.election_timeout_ms
@@ -966,17 +978,14 @@ class Model:
         world.used = _bump(world.used, "propose")
         return Propose(s.clock, [b"cmd%05d" % world.used[0]])
 
-    def _do_transfer(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
-        self._do_request(world, s, action)
-
-    _do_add = _do_assign = _do_remove = _do_transfer
-
     def _do_request(self, world: _World, s: _Server, action: tuple[Any, ...]) -> None:
         """A client request at leader s: ("transfer", s, target), ("add", s, id),
         ("assign", s, id, role) or ("remove", s, id)."""
         budget, make = _REQUESTS[action[0]]
         world.used = _bump(world.used, budget)
         self._feed(world, s, make(s.clock, *action[2:]))
+
+    _do_transfer = _do_add = _do_assign = _do_remove = _do_request
 
     # -- safety ------------------------------------------------------------------------
 

@@ -213,6 +213,9 @@ def test_batches_hold_failures_and_requests() -> None:
                  for a in model.actions(w) if a[0] == "batch"]
     kinds = {what[0] for _b, _s, inputs in batches + after_one for what in inputs}
     assert {"fail", "send_fail", "propose", "transfer", "persist", "deliver"} <= kinds
+    for _b, _s, inputs in batches + after_one:    # budgets of one: one of each per batch
+        chosen = [what[0] for what in inputs]
+        assert chosen.count("send_fail") <= 1 and chosen.count("transfer") <= 1, inputs
     leader = root.servers[0]
     assert len(leader.writes) == 1
     batch = next(a for a in batches if a[1] == 1
