@@ -127,6 +127,11 @@ class ConvertMixin(RaftState):
         if self.state == State.UNAVAILABLE:
             return
         self._trace(f"became unavailable: {reason}")
+        # Nothing more is written: what this step queued so far (a proposal
+        # earlier in the same step_all than the failed write of a committed
+        # entry, say) would follow a write that failed, leaving a hole.
+        self._out.persist = []
+        self._out.truncate_from = 0
         self._clear_state()
         if self.transfer is not None:
             self._end_transfer(0)

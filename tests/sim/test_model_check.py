@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from mutants import apply_mutant  # tests/sim is on sys.path (rootdir-relative imports)
@@ -228,3 +230,35 @@ def test_batches_hold_failures_and_requests() -> None:
     assert len(s.log) == 2 and s.writes == ((3, 0, (), None),)
     assert s.raft is not None and s.raft.state.name == "FOLLOWER"
     assert s.raft.log.last_index == 2
+
+
+def test_a_committed_write_failing_in_the_batch_of_a_proposal_writes_nothing_after_it(
+        ) -> None:
+    """Found by the batch-faults model at depth 5 on the code before the fix
+    (1b12050): leader 1 commits entry 3 on its followers' writes while its own
+    is in flight; then a proposal (entry 4) and the failure of that write reach
+    it in one step_all.  A committed entry that cannot be written makes it
+    unavailable, but the Update still asked for entry 4 to be written after
+    a log that ends at 2: a hole (the DiskStore refuses such an append; a
+    Storage that did not would misplace entry 4 at index 3)."""
+    model = modelcheck.Model(MODELS["batch-faults"])
+    world = model.initial()
+
+    def take(pick: Callable[[tuple[Any, ...]], bool]) -> None:
+        nonlocal world
+        action = next(a for a in model.actions(world) if pick(a))
+        world = model.apply(world, action)
+        model.check(world)
+
+    take(lambda a: a == ("persist", 2))
+    take(lambda a: a == ("persist", 3))
+    take(lambda a: a[0] == "deliver" and a[2] == 1)     # 2's and 3's acks of entry 3
+    take(lambda a: a[0] == "deliver" and a[2] == 1)
+    leader = world.servers[0]
+    assert leader.raft is not None and leader.raft.commit_index == 3
+    assert len(leader.writes) == 1                        # its own write of entry 3
+    take(lambda a: a[0] == "batch" and a[1] == 1
+         and [what[0] for what in a[2]] == ["propose", "fail"])
+    raft = world.servers[0].raft
+    assert raft is not None and raft.state.name == "UNAVAILABLE"
+    assert world.servers[0].writes == ()                  # nothing queued after the failure
