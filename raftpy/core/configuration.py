@@ -29,6 +29,7 @@ __all__ = ["Role", "Server", "Configuration", "encode_configuration",
            "decode_configuration"]
 
 _U64 = struct.Struct("<Q")
+_U64_MAX = 2**64 - 1
 _VERSION = 1
 
 
@@ -83,7 +84,9 @@ class Configuration:
 
     def add(self, server_id: int, address: str, role: Role = Role.VOTER) -> Configuration:
         """Append a server (raft_configuration_add's checks, in its order)."""
-        if server_id <= 0:
+        if not isinstance(server_id, int) or not 0 < server_id <= _U64_MAX:
+            # libraft's ids are u64: an id the encoding cannot carry would
+            # raise in encode, inside the core's step, and stop the server.
             raise BadIdError()
         if not isinstance(role, Role):
             try:

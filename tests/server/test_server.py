@@ -760,3 +760,21 @@ def test_a_snapshot_view_reused_by_its_machine_is_written_as_it_was(tmp_path, ru
         finally:
             await c.close()
     run(run_loop, go)
+
+
+def test_add_refuses_an_id_no_configuration_can_hold_and_the_server_serves_on(tmp_path,
+                                                                             run_loop):
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            for bad in (2**64, 1.5, "4"):
+                with pytest.raises(raftpy.BadIdError):
+                    await leader.add(bad, "127.0.0.1:9100")
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+        finally:
+            await c.close()
+    run(run_loop, go)
