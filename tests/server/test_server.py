@@ -778,3 +778,27 @@ def test_add_refuses_an_id_no_configuration_can_hold_and_the_server_serves_on(tm
         finally:
             await c.close()
     run(run_loop, go)
+
+
+def test_add_refuses_an_address_the_configuration_encoding_cannot_carry(tmp_path, run_loop):
+    """An address is a NUL-terminated UTF-8 string in the encoding (spec §3.3): one
+    with a NUL in it decoded as a different configuration on every follower (which
+    then stopped, and could not restart); a non-str or unencodable one raised in
+    the leader's step."""
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            for bad in ("127.0.0.1\0:9100", b"127.0.0.1:9100", "\udcff:9100", None):
+                with pytest.raises(InvalidError):
+                    await leader.add(4, bad)
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+            await c.converge()
+            assert all(s._error is None for s in c.servers.values())
+        finally:
+            await c.close()
+    run(run_loop, go)
+
