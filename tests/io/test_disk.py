@@ -520,3 +520,29 @@ def test_segments_closed_early_shrink_the_zero_fill_and_writes_past_it_load(data
     assert got == list(range(result.start_index, index + 3072))
     assert all(bytes(e.payload) == entry(payload_index(e), size=len(e.payload)).payload
                for e in result.entries)
+
+
+def test_append_takes_every_byte_of_a_wide_or_strided_view(data_dir, run_loop):
+    """A payload is bytes or a buffer; a view of 8-byte floats has len() 2 for its
+    16 bytes and a strided view cannot be joined: both were refused ("buffer too
+    small: batch needs 48 bytes, 34 left", a TypeError) instead of appended."""
+    import array
+    wide = memoryview(array.array("d", [1.0, 2.0]))
+    strided = memoryview(bytes(range(32)))[::2]
+    narrow = memoryview(bytearray(b"n" * 8))
+
+    async def go():
+        store = await fresh(data_dir)
+        await store.append(1, [Entry(1, EntryType.COMMAND, wide)])
+        await store.append(2, [Entry(1, EntryType.COMMAND, strided)])
+        await store.append(3, [Entry(1, EntryType.COMMAND, wide), Entry(1, EntryType.COMMAND,
+                                                                        strided), entry(5)])
+        await store.append(6, [Entry(1, EntryType.COMMAND, narrow), entry(7)])
+        with pytest.raises(InvalidError):
+            await store.append(8, [Entry(1, EntryType.COMMAND, "not bytes")])
+        assert store.next_index == 8
+        await store.close()
+        return await reload(data_dir)
+    got = [bytes(e.payload) for e in run_loop(go()).entries]
+    assert got == [wide.tobytes(), strided.tobytes(), wide.tobytes(), strided.tobytes(),
+                   entry(5).payload, b"n" * 8, entry(7).payload]
