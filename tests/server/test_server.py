@@ -802,3 +802,21 @@ def test_add_refuses_an_address_the_configuration_encoding_cannot_carry(tmp_path
             await c.close()
     run(run_loop, go)
 
+
+def test_removing_the_only_server_is_refused_and_it_serves_on(tmp_path, run_loop):
+    """An empty configuration has no encoding (libraft asserts n > 0): the core's
+    encode raised AssertionError in its step and the server stopped with an
+    'internal error' for this and every later request."""
+    async def go():
+        c = Cluster(tmp_path, n=1)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            with pytest.raises(InvalidError):
+                await leader.remove(leader.id)
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+        finally:
+            await c.close()
+    run(run_loop, go)
