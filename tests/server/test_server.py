@@ -820,3 +820,31 @@ def test_removing_the_only_server_is_refused_and_it_serves_on(tmp_path, run_loop
         finally:
             await c.close()
     run(run_loop, go)
+
+
+def test_a_command_no_peer_can_receive_is_refused_before_it_blocks_the_log(tmp_path,
+                                                                           run_loop):
+    """An AppendEntries carries at least one entry, and a raftpy peer closes the
+    connection on a payload over Config.message_payload_max_bytes: a command
+    longer than that was appended, never reached a follower, and the cluster
+    had no leader from then on (LeadershipLostError, then NotLeaderError for
+    every later request, before the fix)."""
+    from server_harness import TcpCluster
+    config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50,
+                    message_payload_max_bytes=64 * 1024)
+
+    async def go():
+        c = TcpCluster(tmp_path, config=config)
+        await c.start()
+        try:
+            leader = await c.leader()
+            assert await leader.apply(cmd(1)) == 1
+            with pytest.raises(raftpy.TooBigError):
+                await asyncio.wait_for(leader.apply(bytes(128 * 1024)), 5)
+            with pytest.raises(raftpy.TooBigError):
+                await asyncio.wait_for(leader.apply_many([cmd(2), bytes(128 * 1024)]), 5)
+            assert await asyncio.wait_for(leader.apply(bytes(32 * 1024)), 5) == 2
+            await c.converge()
+        finally:
+            await c.close()
+    run(run_loop, go)
