@@ -838,6 +838,11 @@ class Server:
                 finally:
                     self._machine_snapshot = None
             if data is not None:
+                if not isinstance(data, _BYTES_LIKE):
+                    # bytes(5) is five zero bytes: an async snapshot() that
+                    # returns an int would be written as a snapshot of zeros.
+                    raise InvalidError(f"snapshot() returned {type(data).__name__}, "
+                                       "not bytes")
                 # Reported taken only once written: the core compacts its
                 # log on SnapshotTaken with data (None: not taken).
                 blob = bytes(data)

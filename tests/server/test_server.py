@@ -848,3 +848,30 @@ def test_a_command_no_peer_can_receive_is_refused_before_it_blocks_the_log(tmp_p
         finally:
             await c.close()
     run(run_loop, go)
+
+
+class _IntSnapshotCounter(Counter):
+    """A machine whose async snapshot returns its count, not bytes (a bug of its own)."""
+
+    async def snapshot(self):  # type: ignore[override]
+        return self.count
+
+
+def test_an_async_snapshot_that_is_not_bytes_is_not_a_snapshot_taken(tmp_path, run_loop):
+    """bytes(5) is five zero bytes: an async snapshot() returning an int was written
+    as that, reported taken, and the log compacted behind it (take_snapshot
+    returned its index, and a restart restored the zeros), before the fix."""
+    async def go():
+        config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50, snapshot_trailing=0)
+        c = Cluster(tmp_path, n=1, config=config, machine=_IntSnapshotCounter)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply_many([cmd(i) for i in range(5)])
+            assert await leader.take_snapshot() == 0
+            assert leader.raft.snapshot is None
+            assert await leader.storage.snapshot_get() is None
+            assert await leader.apply(cmd(9)) == 6
+        finally:
+            await c.close()
+    run(run_loop, go)
