@@ -1355,6 +1355,13 @@ class DiskStore:
             self._snapshot_busy = False
 
     def _start_snapshot(self, snapshot: SnapshotLike) -> None:
+        if not len(snapshot.data):
+            # Load skips a snapshot whose data file is empty (libraft's rule,
+            # spec §3.7): written, it would delete the segments it covers and
+            # load as no snapshot, losing the log.  (Compressed, libraft's put
+            # fails too: empty snapshots cannot be compressed.)
+            raise InvalidError(f"snapshot {snapshot.index}: an empty snapshot cannot be "
+                               "stored (load skips empty snapshot files)")
         if self._snapshot_busy:
             raise BusyError("a snapshot is already being written")
         self._snapshot_busy = True

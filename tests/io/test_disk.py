@@ -12,7 +12,14 @@ import pytest
 from raftpy import _bindings
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import Entry, EntryType
-from raftpy.errors import BusyError, CantBootstrapError, InvalidError, NotFoundError, ShutdownError
+from raftpy.errors import (
+    BusyError,
+    CantBootstrapError,
+    InvalidError,
+    NotFoundError,
+    RaftError,
+    ShutdownError,
+)
 from raftpy.io import layout
 from raftpy.io.disk import DiskStore, Snapshot
 
@@ -546,3 +553,25 @@ def test_append_takes_every_byte_of_a_wide_or_strided_view(data_dir, run_loop):
     got = [bytes(e.payload) for e in run_loop(go()).entries]
     assert got == [wide.tobytes(), strided.tobytes(), wide.tobytes(), strided.tobytes(),
                    entry(5).payload, b"n" * 8, entry(7).payload]
+
+
+@pytest.mark.parametrize("how", ["put", "install"])
+def test_an_empty_snapshot_is_refused_and_the_log_kept(data_dir, run_loop, how):
+    """Load skips a snapshot whose data file is empty (libraft's rule, spec §3.7).
+    Uncompressed, an empty snapshot was written anyway, the segments it covered
+    deleted, and the reload found neither: no entries and no snapshot, and
+    auto-recovery moved the rest of the log aside as corrupt."""
+    async def go():
+        store = await fresh(data_dir, snapshot_compression=False)
+        await store.bootstrap(CONF)
+        await store.append(2, [entry(i) for i in range(2, 10)])
+        with pytest.raises(RaftError, match="empty"):
+            if how == "put":
+                await store.snapshot_put(0, snapshot(7, data=b""))
+            else:
+                await store.snapshot_install(snapshot(7, data=b""))
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert result.snapshot is None and result.start_index == 1
+    assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 10))
