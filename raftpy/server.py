@@ -877,7 +877,12 @@ class Server:
             payload = entry.payload
             try:
                 value = machine_apply(payload if type(payload) is bytes else bytes(payload))
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:    # noqa: BLE001 - CancelledError and the like too:
+                # escaping, it would end this pass with the entries after it
+                # never applied (the core counts them applied) and their
+                # requests never resolved.
                 log.error("server %d: state machine failed to apply entry %d: %r",
                           self.id, index, exc)
                 value = _Raised(exc)

@@ -875,3 +875,35 @@ def test_an_async_snapshot_that_is_not_bytes_is_not_a_snapshot_taken(tmp_path, r
         finally:
             await c.close()
     run(run_loop, go)
+
+
+class _Stop(BaseException):
+    """Not an Exception: what a machine's apply may let out (CancelledError is one)."""
+
+
+class _StoppingCounter(Counter):
+    def apply(self, command: bytes) -> object:
+        if command == b"stop!!!!":
+            raise _Stop("stop")
+        return super().apply(command)
+
+
+def test_an_apply_raising_a_base_exception_fails_only_that_request(tmp_path, run_loop):
+    """It escaped the apply pass: the entries after it in that pass were never
+    applied on any server (last_applied counted them), and the request's
+    future never resolved (apply_many hung), before the fix."""
+    async def go():
+        c = Cluster(tmp_path, machine=_StoppingCounter)
+        await c.start()
+        try:
+            leader = await c.leader()
+            results = await asyncio.wait_for(leader.apply_many(
+                [cmd(1), b"stop!!!!", cmd(2)], return_exceptions=True), 5)
+            assert results[0] == 1 and isinstance(results[1], _Stop) and results[2] == 2
+            assert await asyncio.wait_for(leader.apply(cmd(3)), 5) == 3
+            await c.converge()
+            assert {machine_of(s).state() for s in c.servers.values()} == {
+                machine_of(leader).state()}
+        finally:
+            await c.close()
+    run(run_loop, go)
