@@ -923,7 +923,11 @@ class Server:
             assert fn is not None
             try:
                 value = fn(machine)
-            except Exception as exc:  # noqa: BLE001 - the reader's own error, to the reader
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the reader's own error, to the reader
+                # (CancelledError and the like too: escaping, it would leave the
+                # reads after it, and the rest of this Update, not carried out.)
                 if not req.future.done():
                     req.future.set_exception(exc)
                 continue
