@@ -89,6 +89,7 @@ from raftpy.errors import (
     CorruptError,
     InvalidError,
     IOError_,
+    MalformedError,
     NoSpaceError,
     RaftError,
     ShutdownError,
@@ -1279,7 +1280,19 @@ class DiskStore:
         return index
 
     def _conf_payload(self, conf: Configuration) -> bytes:
+        # What is written here is loaded at every start: a configuration built
+        # from Server values skips Configuration.add's checks, and one that
+        # does not decode back (a NUL in an address, id 0; empty ones have no
+        # encoding) would leave a directory nothing can start or bootstrap.
+        if not conf.servers:
+            raise InvalidError("the configuration has no server")
         payload = conf.encode()
+        try:
+            same = Configuration.decode(payload) == conf
+        except MalformedError as err:
+            raise InvalidError(f"the configuration would not load: {err}") from None
+        if not same:
+            raise InvalidError("the configuration would not load as it is")
         limit = self._block_size - 40
         if len(payload) > limit:
             raise TooBigError(f"encoded configuration is {len(payload)} bytes, more than "

@@ -575,3 +575,27 @@ def test_an_empty_snapshot_is_refused_and_the_log_kept(data_dir, run_loop, how):
     result = run_loop(go())
     assert result.snapshot is None and result.start_index == 1
     assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 10))
+
+
+def test_bootstrap_and_recover_refuse_a_configuration_that_would_not_load(data_dir, run_loop):
+    """A Configuration built from Server values skips add()'s checks: one with a NUL
+    in an address or id 0 was written, and every load then failed on it
+    (MalformedError) while bootstrap refused to run again (term 1): a directory
+    no one could start.  An empty one failed with a bare AssertionError."""
+    from raftpy.core.configuration import Server as Member
+    bad = [Configuration(), Configuration((Member(1, "a\0b"),)),
+           Configuration((Member(0, "a"),))]
+
+    async def go():
+        async with DiskStore(data_dir) as store:
+            for conf in bad:
+                with pytest.raises(InvalidError):
+                    await store.bootstrap(conf)
+            assert store.term == 0
+            await store.bootstrap(CONF)
+        async with DiskStore(data_dir) as store:
+            with pytest.raises(InvalidError):
+                await store.recover(Configuration((Member(1, "a\0b"),)))
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert [Configuration.decode(e.payload) for e in result.entries] == [CONF]
