@@ -176,6 +176,18 @@ class _Append:
                 fut.set_result(None)
 
 
+def _encode_batches(entries: Sequence[Entry]) -> bytes | bytearray:
+    """entries as one batch, or as several if there are more than a batch holds:
+    every loader refuses a batch of more than MAX_BATCH_ENTRIES (libraft:
+    "entries count in preamble is too high"), and a leader's Update may
+    append more (one apply_many, or the proposals of one loop iteration)."""
+    step = _bindings.MAX_BATCH_ENTRIES
+    if len(entries) <= step:
+        return _bindings.encode_batch(entries)
+    return b"".join([_bindings.encode_batch(entries[k:k + step])
+                     for k in range(0, len(entries), step)])
+
+
 @dataclass(eq=False, slots=True)
 class _OpenSegment:
     """The open segment being written, and the aligned buffer of its tail."""
@@ -752,7 +764,7 @@ class DiskStore:
                                f"{self._next_index}")
         if self._broken is not None:
             raise self._broken_error()
-        batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
+        batch = _encode_batches(entries)     # raises for bad entries, before queuing
         req = _Append(batch, len(entries), done, first_index)
         self._next_index += req.n
         if self._barrier_active:

@@ -599,3 +599,24 @@ def test_bootstrap_and_recover_refuse_a_configuration_that_would_not_load(data_d
         return await reload(data_dir)
     result = run_loop(go())
     assert [Configuration.decode(e.payload) for e in result.entries] == [CONF]
+
+
+def test_an_append_of_more_entries_than_a_batch_holds_is_written_as_several(data_dir,
+                                                                            run_loop):
+    """A batch holds at most MAX_BATCH_ENTRIES (every loader refuses more), and one
+    append was one batch: a leader's Update of more entries (apply_many of
+    300,000 commands, or proposals of one loop iteration) failed its write with
+    TooBigError, and the leader stepped down, before the fix."""
+    n = _bindings.MAX_BATCH_ENTRIES + 3
+    payload = b"e" * 8
+
+    async def go():
+        store = await fresh(data_dir)
+        await store.append(1, [Entry(1, EntryType.COMMAND, payload)] * n)
+        await store.append(n + 1, [entry(n + 1)])
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert len(result.entries) == n + 1
+    assert all(bytes(e.payload) == payload for e in result.entries[:n])
+    assert payload_index(result.entries[n]) == n + 1
