@@ -197,24 +197,65 @@ def encode_batch(entries: Sequence[Entry]) -> bytearray:
     """Encode entries as one batch (libraft layout, spec §3.5)."""
     n = len(entries)
     payloads = [e.payload for e in entries]
-    out = bytearray(batch_size(n, sum(map(len, payloads))))
-    _encode(out, 0, n, [e.term for e in entries], 0, [e.type for e in entries], 0, payloads)
+    terms, types = [e.term for e in entries], [e.type for e in entries]
+    try:
+        out = bytearray(batch_size(n, sum(map(len, payloads))))
+        _encode(out, 0, n, terms, 0, types, 0, payloads)
+    except (RaftError, TypeError) as err:
+        payloads = _flat_payloads(payloads, err)
+        out = bytearray(batch_size(n, sum(map(len, payloads))))
+        _encode(out, 0, n, terms, 0, types, 0, payloads)
     return out
 
 
 def encode_batch_uniform(term: int, type_: int,
                          payloads: Sequence[bytes | bytearray | memoryview]) -> bytearray:
     """Encode payloads that share one term and type (the leader's common case)."""
-    out = bytearray(batch_size(len(payloads), sum(map(len, payloads))))
-    _encode(out, 0, len(payloads), None, term, None, type_, payloads)
+    try:
+        out = bytearray(batch_size(len(payloads), sum(map(len, payloads))))
+        _encode(out, 0, len(payloads), None, term, None, type_, payloads)
+    except (RaftError, TypeError) as err:
+        payloads = _flat_payloads(payloads, err)
+        out = bytearray(batch_size(len(payloads), sum(map(len, payloads))))
+        _encode(out, 0, len(payloads), None, term, None, type_, payloads)
     return out
 
 
 def encode_batch_into(out: bytearray | memoryview, offset: int,
                       entries: Sequence[Entry]) -> int:
     """Encode entries as one batch at out[offset:]; returns the bytes written."""
-    return _encode(out, offset, len(entries), [e.term for e in entries], 0,
-                   [e.type for e in entries], 0, [e.payload for e in entries])
+    payloads = [e.payload for e in entries]
+    terms, types = [e.term for e in entries], [e.type for e in entries]
+    try:
+        return _encode(out, offset, len(entries), terms, 0, types, 0, payloads)
+    except (RaftError, TypeError) as err:
+        return _encode(out, offset, len(entries), terms, 0, types, 0,
+                       _flat_payloads(payloads, err))
+
+
+def _flat_payloads(payloads: Sequence[Any], err: Exception) -> list[Any]:
+    """After an encode failed with err: payloads with every view of items wider than
+    a byte, or not contiguous, replaced by its bytes (all of them), or err again
+    if there is none such.  The encoders count len() bytes and join with
+    b"".join: a view of 8-byte floats has len() 2 for its 16 bytes (the batch
+    was sized short and refused as "buffer too small"), a strided view cannot
+    be joined (TypeError).  Only on that error path, so that the hot path pays
+    nothing for it.  A payload that is no buffer at all is an InvalidError."""
+    flat: list[Any] = []
+    changed = False
+    for pos, p in enumerate(payloads):
+        if type(p) is not bytes:
+            try:
+                view = memoryview(p)
+            except TypeError:
+                raise InvalidError(f"entry {pos + 1}: a payload is bytes, not "
+                                   f"{type(p).__name__}") from None
+            if view.itemsize != 1 or not view.c_contiguous:
+                p, changed = view.tobytes(), True
+        flat.append(p)
+    if not changed:
+        raise err
+    return flat
 
 
 # ----------------------------------------------------------------- decoding

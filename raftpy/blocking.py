@@ -154,7 +154,7 @@ class BlockingServer:
     def apply(self, command: bytes, timeout_s: float | None = None) -> Any:
         """Replicate one command; return what the state machine's apply returned.
         Batched with the other threads' applies (the module docstring)."""
-        command = _command_bytes(command)
+        command = _command_bytes(command, self.server.config)
         self._check_thread("apply")
         with self._lock:
             if self._closed:

@@ -35,7 +35,8 @@ Transport and the user's StateMachine, all on one event loop.  Rules kept:
   refuses only what is its own business: a closed server (ShutdownError),
   more than ``Config.pending_requests_max`` requests pending (BusyError),
   bootstrap/recover of a started server (BusyError), commands whose length
-  libraft's formats cannot carry (InvalidError).
+  libraft's formats cannot carry (InvalidError) or that are longer than the
+  payload a peer takes, ``Config.message_payload_max_bytes`` (TooBigError).
 - Close: requests still pending fail with ShutdownError (libraft reports
   RAFT_LEADERSHIPLOST for a closing leader's requests, spec §1.6; raftpy names
   the cause), the core hears ``Close``, the transport closes, the writes in
@@ -90,7 +91,14 @@ from raftpy.core.snapshot_types import Snapshot
 from raftpy.core.trace import Tracer, tracer_from_env
 from raftpy.core.types import Entry, EntryType, State
 from raftpy.core.update import Update
-from raftpy.errors import BusyError, InvalidError, NotLeaderError, RaftError, ShutdownError
+from raftpy.errors import (
+    BusyError,
+    InvalidError,
+    NotLeaderError,
+    RaftError,
+    ShutdownError,
+    TooBigError,
+)
 from raftpy.io.interfaces import SnapshotLike, Storage, Transport
 from raftpy.io.tls import Tls
 from raftpy.metrics import Counters, FollowerMetrics, ServerMetrics, message_type_name
@@ -405,7 +413,7 @@ class Server:
 
     async def apply(self, command: bytes) -> Any:
         """Replicate one command; return what the state machine's apply returned."""
-        command = _command_bytes(command)
+        command = _command_bytes(command, self.config)
         req = self._request(_ONE)
         self._propose(req, (command,))
         return await req.future
@@ -418,7 +426,7 @@ class Server:
         in its place (as ``asyncio.gather`` does)."""
         if not commands:
             return []
-        commands = [_command_bytes(command) for command in commands]
+        commands = [_command_bytes(command, self.config) for command in commands]
         req = self._request(_MANY, return_exceptions)
         self._propose(req, commands)
         result: list[Any] = await req.future
@@ -830,6 +838,11 @@ class Server:
                 finally:
                     self._machine_snapshot = None
             if data is not None:
+                if not isinstance(data, _BYTES_LIKE):
+                    # bytes(5) is five zero bytes: an async snapshot() that
+                    # returns an int would be written as a snapshot of zeros.
+                    raise InvalidError(f"snapshot() returned {type(data).__name__}, "
+                                       "not bytes")
                 # Reported taken only once written: the core compacts its
                 # log on SnapshotTaken with data (None: not taken).
                 blob = bytes(data)
@@ -864,7 +877,12 @@ class Server:
             payload = entry.payload
             try:
                 value = machine_apply(payload if type(payload) is bytes else bytes(payload))
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:    # noqa: BLE001 - CancelledError and the like too:
+                # escaping, it would end this pass with the entries after it
+                # never applied (the core counts them applied) and their
+                # requests never resolved.
                 log.error("server %d: state machine failed to apply entry %d: %r",
                           self.id, index, exc)
                 value = _Raised(exc)
@@ -905,7 +923,11 @@ class Server:
             assert fn is not None
             try:
                 value = fn(machine)
-            except Exception as exc:  # noqa: BLE001 - the reader's own error, to the reader
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the reader's own error, to the reader
+                # (CancelledError and the like too: escaping, it would leave the
+                # reads after it, and the rest of this Update, not carried out.)
                 if not req.future.done():
                     req.future.set_exception(exc)
                 continue
@@ -997,7 +1019,7 @@ def _resolve_all(futures: list[asyncio.Future[int]], value: int) -> None:
             future.set_result(value)
 
 
-def _command_bytes(command: bytes) -> bytes:
+def _command_bytes(command: bytes, config: Config) -> bytes:
     """command as the immutable bytes the log keeps: a bytearray or memoryview is
     copied at the call (its bytes, all of them, whatever the view's item size),
     because the log holds what it is given until compaction and sends it to
@@ -1012,6 +1034,13 @@ def _command_bytes(command: bytes) -> bytes:
         # libraft's segments and wire carry entry payloads of whole 8-byte words
         # (spec §0 fact 3): refused here, before the core appends anything.
         raise InvalidError(f"command length {len(command)} is not a multiple of 8")
+    if len(command) > config.message_payload_max_bytes:
+        # An AppendEntries carries at least one entry whatever its size, and
+        # a raftpy peer closes the connection on a payload over this limit:
+        # the entry would never reach a follower, and no leader could
+        # replicate past it (the cluster stays without one).
+        raise TooBigError(f"command of {len(command)} bytes is longer than "
+                          f"message_payload_max_bytes={config.message_payload_max_bytes}")
     return command
 
 

@@ -22,6 +22,7 @@ from raftpy.errors import (
     BadRoleError,
     DuplicateAddressError,
     DuplicateIdError,
+    InvalidError,
     MalformedError,
 )
 
@@ -29,6 +30,7 @@ __all__ = ["Role", "Server", "Configuration", "encode_configuration",
            "decode_configuration"]
 
 _U64 = struct.Struct("<Q")
+_U64_MAX = 2**64 - 1
 _VERSION = 1
 
 
@@ -83,8 +85,11 @@ class Configuration:
 
     def add(self, server_id: int, address: str, role: Role = Role.VOTER) -> Configuration:
         """Append a server (raft_configuration_add's checks, in its order)."""
-        if server_id <= 0:
+        if not isinstance(server_id, int) or not 0 < server_id <= _U64_MAX:
+            # libraft's ids are u64: an id the encoding cannot carry would
+            # raise in encode, inside the core's step, and stop the server.
             raise BadIdError()
+        _check_address(address)
         if not isinstance(role, Role):
             try:
                 role = Role(role)
@@ -114,6 +119,21 @@ class Configuration:
     @classmethod
     def decode(cls, data: bytes | memoryview) -> Configuration:
         return decode_configuration(data)
+
+
+def _check_address(address: object) -> None:
+    """The encoding carries an address as NUL-terminated UTF-8 (libraft: a C string).
+    A NUL inside it ends it early on every reader, which then reads the rest as
+    the role and the next server: the configuration in effect on the leader
+    would not be the one its followers (and its own restart) decode."""
+    if not isinstance(address, str):
+        raise InvalidError(f"a server address is a str, not {type(address).__name__}")
+    if "\0" in address:
+        raise InvalidError(f"server address {address!r} contains a NUL")
+    try:
+        address.encode()
+    except UnicodeEncodeError:
+        raise InvalidError(f"server address {address!r} is not valid UTF-8") from None
 
 
 def encode_configuration(conf: Configuration) -> bytes:

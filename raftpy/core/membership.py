@@ -34,6 +34,7 @@ from raftpy.errors import (
     BadRoleError,
     CantBootstrapError,
     CantChangeError,
+    InvalidError,
     NoConnectionError,
     NotFoundError,
     RaftError,
@@ -73,6 +74,16 @@ def recover_entry(configuration: Configuration) -> Entry:
     return Entry(1, EntryType.CHANGE, configuration.encode())
 
 
+def _remove(conf: Configuration, server_id: int) -> Configuration:
+    """conf without server_id, refusing to leave no server: an empty configuration
+    has no encoding (libraft asserts n > 0 and aborts), and raising that in the
+    step would stop the server."""
+    new = conf.remove(server_id)
+    if not new.servers:
+        raise InvalidError(f"cannot remove server {server_id}: it is the last one")
+    return new
+
+
 class MembershipMixin(RaftState):
     __slots__ = ()
 
@@ -88,7 +99,7 @@ class MembershipMixin(RaftState):
         self._change(req, lambda conf: conf.add(server_id, address, Role.SPARE))
 
     def change_remove(self, server_id: int, req: Any) -> None:
-        self._change(req, lambda conf: conf.remove(server_id))
+        self._change(req, lambda conf: _remove(conf, server_id))
 
     def _change(self, req: Any, edit: Callable[[Configuration], Configuration]) -> None:
         """Append edit(current configuration), or fail req with why it can't be."""

@@ -37,6 +37,7 @@ from raftpy.core.messages import (
 from raftpy.core.progress import Progress, ProgressMode
 from raftpy.core.state import RaftState
 from raftpy.core.types import Entry, EntryType, State
+from raftpy.errors import MalformedError
 
 __all__ = ["ReplicationMixin"]
 
@@ -343,6 +344,7 @@ class ReplicationMixin(RaftState):
         log = self.log
         last = log.last_index
         k = 0
+        conflict = 0
         if index <= last:
             n = len(entries)
             while k < n and index + k <= last:
@@ -355,15 +357,24 @@ class ReplicationMixin(RaftState):
                     self.to_unavailable(  # type: ignore[attr-defined]
                         f"conflict at committed index {conflict}")
                     return False
-                self._truncate(conflict)
             entries = entries[k:]
+        first = index + k
+        changes = [i for i, entry in enumerate(entries) if entry.type == EntryType.CHANGE]
+        for i in changes:
+            # Checked before anything is truncated or stored: a CHANGE entry
+            # that does not decode would raise out of on_persisted (stopping
+            # the server) and fail every later load of this log.
+            try:
+                decode_configuration(entries[i].payload)
+            except MalformedError as exc:
+                self._trace(f"drop AppendEntries: entry {first + i}: {exc}")
+                return False
+        if conflict:
+            self._truncate(conflict)
         if entries:
-            first = index + k
             log.append(entries)
             self._persist(first, entries)
-            for i, entry in enumerate(entries):
-                if entry.type == EntryType.CHANGE:
-                    self._pending_changes.append(first + i)
+            self._pending_changes.extend(first + i for i in changes)
             if self.tracer is not None:
                 self._trace(f"append {first}..{first + len(entries) - 1}")
         return True

@@ -89,6 +89,7 @@ from raftpy.errors import (
     CorruptError,
     InvalidError,
     IOError_,
+    MalformedError,
     NoSpaceError,
     RaftError,
     ShutdownError,
@@ -173,6 +174,18 @@ class _Append:
         for fut in self.watchers or ():
             if not fut.done():
                 fut.set_result(None)
+
+
+def _encode_batches(entries: Sequence[Entry]) -> bytes | bytearray:
+    """entries as one batch, or as several if there are more than a batch holds:
+    every loader refuses a batch of more than MAX_BATCH_ENTRIES (libraft:
+    "entries count in preamble is too high"), and a leader's Update may
+    append more (one apply_many, or the proposals of one loop iteration)."""
+    step = _bindings.MAX_BATCH_ENTRIES
+    if len(entries) <= step:
+        return _bindings.encode_batch(entries)
+    return b"".join([_bindings.encode_batch(entries[k:k + step])
+                     for k in range(0, len(entries), step)])
 
 
 @dataclass(eq=False, slots=True)
@@ -751,7 +764,7 @@ class DiskStore:
                                f"{self._next_index}")
         if self._broken is not None:
             raise self._broken_error()
-        batch = _bindings.encode_batch(entries)     # raises for bad entries, before queuing
+        batch = _encode_batches(entries)     # raises for bad entries, before queuing
         req = _Append(batch, len(entries), done, first_index)
         self._next_index += req.n
         if self._barrier_active:
@@ -1279,7 +1292,19 @@ class DiskStore:
         return index
 
     def _conf_payload(self, conf: Configuration) -> bytes:
+        # What is written here is loaded at every start: a configuration built
+        # from Server values skips Configuration.add's checks, and one that
+        # does not decode back (a NUL in an address, id 0; empty ones have no
+        # encoding) would leave a directory nothing can start or bootstrap.
+        if not conf.servers:
+            raise InvalidError("the configuration has no server")
         payload = conf.encode()
+        try:
+            same = Configuration.decode(payload) == conf
+        except MalformedError as err:
+            raise InvalidError(f"the configuration would not load: {err}") from None
+        if not same:
+            raise InvalidError("the configuration would not load as it is")
         limit = self._block_size - 40
         if len(payload) > limit:
             raise TooBigError(f"encoded configuration is {len(payload)} bytes, more than "
@@ -1355,6 +1380,13 @@ class DiskStore:
             self._snapshot_busy = False
 
     def _start_snapshot(self, snapshot: SnapshotLike) -> None:
+        if not len(snapshot.data):
+            # Load skips a snapshot whose data file is empty (libraft's rule,
+            # spec §3.7): written, it would delete the segments it covers and
+            # load as no snapshot, losing the log.  (Compressed, libraft's put
+            # fails too: empty snapshots cannot be compressed.)
+            raise InvalidError(f"snapshot {snapshot.index}: an empty snapshot cannot be "
+                               "stored (load skips empty snapshot files)")
         if self._snapshot_busy:
             raise BusyError("a snapshot is already being written")
         self._snapshot_busy = True

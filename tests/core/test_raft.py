@@ -640,3 +640,25 @@ def test_a_term_leaving_no_room_for_the_next_is_dropped(message) -> None:
     # The highest term still allowed is adopted as before.
     recv(raft, 3, AppendEntries(2**63 - 1, 2, 2, 2), raft.now)
     assert raft.current_term == 2**63 - 1 and raft.state == State.FOLLOWER
+
+
+
+def test_a_change_entry_that_does_not_decode_is_dropped_before_it_is_stored() -> None:
+    # Appended and persisted, it raised MalformedError out of the step on
+    # Persisted (the server stopped), and every later load failed on it: a
+    # malformed message from a peer is dropped and traced (house style 6),
+    # before it truncates anything.
+    raft = server(2)
+    recv(raft, 1, AppendEntries(1, 1, 1, 0, [cmd(1)]))
+    raft.step(Persisted(0, 2, 1))
+    bad = Entry(1, EntryType.CHANGE, b"\x01garbage")
+    update = recv(raft, 1, AppendEntries(1, 2, 1, 0, [cmd(1), bad]))
+    assert not update.persist and not update.messages and raft.log.last_index == 2
+    update = recv(raft, 1, AppendEntries(2, 1, 1, 0, [cmd(2), bad._replace(term=2)]))
+    assert not update.persist and not update.truncate_from
+    assert raft.log.last_index == 2 and raft.log.term_of(2) == 1
+    good = Entry(2, EntryType.CHANGE, conf(4).encode())
+    update = recv(raft, 1, AppendEntries(2, 1, 1, 0, [cmd(2), good]))
+    assert update.truncate_from == 2 and update.persist_index == 2 and len(update.persist) == 2
+    raft.step(Persisted(0, 3, 2))
+    assert raft.configuration == conf(4)

@@ -12,7 +12,14 @@ import pytest
 from raftpy import _bindings
 from raftpy.core.configuration import Configuration, Role
 from raftpy.core.types import Entry, EntryType
-from raftpy.errors import BusyError, CantBootstrapError, InvalidError, NotFoundError, ShutdownError
+from raftpy.errors import (
+    BusyError,
+    CantBootstrapError,
+    InvalidError,
+    NotFoundError,
+    RaftError,
+    ShutdownError,
+)
 from raftpy.io import layout
 from raftpy.io.disk import DiskStore, Snapshot
 
@@ -520,3 +527,96 @@ def test_segments_closed_early_shrink_the_zero_fill_and_writes_past_it_load(data
     assert got == list(range(result.start_index, index + 3072))
     assert all(bytes(e.payload) == entry(payload_index(e), size=len(e.payload)).payload
                for e in result.entries)
+
+
+def test_append_takes_every_byte_of_a_wide_or_strided_view(data_dir, run_loop):
+    """A payload is bytes or a buffer; a view of 8-byte floats has len() 2 for its
+    16 bytes and a strided view cannot be joined: both were refused ("buffer too
+    small: batch needs 48 bytes, 34 left", a TypeError) instead of appended."""
+    import array
+    wide = memoryview(array.array("d", [1.0, 2.0]))
+    strided = memoryview(bytes(range(32)))[::2]
+    narrow = memoryview(bytearray(b"n" * 8))
+
+    async def go():
+        store = await fresh(data_dir)
+        await store.append(1, [Entry(1, EntryType.COMMAND, wide)])
+        await store.append(2, [Entry(1, EntryType.COMMAND, strided)])
+        await store.append(3, [Entry(1, EntryType.COMMAND, wide), Entry(1, EntryType.COMMAND,
+                                                                        strided), entry(5)])
+        await store.append(6, [Entry(1, EntryType.COMMAND, narrow), entry(7)])
+        with pytest.raises(InvalidError):
+            await store.append(8, [Entry(1, EntryType.COMMAND, "not bytes")])
+        assert store.next_index == 8
+        await store.close()
+        return await reload(data_dir)
+    got = [bytes(e.payload) for e in run_loop(go()).entries]
+    assert got == [wide.tobytes(), strided.tobytes(), wide.tobytes(), strided.tobytes(),
+                   entry(5).payload, b"n" * 8, entry(7).payload]
+
+
+@pytest.mark.parametrize("how", ["put", "install"])
+def test_an_empty_snapshot_is_refused_and_the_log_kept(data_dir, run_loop, how):
+    """Load skips a snapshot whose data file is empty (libraft's rule, spec §3.7).
+    Uncompressed, an empty snapshot was written anyway, the segments it covered
+    deleted, and the reload found neither: no entries and no snapshot, and
+    auto-recovery moved the rest of the log aside as corrupt."""
+    async def go():
+        store = await fresh(data_dir, snapshot_compression=False)
+        await store.bootstrap(CONF)
+        await store.append(2, [entry(i) for i in range(2, 10)])
+        with pytest.raises(RaftError, match="empty"):
+            if how == "put":
+                await store.snapshot_put(0, snapshot(7, data=b""))
+            else:
+                await store.snapshot_install(snapshot(7, data=b""))
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert result.snapshot is None and result.start_index == 1
+    assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 10))
+
+
+def test_bootstrap_and_recover_refuse_a_configuration_that_would_not_load(data_dir, run_loop):
+    """A Configuration built from Server values skips add()'s checks: one with a NUL
+    in an address or id 0 was written, and every load then failed on it
+    (MalformedError) while bootstrap refused to run again (term 1): a directory
+    no one could start.  An empty one failed with a bare AssertionError."""
+    from raftpy.core.configuration import Server as Member
+    bad = [Configuration(), Configuration((Member(1, "a\0b"),)),
+           Configuration((Member(0, "a"),))]
+
+    async def go():
+        async with DiskStore(data_dir) as store:
+            for conf in bad:
+                with pytest.raises(InvalidError):
+                    await store.bootstrap(conf)
+            assert store.term == 0
+            await store.bootstrap(CONF)
+        async with DiskStore(data_dir) as store:
+            with pytest.raises(InvalidError):
+                await store.recover(Configuration((Member(1, "a\0b"),)))
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert [Configuration.decode(e.payload) for e in result.entries] == [CONF]
+
+
+def test_an_append_of_more_entries_than_a_batch_holds_is_written_as_several(data_dir,
+                                                                            run_loop):
+    """A batch holds at most MAX_BATCH_ENTRIES (every loader refuses more), and one
+    append was one batch: a leader's Update of more entries (apply_many of
+    300,000 commands, or proposals of one loop iteration) failed its write with
+    TooBigError, and the leader stepped down, before the fix."""
+    n = _bindings.MAX_BATCH_ENTRIES + 3
+    payload = b"e" * 8
+
+    async def go():
+        store = await fresh(data_dir)
+        await store.append(1, [Entry(1, EntryType.COMMAND, payload)] * n)
+        await store.append(n + 1, [entry(n + 1)])
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert len(result.entries) == n + 1
+    assert all(bytes(e.payload) == payload for e in result.entries[:n])
+    assert payload_index(result.entries[n]) == n + 1

@@ -760,3 +760,150 @@ def test_a_snapshot_view_reused_by_its_machine_is_written_as_it_was(tmp_path, ru
         finally:
             await c.close()
     run(run_loop, go)
+
+
+def test_add_refuses_an_id_no_configuration_can_hold_and_the_server_serves_on(tmp_path,
+                                                                             run_loop):
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            for bad in (2**64, 1.5, "4"):
+                with pytest.raises(raftpy.BadIdError):
+                    await leader.add(bad, "127.0.0.1:9100")
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+        finally:
+            await c.close()
+    run(run_loop, go)
+
+
+def test_add_refuses_an_address_the_configuration_encoding_cannot_carry(tmp_path, run_loop):
+    """An address is a NUL-terminated UTF-8 string in the encoding (spec §3.3): one
+    with a NUL in it decoded as a different configuration on every follower (which
+    then stopped, and could not restart); a non-str or unencodable one raised in
+    the leader's step."""
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            for bad in ("127.0.0.1\0:9100", b"127.0.0.1:9100", "\udcff:9100", None):
+                with pytest.raises(InvalidError):
+                    await leader.add(4, bad)
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+            await c.converge()
+            assert all(s._error is None for s in c.servers.values())
+        finally:
+            await c.close()
+    run(run_loop, go)
+
+
+def test_removing_the_only_server_is_refused_and_it_serves_on(tmp_path, run_loop):
+    """An empty configuration has no encoding (libraft asserts n > 0): the core's
+    encode raised AssertionError in its step and the server stopped with an
+    'internal error' for this and every later request."""
+    async def go():
+        c = Cluster(tmp_path, n=1)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply(cmd(1))
+            with pytest.raises(InvalidError):
+                await leader.remove(leader.id)
+            assert leader.raft.configuration == c.configuration
+            assert await leader.apply(cmd(2)) == 2
+        finally:
+            await c.close()
+    run(run_loop, go)
+
+
+def test_a_command_no_peer_can_receive_is_refused_before_it_blocks_the_log(tmp_path,
+                                                                           run_loop):
+    """An AppendEntries carries at least one entry, and a raftpy peer closes the
+    connection on a payload over Config.message_payload_max_bytes: a command
+    longer than that was appended, never reached a follower, and the cluster
+    had no leader from then on (LeadershipLostError, then NotLeaderError for
+    every later request, before the fix)."""
+    from server_harness import TcpCluster
+    config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50,
+                    message_payload_max_bytes=64 * 1024)
+
+    async def go():
+        c = TcpCluster(tmp_path, config=config)
+        await c.start()
+        try:
+            leader = await c.leader()
+            assert await leader.apply(cmd(1)) == 1
+            with pytest.raises(raftpy.TooBigError):
+                await asyncio.wait_for(leader.apply(bytes(128 * 1024)), 5)
+            with pytest.raises(raftpy.TooBigError):
+                await asyncio.wait_for(leader.apply_many([cmd(2), bytes(128 * 1024)]), 5)
+            assert await asyncio.wait_for(leader.apply(bytes(32 * 1024)), 5) == 2
+            await c.converge()
+        finally:
+            await c.close()
+    run(run_loop, go)
+
+
+class _IntSnapshotCounter(Counter):
+    """A machine whose async snapshot returns its count, not bytes (a bug of its own)."""
+
+    async def snapshot(self):  # type: ignore[override]
+        return self.count
+
+
+def test_an_async_snapshot_that_is_not_bytes_is_not_a_snapshot_taken(tmp_path, run_loop):
+    """bytes(5) is five zero bytes: an async snapshot() returning an int was written
+    as that, reported taken, and the log compacted behind it (take_snapshot
+    returned its index, and a restart restored the zeros), before the fix."""
+    async def go():
+        config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50, snapshot_trailing=0)
+        c = Cluster(tmp_path, n=1, config=config, machine=_IntSnapshotCounter)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.apply_many([cmd(i) for i in range(5)])
+            assert await leader.take_snapshot() == 0
+            assert leader.raft.snapshot is None
+            assert await leader.storage.snapshot_get() is None
+            assert await leader.apply(cmd(9)) == 6
+        finally:
+            await c.close()
+    run(run_loop, go)
+
+
+class _Stop(BaseException):
+    """Not an Exception: what a machine's apply may let out (CancelledError is one)."""
+
+
+class _StoppingCounter(Counter):
+    def apply(self, command: bytes) -> object:
+        if command == b"stop!!!!":
+            raise _Stop("stop")
+        return super().apply(command)
+
+
+def test_an_apply_raising_a_base_exception_fails_only_that_request(tmp_path, run_loop):
+    """It escaped the apply pass: the entries after it in that pass were never
+    applied on any server (last_applied counted them), and the request's
+    future never resolved (apply_many hung), before the fix."""
+    async def go():
+        c = Cluster(tmp_path, machine=_StoppingCounter)
+        await c.start()
+        try:
+            leader = await c.leader()
+            results = await asyncio.wait_for(leader.apply_many(
+                [cmd(1), b"stop!!!!", cmd(2)], return_exceptions=True), 5)
+            assert results[0] == 1 and isinstance(results[1], _Stop) and results[2] == 2
+            assert await asyncio.wait_for(leader.apply(cmd(3)), 5) == 3
+            await c.converge()
+            assert {machine_of(s).state() for s in c.servers.values()} == {
+                machine_of(leader).state()}
+        finally:
+            await c.close()
+    run(run_loop, go)

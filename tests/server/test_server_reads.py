@@ -180,3 +180,29 @@ def test_follower_reads_ask_the_leader_and_see_every_acknowledged_write(tmp_path
         finally:
             await c.close()
     run(run_loop, go)
+
+
+class _Stop(BaseException):
+    """Not an Exception: what a read function may let out (CancelledError is one)."""
+
+
+def _stop(machine: Counter) -> int:
+    raise _Stop("stop")
+
+
+def test_a_read_raising_a_base_exception_fails_only_that_read(tmp_path, run_loop):
+    """It escaped the pass over the released reads: neither it nor the reads
+    released with it ever resolved (both timed out), before the fix."""
+    async def go():
+        c = Cluster(tmp_path)
+        await c.start()
+        try:
+            leader = await settled(c)
+            failing = asyncio.ensure_future(leader.read(_stop))
+            other = asyncio.ensure_future(leader.read(count))
+            with pytest.raises(_Stop):
+                await asyncio.wait_for(failing, 5)
+            assert await asyncio.wait_for(other, 5) == 1
+        finally:
+            await c.close()
+    run(run_loop, go)
