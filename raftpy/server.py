@@ -167,8 +167,10 @@ class Server:
                  storage: Storage | None = None, transport: Transport | None = None, *,
                  tracer: Tracer | None = None, rng: random.Random | None = None,
                  tls: Tls | None = None) -> None:
-        if id <= 0:
-            raise InvalidError(f"server id must be positive, not {id}")
+        if isinstance(id, bool) or not isinstance(id, int) or not 0 < id < 1 << 64:
+            # The wire and the disk carry ids as u64: an id outside them would
+            # only fail later, inside a step, and stop the server.
+            raise InvalidError(f"server id must be an int in 1..2**64-1, not {id!r}")
         self.id = id
         self.address = address
         self.data_dir = os.fspath(data_dir)

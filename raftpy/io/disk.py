@@ -1148,6 +1148,8 @@ class DiskStore:
         It still waits its turn and for the failed segment's cut-back (the
         failed data is durably gone when it returns), but closes nothing."""
         self._check_usable()
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise InvalidError(f"cannot truncate at {index!r}: an index is an int")
         if not 0 < index <= self._next_index:
             raise InvalidError(f"cannot truncate at {index}: entries end at "
                                f"{self._next_index - 1}")

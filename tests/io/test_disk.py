@@ -620,3 +620,21 @@ def test_an_append_of_more_entries_than_a_batch_holds_is_written_as_several(data
     assert len(result.entries) == n + 1
     assert all(bytes(e.payload) == payload for e in result.entries[:n])
     assert payload_index(result.entries[n]) == n + 1
+
+
+@pytest.mark.parametrize("bad", [5.0, "5", True])
+def test_truncate_at_an_index_that_is_not_an_int_is_refused_and_changes_nothing(
+        data_dir, run_loop, bad):
+    """truncate(5.0) passed the range checks and set a float next index, so the
+    next append's index was a float."""
+    async def go():
+        store = await fresh(data_dir)
+        await store.bootstrap(CONF)
+        await store.append(2, [entry(i) for i in range(2, 8)])
+        with pytest.raises(InvalidError, match="an index is an int"):
+            await store.truncate(bad)
+        await store.append(8, [entry(8)])
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 9))

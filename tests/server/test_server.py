@@ -907,3 +907,13 @@ def test_an_apply_raising_a_base_exception_fails_only_that_request(tmp_path, run
         finally:
             await c.close()
     run(run_loop, go)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**64, 1.0, "1", True, None])
+def test_a_server_id_the_wire_cannot_carry_is_refused_at_construction(tmp_path, bad):
+    """Ids travel as u64 in every message and on disk: 2**64 was accepted,
+    though no message or vote record can carry it; a str or None raised a
+    TypeError from a comparison, a float or bool was taken."""
+    with pytest.raises(InvalidError, match="server id"):
+        raftpy.Server(bad, "127.0.0.1:9100", tmp_path, Counter())
+    assert raftpy.Server(2**64 - 1, "127.0.0.1:9100", tmp_path, Counter()).id == 2**64 - 1
