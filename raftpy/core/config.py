@@ -43,11 +43,13 @@ class Config:
     # to one follower.  At least one entry is always sent, whatever its size.
     append_entries_max: int = 65536
     append_bytes_max: int = 64 * 1024 * 1024
-    # The shell's limits (the core does not read them; house style 7).
+    # The shell's limits (house style 7).
     # Wire: a received header or payload longer than these closes that
     # connection with a logged reason before anything of its size is
     # allocated (libraft has no limit, spec §4.6).  The header of an
-    # AppendEntries of n entries is 48 + 16 n bytes.
+    # AppendEntries of n entries is 48 + 16 n bytes.  The core reads one of
+    # them: no AppendEntries it sends carries more than
+    # message_payload_max_bytes of entries (at least one entry always goes).
     message_header_max_bytes: int = 32 * 1024 * 1024
     message_payload_max_bytes: int = 1024 * 1024 * 1024
     # Transport: each peer's queue of messages not yet written to its socket;

@@ -63,13 +63,20 @@ class ReplicationMixin(RaftState):
         """Send to every follower that is due (libraft replicationTrigger and
         progressShouldReplicate)."""
         now = self.now
-        heartbeat = self.config.heartbeat_timeout_ms
+        config = self.config
+        heartbeat = config.heartbeat_timeout_ms
+        # A window can hold more than one message (send_append_entries): then
+        # send on while it is open, not one message per step.
+        several = config.message_payload_max_bytes < config.append_bytes_max
         last_index = self.log.last_index
         for server_id, address, p in self._targets:
             if now - p.last_send >= heartbeat or (
                     p.mode == _PIPELINE and p.next_index <= last_index
                     and self._window_open(p)):
                 self.send_append_entries(server_id, address, p)
+                while (several and p.mode == _PIPELINE and p.next_index <= last_index
+                       and self._window_open(p)):
+                    self.send_append_entries(server_id, address, p)
 
     def _window_open(self, p: Progress) -> bool:
         in_flight = p.next_index - 1 - p.match_index
@@ -100,6 +107,10 @@ class ReplicationMixin(RaftState):
             if p.mode == _PIPELINE:
                 max_entries -= prev - p.match_index
                 max_bytes -= log.bytes_between(p.match_index + 1, prev)
+            # One message carries no more than a raftpy peer takes: it closes the
+            # connection on a larger payload, and the same range would be sent
+            # again forever.  (One entry always goes; apply refuses a longer one.)
+            max_bytes = min(max_bytes, config.message_payload_max_bytes)
             last = (log.send_limit(prev + 1, max_entries, max_bytes)
                     if max_entries > 0 and max_bytes > 0 else prev)
             if not p.features & FEATURE_CHECKED_ACKS and last < self.reign_first_index:

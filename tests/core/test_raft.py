@@ -662,3 +662,18 @@ def test_a_change_entry_that_does_not_decode_is_dropped_before_it_is_stored() ->
     assert update.truncate_from == 2 and update.persist_index == 2 and len(update.persist) == 2
     raft.step(Persisted(0, 3, 2))
     assert raft.configuration == conf(4)
+
+
+def test_no_append_entries_carries_more_than_a_peer_takes() -> None:
+    # A raftpy peer closes the connection on a payload over
+    # message_payload_max_bytes; one AppendEntries of several entries that
+    # each fit went over it, and the same range was sent again forever.
+    raft = leader(message_payload_max_bytes=100)
+    update = raft.step(Propose(raft.now, [bytes([i]) * 40 for i in range(5)]))
+    to_2 = [m for to, m in sent(update, AppendEntries) if to == 2]
+    assert [len(m.entries) for m in to_2] == [2, 2, 1]
+    assert all(sum(len(e.payload) for e in m.entries) <= 100 for m in to_2)
+    assert [m.prev_log_index for m in to_2] == [2, 4, 6]
+    # One entry always goes, whatever its size.
+    update = raft.step(Propose(raft.now, [bytes(150)]))
+    assert [len(m.entries) for to, m in sent(update, AppendEntries) if to == 2] == [1]

@@ -917,3 +917,27 @@ def test_a_server_id_the_wire_cannot_carry_is_refused_at_construction(tmp_path, 
     with pytest.raises(InvalidError, match="server id"):
         raftpy.Server(bad, "127.0.0.1:9100", tmp_path, Counter())
     assert raftpy.Server(2**64 - 1, "127.0.0.1:9100", tmp_path, Counter()).id == 2**64 - 1
+
+
+def test_entries_that_each_fit_a_peer_reach_it_however_many_are_in_flight(tmp_path, run_loop):
+    """Every command fits message_payload_max_bytes, but an AppendEntries of
+    several of them did not: the follower closed the connection on it, the
+    leader sent the same range again, and nothing committed."""
+    from server_harness import TcpCluster
+    config = Config(election_timeout_ms=500, heartbeat_timeout_ms=50,
+                    message_payload_max_bytes=64 * 1024)
+
+    async def go():
+        c = TcpCluster(tmp_path, config=config)
+        await c.start()
+        try:
+            leader = await c.leader()
+            assert await leader.apply(cmd(1)) == 1
+            big = [bytes([i]) * (40 * 1024) for i in range(2, 12)]
+            results = await asyncio.wait_for(
+                asyncio.gather(*(leader.apply(b) for b in big)), 10)
+            assert sorted(results) == list(range(2, 12))
+            await asyncio.wait_for(c.converge(), 10)
+        finally:
+            await c.close()
+    run(run_loop, go)
