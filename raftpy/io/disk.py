@@ -1329,12 +1329,17 @@ class DiskStore:
         self._check_usable()
         if trailing < 0:
             raise InvalidError(f"trailing must be 0 or more, not {trailing}")
+        floor = self._floor
         self._start_snapshot(snapshot)
         try:
             await self._close_earlier_appends()
             async with self._dir_lock:
                 await self._run(self._snapshot_put_sync, trailing, snapshot)
                 self._done_floor = max(self._done_floor, snapshot.index)
+        except BaseException:
+            # Not in a snapshot after all: truncate may go below its index again.
+            self._floor = max(floor, self._done_floor)
+            raise
         finally:
             self._snapshot_busy = False
 

@@ -638,3 +638,38 @@ def test_truncate_at_an_index_that_is_not_an_int_is_refused_and_changes_nothing(
         return await reload(data_dir)
     result = run_loop(go())
     assert [payload_index(e) for e in result.entries[1:]] == list(range(2, 9))
+
+
+def test_a_failed_snapshot_put_does_not_keep_its_entries_from_truncation(data_dir, run_loop):
+    """A put that failed still counted as a snapshot for truncate: entries up to
+    its index were refused as 'in a snapshot' though no snapshot held them."""
+    import errno
+
+    from raftpy.errors import IOError_
+    from raftpy.io.fs import Fs
+
+    class FailingMetaRename(Fs):
+        failed = False
+
+        def rename(self, src: str, dst: str) -> None:
+            if not self.failed and dst.endswith(".meta"):
+                self.failed = True
+                raise OSError(errno.EIO, "injected")
+            os.rename(src, dst)
+
+    async def go():
+        store = DiskStore(data_dir, fs=FailingMetaRename())
+        await store.open()
+        await store.load()
+        await store.bootstrap(CONF)
+        await store.append(2, [entry(i) for i in range(2, 10)])
+        with pytest.raises(IOError_, match="injected"):
+            await store.snapshot_put(0, snapshot(7))
+        await store.truncate(6)
+        await store.append(6, [entry(i, term=3) for i in range(6, 8)])
+        await store.close()
+        return await reload(data_dir)
+    result = run_loop(go())
+    assert result.snapshot is None
+    assert [(e.term, payload_index(e)) for e in result.entries[1:]] == (
+        [(2, i) for i in range(2, 6)] + [(3, 6), (3, 7)])
