@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from raftpy.core.config import Config
-from raftpy.core.messages import Message
+from raftpy.core.messages import InstallSnapshot, Message
 from raftpy.errors import InvalidError, IOError_, RaftError
 from raftpy.io.interfaces import ReceiveCallback, SendFailedCallback
 from raftpy.io.tls import Tls, names_host
@@ -262,6 +262,8 @@ class _Peer:
             self.owner.fail(self, message, NOT_ENCODABLE)
             return False
         size = sum(map(len, parts))
+        if type(message) is InstallSnapshot:
+            self._check_snapshot_size(message)
         self.news = True
         queue = self.queue
         queue.append((message, parts, size))
@@ -269,6 +271,17 @@ class _Peer:
         if len(queue) > self.max_messages or self.queue_bytes > self.max_bytes:
             self._make_room()
         return True
+
+    def _check_snapshot_size(self, message: InstallSnapshot) -> None:
+        # A snapshot goes in one message (libraft's format has no chunks): one
+        # over the payload limit is closed on by a raftpy peer with this
+        # config, and that follower cannot catch up.  It is still sent (the
+        # peer's limit may differ), but the leader's log says why it fails.
+        limit = self.owner.config.message_payload_max_bytes
+        if len(message.data) > limit:
+            _log.warning("send to %r: snapshot %d is %d bytes, over message_payload_max_bytes="
+                         "%d: a peer with that limit closes the connection on it",
+                         self, message.last_index, len(message.data), limit)
 
     def maybe_connect(self) -> None:
         if self.transport is None and self.connect_task is None and self.retry_handle is None:

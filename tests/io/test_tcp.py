@@ -838,3 +838,29 @@ def test_send_many_writes_each_peers_share_at_once_in_order(run_loop, caplog):
             await c.close()
     with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
         run(run_loop, body)
+
+
+def test_a_snapshot_over_the_payload_limit_is_named_in_the_senders_log(run_loop, caplog):
+    """libraft's format sends a snapshot in one message: one over
+    message_payload_max_bytes was closed on by the follower, and only the
+    follower's log said so; the leader retried it silently."""
+    config = Config(connect_retry_delay_ms=50, message_payload_max_bytes=1024)
+
+    async def body():
+        a = await Node(1, f"127.0.0.1:{free_port()}", config).start()
+        b = await Node(2, f"127.0.0.1:{free_port()}", config).start()
+        try:
+            a.send(b, InstallSnapshot(5, 9, 4, 1, CONF, b"s" * 1024))   # fits
+            await b.wait_received(1)
+            a.send(b, InstallSnapshot(5, 10, 4, 1, CONF, b"s" * 1025))
+            await wait_until(lambda: b.transport.stats.connections_closed_malformed == 1,
+                             "the follower closing on it")
+        finally:
+            await a.close()
+            await b.close()
+    with caplog.at_level(logging.WARNING, logger="raftpy.io.tcp"):
+        run(run_loop, body)
+    sender = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.WARNING and "send to" in r.getMessage()]
+    assert len(sender) == 1, sender
+    assert "snapshot 10 is 1025 bytes, over message_payload_max_bytes=1024" in sender[0]
