@@ -677,3 +677,31 @@ def test_no_append_entries_carries_more_than_a_peer_takes() -> None:
     # One entry always goes, whatever its size.
     update = raft.step(Propose(raft.now, [bytes(150)]))
     assert [len(m.entries) for to, m in sent(update, AppendEntries) if to == 2] == [1]
+
+
+def test_a_stale_rejection_in_probe_mode_does_not_make_the_leader_probe_for_ever() -> None:
+    # Found by chaos runs with tiny messages: a follower matched through 4 is
+    # probed from 5 (a send failed); a rejection of prev=4 from before it had
+    # 4 arrives late (duplicated or reordered) and moves next_index back to 3
+    # (libraft's rule, kept: a follower that lost its log still recovers).
+    # The follower's success for the probe (last=4) was then no news, next
+    # stayed at 3, and the leader probed 3..4 for ever: entry 5 never went out.
+    raft = leader()
+    now = raft.now
+    update = raft.step(Propose(now, [b"a" * 8, b"b" * 8]))
+    ae = [m for to, m in sent(update, AppendEntries) if to == 2][0]
+    recv(raft, 2, AppendEntriesResult(2, 0, 4), now)
+    p = raft.progress[2]
+    assert (p.match_index, p.next_index) == (4, 5)
+    raft.step(SendFailed(now, 2, ae))
+    assert (p.mode, p.next_index) == (ProgressMode.PROBE, 5)
+    recv(raft, 2, AppendEntriesResult(2, 4, 2), now)       # stale: it holds 4 now
+    assert p.next_index == 3
+    recv(raft, 2, AppendEntriesResult(2, 0, 4), now)       # its answer to the probe
+    assert p.next_index == 5
+    raft.step(Propose(now, [b"c" * 8]))
+    update = raft.step(Tick(now + 100))                     # a heartbeat's probe
+    to_2 = [m for to, m in sent(update, AppendEntries) if to == 2]
+    assert to_2 and to_2[0].prev_log_index == 4 and len(to_2[0].entries) == 1
+    recv(raft, 2, AppendEntriesResult(2, 0, 5), now + 100)
+    assert p.match_index == 5
